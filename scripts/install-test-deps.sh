@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives for real: the telnet client (admin CLI tests).
+# Runs as root (CI, containers) or through sudo. Skips what is already installed.
+set -euo pipefail
+need=()
+command -v telnet >/dev/null 2>&1 || need+=(telnet)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "Test dependencies already installed"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"

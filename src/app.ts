@@ -1,0 +1,116 @@
+import * as path from 'node:path';
+import type { Config } from './config';
+import type { Clock, Logger, Service } from './core';
+import { errorMessage } from './core';
+import { AdminCli, type AsrCli } from './cli';
+import { NodeClient } from './nodeodm';
+import { HealthPoller, NodeRegistry, parseNodesFile } from './nodes';
+import { NodeOps, TaskOps } from './ops';
+import { FileRouteStore, RouteTable } from './routing';
+import { JsonStateFile } from './store';
+
+export const PRODUCT_NAME = 'ClusterODM';
+
+export interface AppDeps {
+  config: Config;
+  version: string;
+  clock: Clock;
+  logger: Logger;
+  /** Listen address for every listener; undefined = all interfaces (as the original). */
+  host?: string;
+  /**
+   * Tests: every enabled listener binds an ephemeral port (0 in the config still means disabled, as in the
+   * original), and the bound ports are logged.
+   */
+  ephemeralPorts?: boolean;
+}
+
+/**
+ * Builds every object of the daemon and wires them together. State is loaded before any listener opens
+ * (the original listened first, so an early NODE LIST showed an empty list).
+ */
+export class ClusterOdm {
+  readonly registry: NodeRegistry;
+  readonly poller: HealthPoller;
+  readonly routes: RouteTable;
+  readonly nodeOps: NodeOps;
+  readonly taskOps: TaskOps;
+  readonly cli: AdminCli | null;
+  private readonly deps: AppDeps;
+  private readonly started: Service[] = [];
+
+  constructor(deps: AppDeps) {
+    this.deps = deps;
+    const { config, clock, logger } = deps;
+    const client = new NodeClient();
+    this.registry = new NodeRegistry({
+      store: new JsonStateFile({ file: path.join(config.dataDir, 'nodes.json'), parse: parseNodesFile, logger, clock }),
+      clock,
+      logger,
+    });
+    this.poller = new HealthPoller({ registry: this.registry, client, clock, logger });
+    this.routes = new RouteTable({
+      store: new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
+      clock,
+      logger,
+    });
+    this.nodeOps = new NodeOps({ registry: this.registry, poller: this.poller, routes: this.routes, logger });
+    this.taskOps = new TaskOps({ routes: this.routes, client });
+    const asr: AsrCli | null = null;
+    this.cli =
+      config.adminCliPort > 0
+        ? new AdminCli({
+            port: deps.ephemeralPorts ? 0 : config.adminCliPort,
+            ...(deps.host !== undefined ? { host: deps.host } : {}),
+            password: config.adminPass,
+            version: deps.version,
+            nodeOps: this.nodeOps,
+            taskOps: this.taskOps,
+            routes: this.routes,
+            asr,
+            clock,
+            logger,
+          })
+        : null;
+  }
+
+  async start(): Promise<void> {
+    const { logger } = this.deps;
+    await this.registry.load();
+    await this.routes.load(this.registry);
+    await this.startService(this.poller);
+    if (this.cli) {
+      await this.startService(this.cli);
+      logger.info(`Admin CLI listening on ${this.cli.port}`);
+      if (!this.deps.config.adminPass) {
+        logger.warn(`No admin password specified, make sure port ${this.cli.port} is secured`);
+      }
+    }
+  }
+
+  private async startService(s: Service): Promise<void> {
+    await s.start();
+    this.started.push(s);
+  }
+
+  /** Stops services in reverse order, then saves state. Never rejects. */
+  async stop(): Promise<void> {
+    const { logger } = this.deps;
+    for (const s of this.started.reverse()) {
+      await s.stop().catch((e: unknown) => logger.error(`Cannot stop ${s.name}: ${errorMessage(e)}`));
+    }
+    this.started.length = 0;
+    try {
+      await this.registry.save();
+      logger.info('Saved nodes to disk');
+    } catch (e: unknown) {
+      logger.error(`Cannot save nodes: ${errorMessage(e)}`);
+    }
+    try {
+      await this.routes.flush();
+      logger.info('Saved routes to disk');
+    } catch (e: unknown) {
+      logger.error(`Cannot save routes: ${errorMessage(e)}`);
+    }
+  }
+}

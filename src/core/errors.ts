@@ -1,0 +1,42 @@
+/** One catalogue of error codes; the text a user sees is produced here or passed through verbatim. */
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'STATE_CORRUPT'
+  | 'STATE_WRITE_FAILED'
+  | 'NODE_REQUEST_FAILED'
+  | 'NODE_NOT_FOUND'
+  | 'INVALID_INPUT'
+  | 'NOT_FOUND'
+  | 'UNAUTHORIZED'
+  | 'LIMIT_REACHED'
+  | 'ABORTED'
+  | 'INTERNAL';
+
+export class ClusterError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ClusterError';
+    this.code = code;
+  }
+}
+
+/** Message of anything thrown, for logs and `{"error": ...}` answers. */
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  if (typeof e === 'string') return e;
+  try {
+    return JSON.stringify(e);
+  } catch {
+    return String(e);
+  }
+}
+
+/** Node's system error code (ECONNREFUSED, ENOENT, ...) if there is one. */
+export function systemErrorCode(e: unknown): string | undefined {
+  if (typeof e === 'object' && e !== null && 'code' in e) {
+    const code = (e as { code: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}

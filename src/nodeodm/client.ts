@@ -1,0 +1,58 @@
+/** A small typed client for the NodeODM calls ClusterODM makes itself (not the proxied ones). */
+
+export interface NodeEndpoint {
+  /** Base URL, e.g. http://host:3000 */
+  readonly baseUrl: string;
+  /** The node's own token ("" if none). */
+  readonly token: string;
+}
+
+export type FetchLike = (url: string, init?: RequestInit) => Promise<Response>;
+
+export const DEFAULT_NODE_TIMEOUT_MS = 10_000;
+
+export class NodeClient {
+  private readonly fetchImpl: FetchLike;
+  private readonly timeoutMs: number;
+
+  constructor(opts: { fetch?: FetchLike; timeoutMs?: number } = {}) {
+    this.fetchImpl = opts.fetch ?? ((url, init) => fetch(url, init));
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_NODE_TIMEOUT_MS;
+  }
+
+  url(node: NodeEndpoint, pathname: string, query: Record<string, string | number> = {}): string {
+    const u = new URL(pathname, node.baseUrl);
+    for (const [k, v] of Object.entries(query)) u.searchParams.set(k, String(v));
+    if (node.token) u.searchParams.set('token', node.token);
+    return u.toString();
+  }
+
+  /** GET returning parsed JSON; throws on network errors, timeouts, non-200 or non-JSON answers. */
+  async getJson(node: NodeEndpoint, pathname: string, query: Record<string, string | number> = {}): Promise<unknown> {
+    const res = await this.fetchImpl(this.url(node, pathname, query), {
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    return readJson(res);
+  }
+
+  /** POST a JSON body, returning parsed JSON. */
+  async postJson(node: NodeEndpoint, pathname: string, body: unknown): Promise<unknown> {
+    const res = await this.fetchImpl(this.url(node, pathname), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    return readJson(res);
+  }
+}
+
+async function readJson(res: Response): Promise<unknown> {
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new Error('invalid JSON answer');
+  }
+}

@@ -1,0 +1,89 @@
+import type { Clock, Logger, Service, TimerHandle } from '../core';
+import { errorMessage } from '../core';
+import { parseNodeInfo, type NodeClient } from '../nodeodm';
+import type { ClusterNode } from './node';
+import type { NodeRegistry } from './registry';
+
+export interface HealthPollerOptions {
+  registry: NodeRegistry;
+  client: NodeClient;
+  clock: Clock;
+  logger: Logger;
+  intervalMs?: number;
+  /** How many /info requests may be in flight at once, so hundreds of nodes never stall the poll. */
+  concurrency?: number;
+}
+
+/**
+ * Polls every node's /info every 60 s and on demand. A node is online while it answered within the last
+ * 2 minutes; a failed poll marks it offline at once (lastRefreshed = 0, as the original), while
+ * lastSeenOnline keeps when it was last good. Status changes are logged only when they flip.
+ */
+export class HealthPoller implements Service {
+  readonly name = 'health poller';
+  private readonly opts: Required<HealthPollerOptions>;
+  private timer: TimerHandle | null = null;
+  private readonly inFlight = new Map<ClusterNode, Promise<boolean>>();
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(opts: HealthPollerOptions) {
+    this.opts = { intervalMs: 60_000, concurrency: 16, ...opts };
+  }
+
+  async start(): Promise<void> {
+    void this.refreshAll();
+    this.timer = this.opts.clock.setInterval(() => void this.refreshAll(), this.opts.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) this.opts.clock.clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Refreshes every node (bounded concurrency). Never rejects. */
+  async refreshAll(): Promise<void> {
+    await Promise.all(this.opts.registry.list().map((n) => this.refresh(n)));
+  }
+
+  /** Refreshes one node; concurrent calls for the same node share one request. Resolves to online or not. */
+  refresh(node: ClusterNode): Promise<boolean> {
+    const existing = this.inFlight.get(node);
+    if (existing) return existing;
+    const p = this.withSlot(() => this.doRefresh(node)).finally(() => this.inFlight.delete(node));
+    this.inFlight.set(node, p);
+    return p;
+  }
+
+  private async doRefresh(node: ClusterNode): Promise<boolean> {
+    const { clock, logger, client } = this.opts;
+    const wasOnline = node.isOnline(clock.now());
+    try {
+      const info = parseNodeInfo(await client.getJson(node, '/info'));
+      node.info = info;
+      node.lastRefreshed = clock.now();
+      node.lastSeenOnline = node.lastRefreshed;
+      if (!wasOnline) logger.info(`Node ${node.name} is online`);
+      return true;
+    } catch (e: unknown) {
+      node.lastRefreshed = 0;
+      const msg = `Cannot update info for ${node.name}: ${errorMessage(e)}`;
+      if (wasOnline) logger.warn(`${msg} (node is now offline)`);
+      else logger.debug(msg);
+      return false;
+    }
+  }
+
+  private async withSlot<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.opts.concurrency) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}

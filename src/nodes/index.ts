@@ -1,0 +1,4 @@
+export * from './node';
+export * from './selection';
+export * from './registry';
+export * from './health';

@@ -1,0 +1,152 @@
+import type { Clock, Logger } from '../core';
+import { ClusterError, errorMessage } from '../core';
+import type { JsonStateFile } from '../store';
+import { ClusterNode, isValidPort, nodeKey, type NodeRecord } from './node';
+import { selectNode } from './selection';
+
+/**
+ * The ordered list of nodes (1-based numbering as the original: file order, then insertion order),
+ * persisted to nodes.json after every change. A failed save rolls the change back and throws, so memory
+ * and disk never disagree.
+ */
+export class NodeRegistry {
+  private nodes: ClusterNode[] = [];
+  private readonly store: JsonStateFile<NodeRecord[]>;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+
+  constructor(opts: { store: JsonStateFile<NodeRecord[]>; clock: Clock; logger: Logger }) {
+    this.store = opts.store;
+    this.clock = opts.clock;
+    this.logger = opts.logger;
+  }
+
+  /** Loads nodes.json; duplicates (same host and port, whatever the port's type) keep the first entry. */
+  async load(): Promise<number> {
+    const records = (await this.store.load()) ?? [];
+    const seen = new Set<string>();
+    this.nodes = [];
+    for (const rec of records) {
+      const key = nodeKey(rec.hostname, rec.port);
+      if (seen.has(key)) {
+        this.logger.warn(`Ignoring duplicate node ${rec.hostname}:${rec.port} in nodes.json`);
+        continue;
+      }
+      seen.add(key);
+      this.nodes.push(new ClusterNode(rec));
+    }
+    this.logger.info(`Loaded ${this.nodes.length} nodes`);
+    return this.nodes.length;
+  }
+
+  list(): readonly ClusterNode[] {
+    return this.nodes;
+  }
+
+  /** 1-based lookup; anything but a whole number in range gives null. */
+  nth(n: string | number): ClusterNode | null {
+    const s = String(n).trim();
+    if (!/^\d+$/.test(s)) return null;
+    return this.nodes[Number(s) - 1] ?? null;
+  }
+
+  /** 1-based number of a node, or 0 if it is not registered. */
+  numberOf(node: ClusterNode): number {
+    return this.nodes.indexOf(node) + 1;
+  }
+
+  find(hostname: string, port: number | string): ClusterNode | undefined {
+    const key = nodeKey(hostname, port);
+    return this.nodes.find((n) => n.key === key);
+  }
+
+  online(): ClusterNode[] {
+    const now = this.clock.now();
+    return this.nodes.filter((n) => n.isOnline(now));
+  }
+
+  /** The first online node in list order (locked or not): serves the UI, /options and engine info. */
+  referenceNode(): ClusterNode | null {
+    const now = this.clock.now();
+    return this.nodes.find((n) => n.isOnline(now)) ?? null;
+  }
+
+  /** Adds a node unless one with the same host and port exists. Returns null for invalid or duplicate input. */
+  async addUnique(hostname: string, port: number | string, token = ''): Promise<ClusterNode | null> {
+    if (!hostname || /\s/.test(hostname) || !isValidPort(port)) return null;
+    if (this.find(hostname, port)) return null;
+    const node = new ClusterNode({ hostname, port, token });
+    await this.add(node);
+    return node;
+  }
+
+  async add(node: ClusterNode): Promise<void> {
+    if (this.find(node.hostname, node.port)) throw new ClusterError('INVALID_INPUT', `Node ${node.name} already exists`);
+    this.nodes.push(node);
+    await this.persist(() => {
+      this.nodes = this.nodes.filter((n) => n !== node);
+    });
+  }
+
+  async remove(node: ClusterNode): Promise<boolean> {
+    const index = this.nodes.indexOf(node);
+    if (index < 0) return false;
+    this.nodes.splice(index, 1);
+    await this.persist(() => {
+      this.nodes.splice(index, 0, node);
+    });
+    return true;
+  }
+
+  async setLocked(node: ClusterNode, locked: boolean): Promise<void> {
+    const before = node.record.locked;
+    node.record.locked = locked;
+    await this.persist(() => {
+      if (before === undefined) delete node.record.locked;
+      else node.record.locked = before;
+    });
+  }
+
+  /**
+   * Picks the best node for a task of `numImages` images from what is known now, and bumps its round-robin
+   * turn (as the original, even for NODE BEST). Callers wanting fresh data refresh the nodes first.
+   */
+  selectBest(numImages: number): ClusterNode | null {
+    const now = this.clock.now();
+    const sel = selectNode(
+      this.nodes.map((n) => ({
+        online: n.isOnline(now),
+        locked: n.isLocked(),
+        autoSpawned: n.isAutoSpawned(),
+        maxImages: n.maxImages(),
+        availableSlots: n.availableSlots(),
+        queueCount: n.queueCount(),
+        turn: n.turn,
+      })),
+      numImages,
+    );
+    if (!sel) return null;
+    if (sel.resetTurns) for (const n of this.nodes) n.turn = 0;
+    const chosen = this.nodes[sel.index] ?? null;
+    if (chosen) chosen.turn = sel.newTurn;
+    return chosen;
+  }
+
+  /** Writes nodes.json now (also used at shutdown). */
+  save(): Promise<void> {
+    return this.store.save(() => JSON.stringify(this.nodes.map((n) => n.toJSON())));
+  }
+
+  async flush(): Promise<void> {
+    await this.store.flush();
+  }
+
+  private async persist(rollback: () => void): Promise<void> {
+    try {
+      await this.save();
+    } catch (e: unknown) {
+      rollback();
+      throw new ClusterError('STATE_WRITE_FAILED', `Cannot save nodes: ${errorMessage(e)}`, { cause: e });
+    }
+  }
+}

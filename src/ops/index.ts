@@ -1,0 +1,2 @@
+export * from './node-ops';
+export * from './task-ops';

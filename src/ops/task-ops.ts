@@ -1,0 +1,76 @@
+import { errorMessage } from '../core';
+import type { NodeClient } from '../nodeodm';
+import type { ClusterNode } from '../nodes';
+import type { RouteTable } from '../routing';
+
+/** Task operations the admin interfaces run against the node that holds a task. */
+export class TaskOps {
+  private readonly routes: RouteTable;
+  private readonly client: NodeClient;
+  private readonly listConcurrency: number;
+
+  constructor(opts: { routes: RouteTable; client: NodeClient; listConcurrency?: number }) {
+    this.routes = opts.routes;
+    this.client = opts.client;
+    this.listConcurrency = opts.listConcurrency ?? 16;
+  }
+
+  /** The node's /task/<uuid>/info, `{error}` on failure, or null when no route exists. */
+  async info(uuid: string): Promise<unknown> {
+    const route = this.routes.lookup(uuid);
+    if (!route) return null;
+    return this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`));
+  }
+
+  async output(uuid: string, line: number): Promise<unknown> {
+    const route = this.routes.lookup(uuid);
+    if (!route) return null;
+    return this.call(() =>
+      this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/output`, { line }),
+    );
+  }
+
+  async cancel(uuid: string): Promise<unknown> {
+    return this.post(uuid, '/task/cancel');
+  }
+
+  async remove(uuid: string): Promise<unknown> {
+    return this.post(uuid, '/task/remove');
+  }
+
+  private async post(uuid: string, pathname: string): Promise<unknown> {
+    const route = this.routes.lookup(uuid);
+    if (!route) return null;
+    return this.call(() => this.client.postJson(route.node, pathname, { uuid }));
+  }
+
+  /** Info of every routed task (of one node, if given) that its node still knows. */
+  async list(node?: ClusterNode): Promise<unknown[]> {
+    const entries = this.routes.entries(node);
+    const results: unknown[] = new Array<unknown>(entries.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < entries.length) {
+        const i = next++;
+        const entry = entries[i];
+        if (!entry) continue;
+        const [uuid, route] = entry;
+        results[i] = await this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.listConcurrency, entries.length) }, worker));
+    return results.filter((r) => !hasError(r));
+  }
+
+  private async call(fn: () => Promise<unknown>): Promise<unknown> {
+    try {
+      return await fn();
+    } catch (e: unknown) {
+      return { error: errorMessage(e) };
+    }
+  }
+}
+
+function hasError(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && 'error' in v;
+}

@@ -1,0 +1,135 @@
+import type { Clock, Logger } from '../core';
+import type { ClusterNode, NodeRegistry } from '../nodes';
+
+/** Routes not accessed for this long are dropped (as the original). */
+export const ROUTE_EXPIRY_MS = 5 * 24 * 60 * 60 * 1000;
+
+export interface RouteEntry {
+  readonly node: ClusterNode;
+  /** The user token that created the task (undefined when the user sent none). */
+  readonly token: string | undefined;
+  accessed: number;
+}
+
+/** A route as read from disk, before its node is resolved. */
+export interface StoredRoute {
+  hostname: string;
+  port: number | string;
+  token: string | undefined;
+  accessed: number;
+}
+
+/** Persistence of the route table (routes.json + journal); see route-store.ts. */
+export interface RouteStore {
+  load(): Promise<Map<string, StoredRoute>>;
+  /** Lets the store snapshot the live table when it compacts. */
+  setEntriesSource(src: () => Iterable<[string, RouteEntry]>): void;
+  put(uuid: string, entry: RouteEntry): Promise<void>;
+  delete(uuids: string[]): Promise<void>;
+  touch(uuid: string, accessed: number): void;
+  flush(entries: () => Iterable<[string, RouteEntry]>): Promise<void>;
+}
+
+/** task uuid → node and owner token. */
+export class RouteTable {
+  private readonly routes = new Map<string, RouteEntry>();
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly store: RouteStore;
+
+  constructor(opts: { store: RouteStore; clock: Clock; logger: Logger }) {
+    this.store = opts.store;
+    this.clock = opts.clock;
+    this.logger = opts.logger;
+    this.store.setEntriesSource(() => this.routes.entries());
+  }
+
+  /** Loads routes, resolving each to a registered node (by host and port); routes of unknown nodes are dropped. */
+  async load(registry: NodeRegistry): Promise<number> {
+    const raw = await this.store.load();
+    const dropped: string[] = [];
+    for (const [uuid, r] of raw) {
+      const node = registry.find(r.hostname, r.port);
+      if (!node) {
+        dropped.push(uuid);
+        continue;
+      }
+      this.routes.set(uuid, { node, token: r.token, accessed: r.accessed });
+    }
+    if (dropped.length > 0) await this.store.delete(dropped);
+    await this.expire();
+    this.logger.info(`Loaded ${this.routes.size} routes`);
+    return this.routes.size;
+  }
+
+  size(): number {
+    return this.routes.size;
+  }
+
+  has(uuid: string): boolean {
+    return this.routes.has(uuid);
+  }
+
+  /** Finds a route without counting it as an access. */
+  peek(uuid: string): RouteEntry | undefined {
+    return this.routes.get(uuid);
+  }
+
+  /** Finds a route and refreshes its `accessed` time (persisted in batches). */
+  lookup(uuid: string): RouteEntry | undefined {
+    const r = this.routes.get(uuid);
+    if (r) {
+      r.accessed = this.clock.now();
+      this.store.touch(uuid, r.accessed);
+    }
+    return r;
+  }
+
+  async add(uuid: string, node: ClusterNode, token: string | undefined): Promise<void> {
+    const entry: RouteEntry = { node, token: token || undefined, accessed: this.clock.now() };
+    this.routes.set(uuid, entry);
+    await this.store.put(uuid, entry);
+  }
+
+  async remove(uuid: string): Promise<void> {
+    if (!this.routes.delete(uuid)) return;
+    await this.store.delete([uuid]);
+  }
+
+  async removeByNode(node: ClusterNode): Promise<number> {
+    const gone = [...this.routes].filter(([, r]) => r.node === node).map(([uuid]) => uuid);
+    for (const uuid of gone) this.routes.delete(uuid);
+    if (gone.length > 0) await this.store.delete(gone);
+    return gone.length;
+  }
+
+  entries(node?: ClusterNode): Array<[string, RouteEntry]> {
+    const all = [...this.routes];
+    return node ? all.filter(([, r]) => r.node === node) : all;
+  }
+
+  /** Drops routes idle for more than 5 days. */
+  async expire(): Promise<number> {
+    const limit = this.clock.now() - ROUTE_EXPIRY_MS;
+    const old = [...this.routes].filter(([, r]) => r.accessed < limit).map(([uuid]) => uuid);
+    for (const uuid of old) this.routes.delete(uuid);
+    if (old.length > 0) {
+      await this.store.delete(old);
+      this.logger.info(`Expired ${old.length} routes`);
+    }
+    return old.length;
+  }
+
+  /** Writes everything (shutdown). */
+  async flush(): Promise<void> {
+    await this.store.flush(() => this.routes.entries());
+  }
+}
+
+/** A route as shown to admins: node token masked, user token kept out (it is a secret too). */
+export function routeToPublicJSON(r: RouteEntry): Record<string, unknown> {
+  const out: Record<string, unknown> = { node: r.node.toPublicJSON(false) };
+  if (r.token !== undefined) out['token'] = r.token ? '****' : '';
+  out['accessed'] = r.accessed;
+  return out;
+}

@@ -1,0 +1,77 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** The part of fs/promises the store uses; injectable so tests can simulate full or read-only disks. */
+export interface StoreFs {
+  open: typeof fsp.open;
+  rename: typeof fsp.rename;
+  readFile: typeof fsp.readFile;
+  unlink: typeof fsp.unlink;
+  mkdir: typeof fsp.mkdir;
+  copyFile: typeof fsp.copyFile;
+}
+
+export const realFs: StoreFs = {
+  open: fsp.open,
+  rename: fsp.rename,
+  readFile: fsp.readFile,
+  unlink: fsp.unlink,
+  mkdir: fsp.mkdir,
+  copyFile: fsp.copyFile,
+};
+
+let tmpCounter = 0;
+
+/**
+ * Writes `data` to `file` so that a crash at any moment leaves either the old or the new complete file:
+ * write a temp file in the same directory, fsync it, rename it over the target, fsync the directory.
+ * With `backup`, the previous version is first copied to `<file>.bak` (the "last good copy").
+ */
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  opts: { fs?: StoreFs; backup?: boolean; mode?: number } = {},
+): Promise<void> {
+  const fs = opts.fs ?? realFs;
+  const dir = path.dirname(file);
+  await fs.mkdir(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${++tmpCounter}`);
+  let handle: fsp.FileHandle | null = null;
+  try {
+    handle = await fs.open(tmp, 'w', opts.mode ?? 0o600);
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = null;
+    if (opts.backup) {
+      try {
+        await fs.copyFile(file, `${file}.bak`);
+      } catch (e: unknown) {
+        if (!isNotFound(e)) throw e;
+      }
+    }
+    await fs.rename(tmp, file);
+  } catch (e: unknown) {
+    if (handle) await handle.close().catch(() => undefined);
+    await fs.unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await syncDir(dir, fs);
+}
+
+/** fsync of the directory makes the rename itself durable; not supported everywhere, so best effort. */
+async function syncDir(dir: string, fs: StoreFs): Promise<void> {
+  let h: fsp.FileHandle | null = null;
+  try {
+    h = await fs.open(dir, 'r');
+    await h.sync();
+  } catch {
+    // Some platforms/filesystems refuse fsync on directories.
+  } finally {
+    if (h) await h.close().catch(() => undefined);
+  }
+}
+
+export function isNotFound(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'ENOENT';
+}

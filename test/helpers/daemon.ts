@@ -1,0 +1,60 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { TestContext } from 'node:test';
+import { waitUntil } from './wait';
+
+export interface Daemon {
+  readonly dir: string;
+  readonly cliPort: number;
+  readonly proc: ChildProcess;
+  /** Everything the daemon printed so far. */
+  output(): string;
+  /** Sends a signal and waits for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const MAIN = path.join(__dirname, 'daemon-main.js');
+
+/**
+ * Starts ClusterODM as a child process in `dir` (its data, tmp and log folders live there) and waits until its
+ * listeners are up. The daemon is killed when the test ends if it is still running.
+ */
+export async function startDaemon(t: TestContext, dir: string, args: string[] = []): Promise<Daemon> {
+  fs.mkdirSync(dir, { recursive: true });
+  const proc = spawn(
+    process.execPath,
+    [MAIN, '--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--log-dir', dir, '--admin-web-port', '0', ...args],
+    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  let exited: number | null | undefined;
+  const exit = new Promise<number | null>((resolve) =>
+    proc.once('exit', (code) => {
+      exited = code;
+      resolve(code);
+    }),
+  );
+  t.after(() => {
+    if (exited === undefined) proc.kill('SIGKILL');
+  });
+  const port = (re: RegExp): number => Number(re.exec(out)?.[1] ?? 0);
+  await waitUntil(() => exited !== undefined || port(/Admin CLI listening on (\d+)/) > 0, {
+    timeoutMs: 20000,
+    message: 'daemon did not start',
+  });
+  if (exited !== undefined) throw new Error(`daemon exited with ${String(exited)}:\n${out}`);
+  return {
+    dir,
+    cliPort: port(/Admin CLI listening on (\d+)/),
+    proc,
+    output: () => out,
+    stop: async (signal = 'SIGTERM') => {
+      if (exited !== undefined) return exited;
+      proc.kill(signal);
+      return exit;
+    },
+  };
+}

@@ -1,0 +1,1164 @@
+/**
+ * A NodeODM-compatible test node: the peer of every integration test.
+ *
+ * It speaks the NodeODM 2.2.4 HTTP API (see /work/shared/api/nodeodm-swagger.json) closely enough
+ * for ClusterODM to treat it as a real node: same routes, same JSON shapes, same error texts
+ * (taken from NodeODM's source and the recorded transcripts), Express-style 404 pages and CORS
+ * headers. Processing is simulated with timers, uploads are streamed to a per-node temp dir, and
+ * `all.zip` is a generated pseudo-random body. Knobs in `node.options` inject the faults the
+ * proxy must survive (slow /info, dropped uploads, offline node, failing tasks, ...).
+ */
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash, randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import busboy from 'busboy';
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------------
+
+/** Knobs of a test node. All of them can be changed at runtime except `host` and `port`. */
+export interface TestNodeOptions {
+  /** Interface to listen on. */
+  host: string;
+  /** Port to listen on; 0 picks a free one (read it back from `node.port`). */
+  port: number;
+  /** When non-empty, every API route requires `?token=<token>`. */
+  token: string;
+  /** Maximum number of images per task, or null for no limit. */
+  maxImages: number | null;
+  /** Maximum number of tasks RUNNING at once; the others wait QUEUED. */
+  maxParallelTasks: number;
+  /** How long a task stays RUNNING before it completes (or fails). */
+  processingMs: number;
+  /** When true, tasks end FAILED (30) instead of COMPLETED (40). */
+  failTasks: boolean;
+  /** Size in bytes of the generated all.zip. */
+  assetSize: number;
+  /** Delay before answering each upload request (/task/new/upload/<uuid> and /task/new). */
+  uploadDelayMs: number;
+  /**
+   * Number of upcoming upload requests (/task/new/upload/<uuid> and /task/new) whose socket is
+   * destroyed once their first body bytes arrive; decremented per drop.
+   */
+  dropUploads: number;
+  /** Delay before answering /info, to simulate a slow node. */
+  infoDelayMs: number;
+  /** When true, every connection and request is destroyed immediately. */
+  offline: boolean;
+  /** API version reported by /info. */
+  version: string;
+}
+
+/** NodeODM task status codes. */
+export const TaskStatus = {
+  QUEUED: 10,
+  RUNNING: 20,
+  FAILED: 30,
+  COMPLETED: 40,
+  CANCELED: 50,
+} as const;
+export type TaskStatusCode = (typeof TaskStatus)[keyof typeof TaskStatus];
+
+/** One processing option of a task, as NodeODM reports it. */
+export interface TaskOption {
+  name: string;
+  value: unknown;
+}
+
+/** What the test can see of a committed task. */
+export interface TestNodeTask {
+  uuid: string;
+  status: TaskStatusCode;
+  imagesCount: number;
+  name: string;
+  options: TaskOption[];
+  webhook: string | null;
+  progress: number;
+}
+
+/** One request as the node received it. */
+export interface RecordedRequest {
+  method: string;
+  /** Raw request target: path plus query string. */
+  path: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+export interface TestNode {
+  /** Base URL, e.g. http://127.0.0.1:34567 */
+  readonly url: string;
+  readonly port: number;
+  /** Mutable knobs; changes apply to the next request / scheduling decision. */
+  readonly options: TestNodeOptions;
+  /** Every request received, in arrival order (connections refused while offline carry none). */
+  readonly requests: RecordedRequest[];
+  /** Temp directory holding the uploaded files; removed by close(). */
+  readonly dataDir: string;
+  /** Committed tasks, in creation order. */
+  tasks(): TestNodeTask[];
+  /** Names of the files stored for a task (initialised or committed), sorted; [] if unknown. */
+  taskFiles(uuid: string): string[];
+  /** Size in bytes of one stored file; throws if it does not exist. */
+  taskFileSize(uuid: string, name: string): number;
+  /** Changes several knobs at once and re-evaluates the task queue. */
+  configure(patch: Partial<TestNodeOptions>): void;
+  /** Takes the node offline (destroying open connections) or back online. */
+  setOffline(offline: boolean): void;
+  /** Closes the server and sockets, stops timers and webhooks, removes the temp dir. Idempotent. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freeze({
+  host: '127.0.0.1',
+  port: 0,
+  token: '',
+  maxImages: null,
+  maxParallelTasks: 1,
+  processingMs: 100,
+  failTasks: false,
+  assetSize: 1024 * 1024,
+  uploadDelayMs: 0,
+  dropUploads: 0,
+  infoDelayMs: 0,
+  offline: false,
+  version: '2.2.4',
+});
+
+/** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
+export async function startTestNode(opts: Partial<TestNodeOptions> = {}): Promise<TestNode> {
+  const fixture = await loadOptionsFixture();
+  const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'nodeodm-test-node-'));
+  const node = new TestNodeServer({ ...DEFAULT_TEST_NODE_OPTIONS, ...opts }, fixture, dataDir);
+  try {
+    await node.listen();
+  } catch (err) {
+    await node.close();
+    throw err;
+  }
+  return node;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generated all.zip body
+// ---------------------------------------------------------------------------------------------
+
+const ASSET_CHUNK_BYTES = 64 * 1024; // a multiple of 4, so chunking never changes the byte stream
+
+/**
+ * Deterministic pseudo-random bytes (xorshift32), yielded in chunks so that large assets are
+ * never held in memory at once. An asset of size N is a prefix of any larger one.
+ */
+export function* assetChunks(size: number): Generator<Buffer> {
+  let state = 0x2545f491;
+  for (let offset = 0; offset < size; offset += ASSET_CHUNK_BYTES) {
+    const chunk = Buffer.allocUnsafe(Math.min(ASSET_CHUNK_BYTES, size - offset));
+    for (let i = 0; i < chunk.length; i += 4) {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      state >>>= 0;
+      writeWord(chunk, i, state);
+    }
+    yield chunk;
+  }
+}
+
+function writeWord(chunk: Buffer, at: number, word: number): void {
+  if (at + 4 <= chunk.length) {
+    chunk.writeUInt32LE(word, at);
+    return;
+  }
+  for (let j = 0; at + j < chunk.length; j++) chunk[at + j] = (word >>> (8 * j)) & 0xff;
+}
+
+/** SHA-256 (hex) of the all.zip body a node with `assetSize = size` serves; for integrity checks. */
+export function assetSha256(size: number): string {
+  const hash = createHash('sha256');
+  for (const chunk of assetChunks(size)) hash.update(chunk);
+  return hash.digest('hex');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options fixture (the answer of a real NodeODM 2.2.4 to GET /options)
+// ---------------------------------------------------------------------------------------------
+
+interface OptionsFixture {
+  /** Served byte for byte, as the real node answered. */
+  raw: Buffer;
+  /** Option names the node knows; NodeODM silently drops the others. */
+  names: ReadonlySet<string>;
+}
+
+let fixturePromise: Promise<OptionsFixture> | undefined;
+
+function loadOptionsFixture(): Promise<OptionsFixture> {
+  fixturePromise ??= readOptionsFixture();
+  return fixturePromise;
+}
+
+async function readOptionsFixture(): Promise<OptionsFixture> {
+  // Compiled to dist/test/helpers/, but the JSON stays in test/fixtures/ (no resolveJsonModule).
+  const candidates = [
+    path.resolve(__dirname, '../fixtures/nodeodm-options.json'),
+    path.resolve(__dirname, '../../../test/fixtures/nodeodm-options.json'),
+  ];
+  const file = candidates.find((candidate) => fs.existsSync(candidate));
+  if (file === undefined) throw new Error(`nodeodm-options.json not found in ${candidates.join(', ')}`);
+  const raw = await fsp.readFile(file);
+  const parsed: unknown = JSON.parse(raw.toString('utf8'));
+  const names = new Set<string>();
+  if (Array.isArray(parsed)) {
+    for (const entry of parsed) {
+      const name = isRecord(entry) ? entry['name'] : undefined;
+      if (typeof name === 'string') names.add(name);
+    }
+  }
+  return { raw, names };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers: values, responses, bodies
+// ---------------------------------------------------------------------------------------------
+
+type Fields = Record<string, unknown>;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function fieldString(fields: Fields, key: string): string | undefined {
+  const value = fields[key];
+  return typeof value === 'string' ? value : undefined;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-7][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+
+// NodeODM runs the `cors` middleware and Express on every route.
+const COMMON_HEADERS = { 'Access-Control-Allow-Origin': '*', 'X-Powered-By': 'Express' } as const;
+
+function canRespond(res: http.ServerResponse): boolean {
+  return !res.headersSent && !res.destroyed && !res.writableEnded;
+}
+
+/** Express's res.json(): status 200, compact JSON, utf-8 content type. */
+function sendJson(res: http.ServerResponse, body: unknown): void {
+  sendBody(res, 200, 'application/json; charset=utf-8', Buffer.from(JSON.stringify(body)));
+}
+
+function sendBody(res: http.ServerResponse, status: number, type: string, data: Buffer, extra: http.OutgoingHttpHeaders = {}): void {
+  if (!canRespond(res)) return;
+  res.writeHead(status, { ...COMMON_HEADERS, ...extra, 'Content-Type': type, 'Content-Length': data.length });
+  res.end(data);
+}
+
+const HTML_ESCAPES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (ch) => HTML_ESCAPES[ch] ?? ch);
+}
+
+/** Express's finalhandler page for unmatched routes. */
+function sendNotFound(req: http.IncomingMessage, res: http.ServerResponse, rawPath: string): void {
+  const message = escapeHtml(`Cannot ${req.method ?? 'GET'} ${rawPath}`);
+  const html =
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n</head>\n' +
+    `<body>\n<pre>${message}</pre>\n</body>\n</html>\n`;
+  sendBody(res, 404, 'text/html; charset=utf-8', Buffer.from(html), {
+    'Content-Security-Policy': "default-src 'none'",
+    'X-Content-Type-Options': 'nosniff',
+  });
+}
+
+/** Reads the rest of a request and throws it away, so an early answer leaves the connection usable. */
+function drain(req: http.IncomingMessage): void {
+  req.resume();
+}
+
+function contentType(req: http.IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+}
+
+function isMultipart(req: http.IncomingMessage): boolean {
+  return contentType(req).startsWith('multipart/');
+}
+
+const MAX_SIMPLE_BODY_BYTES = 1024 * 1024;
+
+/** Buffers a small urlencoded / JSON body (never used for uploads). */
+async function readSmallBody(req: http.IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > MAX_SIMPLE_BODY_BYTES) throw new Error('request entity too large');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** body-parser's urlencoded and json parsers; anything else leaves the body empty. */
+async function readUrlencodedOrJson(req: http.IncomingMessage): Promise<Fields> {
+  const type = contentType(req);
+  if (type !== 'application/json' && type !== 'application/x-www-form-urlencoded') {
+    drain(req);
+    return {};
+  }
+  const text = (await readSmallBody(req)).toString('utf8');
+  if (type === 'application/x-www-form-urlencoded') return Object.fromEntries(new URLSearchParams(text));
+  if (text.length === 0) return {};
+  const parsed: unknown = JSON.parse(text); // its message is what NodeODM answers
+  return isRecord(parsed) ? parsed : {};
+}
+
+/** Mirrors busboy 0.x (the one multer uses) wording, which is what NodeODM answers. */
+function multipartError(err: unknown): Error {
+  const message = errorMessage(err);
+  if (message === 'Unexpected end of form' || message === 'Unexpected end of file') {
+    return new Error('Unexpected end of multipart data');
+  }
+  return err instanceof Error ? err : new Error(message);
+}
+
+/** Name under which an uploaded file is stored: like multer + NodeODM's utils.sanitize. */
+function storedFileName(original: string | undefined): string {
+  const base = path.basename((original ?? '').replace(/\\/g, '/')).replace(/[/\\]/g, '_');
+  if (base === '' || base === '.' || base === '..') return 'unnamed';
+  return base === 'body.json' ? '_body.json' : base;
+}
+
+interface MultipartResult {
+  fields: Fields;
+  files: string[];
+}
+
+/**
+ * Streams a multipart body: fields are collected, `images` file parts are written to `fileDir`
+ * (a null dir accepts no files, like multer().none()). Any other file field is multer's
+ * "Unexpected field". On failure the files written by this request are deleted.
+ */
+function receiveMultipart(req: http.IncomingMessage, fileDir: string | null): Promise<MultipartResult> {
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: req.headers });
+    } catch (err) {
+      drain(req);
+      reject(multipartError(err));
+      return;
+    }
+    const fields: Fields = {};
+    const files: string[] = [];
+    const writes: Promise<void>[] = [];
+    const outputs: { out: fs.WriteStream; target: string }[] = [];
+    let failed = false;
+
+    const fail = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      req.unpipe(parser);
+      drain(req);
+      for (const { out, target } of outputs) discardFile(out, target);
+      reject(multipartError(err));
+    };
+
+    parser.on('field', (name, value) => {
+      fields[name] = value;
+    });
+    parser.on('file', (name, stream, info) => {
+      if (fileDir === null || name !== 'images') {
+        stream.resume();
+        fail(new Error('Unexpected field'));
+        return;
+      }
+      const fileName = storedFileName(info.filename);
+      const target = path.join(fileDir, fileName);
+      const out = fs.createWriteStream(target);
+      files.push(fileName);
+      outputs.push({ out, target });
+      // Each write handles its own error so a late failure never becomes an unhandled rejection.
+      writes.push(pipeline(stream, out).catch(fail));
+    });
+    parser.on('error', fail);
+    parser.on('close', () => {
+      void Promise.all(writes).then(() => {
+        if (!failed) resolve({ fields, files });
+      });
+    });
+    req.on('close', () => {
+      if (!req.complete) fail(new Error('Request aborted'));
+    });
+    req.pipe(parser);
+  });
+}
+
+function discardFile(out: fs.WriteStream, target: string): void {
+  const unlink = (): void => fs.rm(target, { force: true }, () => undefined);
+  if (out.closed) unlink();
+  else {
+    out.once('close', unlink);
+    out.destroy();
+  }
+}
+
+/** Parses the `options` field like NodeODM's odmInfo.filterOptions (minus value/range checks). */
+function parseTaskOptions(raw: unknown, known: ReadonlySet<string>): TaskOption[] {
+  const parsed: unknown = typeof raw === 'string' ? JSON.parse(raw) : raw;
+  if (!Array.isArray(parsed)) return [];
+  const result: TaskOption[] = [];
+  for (const entry of parsed) {
+    if (!isRecord(entry)) continue;
+    const name = entry['name'];
+    if (typeof name === 'string' && known.has(name)) result.push({ name, value: entry['value'] });
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Web UI (served like express.static('public'), without token)
+// ---------------------------------------------------------------------------------------------
+
+const STATIC_FILES: ReadonlyMap<string, { type: string; body: string }> = new Map([
+  [
+    '/',
+    {
+      type: 'text/html; charset=UTF-8',
+      body:
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>NodeODM - Web UI</title>\n' +
+        '<link rel="stylesheet" href="/css/main.css">\n</head>\n<body>\n<h1>NodeODM test node</h1>\n' +
+        '<div id="app"></div>\n<script src="/js/main.js"></script>\n</body>\n</html>\n',
+    },
+  ],
+  ['/css/main.css', { type: 'text/css; charset=UTF-8', body: 'body { font-family: sans-serif; margin: 2em; }\n' }],
+  ['/js/main.js', { type: 'application/javascript; charset=UTF-8', body: "document.getElementById('app').textContent = 'Test node';\n" }],
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+// ---------------------------------------------------------------------------------------------
+
+/** What /task/new/init and /task/new accept besides images. */
+interface TaskFields {
+  name: string;
+  options: TaskOption[];
+  webhook: string | null;
+  skipPostProcessing: boolean;
+  dateCreated: number;
+}
+
+interface NodeTask extends TaskFields {
+  uuid: string;
+  dir: string;
+  status: TaskStatusCode;
+  imagesCount: number;
+  output: string[];
+  progress: number;
+  /** Start of the current run, 0 when not running. */
+  startedAt: number;
+  /** -1 until a run ends (and after cancel/restart), then the run's duration. */
+  processingTime: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** A task between /task/new/init and /task/new/commit. */
+interface PendingTask {
+  uuid: string;
+  dir: string;
+  fields: TaskFields;
+}
+
+// Simulated processing: a start line, three stage lines, then the end (at processingMs).
+const PROCESSING_STAGES: readonly { line: string; progress: number }[] = [
+  { line: 'Running dataset stage (test node)', progress: 25 },
+  { line: 'Running opensfm stage (test node)', progress: 50 },
+  { line: 'Running odm_orthophoto stage (test node)', progress: 75 },
+];
+
+// ---------------------------------------------------------------------------------------------
+// The server
+// ---------------------------------------------------------------------------------------------
+
+interface Ctx {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  query: URLSearchParams;
+  params: string[];
+}
+
+type Handler = (ctx: Ctx) => Promise<void> | void;
+
+interface Route {
+  method: 'GET' | 'POST';
+  pattern: RegExp;
+  /** Routes without authCheck in NodeODM (and those that check it themselves after parsing the body). */
+  public: boolean;
+  handler: Handler;
+}
+
+/** Express's default path matching: case-insensitive, optional trailing slash, `:param` = one segment. */
+function routePattern(template: string): RegExp {
+  const body = template
+    .split('/')
+    .map((part) => (part.startsWith(':') ? '([^/]+?)' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${body}/?$`, 'i');
+}
+
+function decodeParam(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+function param(ctx: Ctx, index: number): string {
+  return ctx.params[index] ?? '';
+}
+
+class TestNodeServer implements TestNode {
+  readonly options: TestNodeOptions;
+  readonly requests: RecordedRequest[] = [];
+  readonly dataDir: string;
+
+  private readonly fixture: OptionsFixture;
+  private readonly server: http.Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly webhookAborts = new Set<AbortController>();
+  private readonly taskMap = new Map<string, NodeTask>();
+  private readonly pendingMap = new Map<string, PendingTask>();
+  /** uuids of /task/new requests still uploading, so a concurrent set-uuid cannot reuse them. */
+  private readonly reserved = new Set<string>();
+  private readonly routes: Route[];
+  private closing: Promise<void> | undefined;
+  private boundPort = 0;
+
+  constructor(options: TestNodeOptions, fixture: OptionsFixture, dataDir: string) {
+    this.options = options;
+    this.fixture = fixture;
+    this.dataDir = dataDir;
+    this.routes = this.buildRoutes();
+    this.server = http.createServer((req, res) => this.onRequest(req, res));
+    this.server.on('connection', (socket) => this.onConnection(socket));
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get url(): string {
+    const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
+    return `http://${host}:${this.boundPort}`;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address();
+        this.boundPort = typeof address === 'object' && address !== null ? address.port : this.options.port;
+        resolve();
+      });
+    });
+  }
+
+  // ----- test-facing API -----
+
+  tasks(): TestNodeTask[] {
+    return [...this.taskMap.values()].map((task) => ({
+      uuid: task.uuid,
+      status: task.status,
+      imagesCount: task.imagesCount,
+      name: task.name,
+      options: task.options.map((opt) => ({ ...opt })),
+      webhook: task.webhook,
+      progress: task.progress,
+    }));
+  }
+
+  taskFiles(uuid: string): string[] {
+    const dir = this.dirOf(uuid);
+    if (dir === undefined || !fs.existsSync(dir)) return [];
+    return fs.readdirSync(dir).sort();
+  }
+
+  taskFileSize(uuid: string, name: string): number {
+    const dir = this.dirOf(uuid);
+    if (dir === undefined) throw new Error(`No task ${uuid} on this node`);
+    return fs.statSync(path.join(dir, path.basename(name))).size;
+  }
+
+  configure(patch: Partial<TestNodeOptions>): void {
+    Object.assign(this.options, patch);
+    if (this.options.offline) this.destroySockets();
+    this.pump();
+  }
+
+  setOffline(offline: boolean): void {
+    this.configure({ offline });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    for (const task of this.taskMap.values()) this.stopTimer(task);
+    for (const abort of this.webhookAborts) abort.abort();
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.destroySockets();
+    await closed;
+    await fsp.rm(this.dataDir, { recursive: true, force: true });
+  }
+
+  private dirOf(uuid: string): string | undefined {
+    return this.taskMap.get(uuid)?.dir ?? this.pendingMap.get(uuid)?.dir;
+  }
+
+  private destroySockets(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** A timer that close() can cancel, so a closed node never keeps the process alive. */
+  private later(ms: number, fn: () => void): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      fn();
+    }, Math.max(0, ms));
+    this.timers.add(timer);
+    return timer;
+  }
+
+  private delay(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => this.later(ms, resolve));
+  }
+
+  // ----- connection handling and routing -----
+
+  private onConnection(socket: Socket): void {
+    if (this.options.offline) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
+    if (this.options.offline) {
+      req.socket.destroy();
+      return;
+    }
+    // Knobs may have been raised directly through `options`; re-check the queue on every request.
+    this.pump();
+    this.dispatch(req, res).catch((err: unknown) => {
+      // Express's error handler in NodeODM: {error: err.message} with status 200.
+      drain(req);
+      sendJson(res, { error: errorMessage(err) });
+    });
+  }
+
+  private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const target = req.url ?? '/';
+    const queryAt = target.indexOf('?');
+    // Route on the raw path: URL parsing would resolve `..` segments that Express leaves alone.
+    const rawPath = queryAt === -1 ? target : target.slice(0, queryAt);
+    const query = new URLSearchParams(queryAt === -1 ? '' : target.slice(queryAt + 1));
+    const method = req.method ?? 'GET';
+    if (method === 'OPTIONS') return this.sendPreflight(req, res);
+    if ((method === 'GET' || method === 'HEAD') && this.serveStatic(rawPath, res)) return;
+    const match = this.matchRoute(method, rawPath);
+    if (match === undefined) {
+      drain(req);
+      return sendNotFound(req, res, rawPath);
+    }
+    const ctx: Ctx = { req, res, query, params: match.params };
+    if (!match.route.public && !this.checkToken(ctx)) return;
+    await match.route.handler(ctx);
+  }
+
+  private matchRoute(method: string, rawPath: string): { route: Route; params: string[] } | undefined {
+    const routeMethod = method === 'HEAD' ? 'GET' : method; // Express answers HEAD with GET routes
+    for (const route of this.routes) {
+      if (route.method !== routeMethod) continue;
+      const found = route.pattern.exec(rawPath);
+      if (found) return { route, params: found.slice(1).map((p) => decodeParam(p ?? '')) };
+    }
+    return undefined;
+  }
+
+  /** NodeODM's SimpleTokenAuth middleware; answers and returns false when the token is wrong. */
+  private checkToken(ctx: Ctx): boolean {
+    const expected = this.options.token;
+    const given = ctx.query.getAll('token');
+    if (expected === '' || (given.length === 1 && given[0] === expected)) return true;
+    drain(ctx.req);
+    sendJson(ctx.res, { error: 'Invalid authentication token: token does not match.' });
+    return false;
+  }
+
+  /** The `cors` middleware's preflight answer. */
+  private sendPreflight(req: http.IncomingMessage, res: http.ServerResponse): void {
+    drain(req);
+    const headers: http.OutgoingHttpHeaders = {
+      ...COMMON_HEADERS,
+      'Access-Control-Allow-Methods': 'GET,HEAD,PUT,PATCH,POST,DELETE',
+      'Content-Length': 0,
+    };
+    const requested = req.headers['access-control-request-headers'];
+    if (requested !== undefined) {
+      headers['Access-Control-Allow-Headers'] = requested;
+      headers['Vary'] = 'Access-Control-Request-Headers';
+    }
+    res.writeHead(204, headers);
+    res.end();
+  }
+
+  private serveStatic(rawPath: string, res: http.ServerResponse): boolean {
+    const file = STATIC_FILES.get(rawPath === '/index.html' ? '/' : rawPath);
+    if (file === undefined) return false;
+    sendBody(res, 200, file.type, Buffer.from(file.body));
+    return true;
+  }
+
+  private buildRoutes(): Route[] {
+    const route = (method: Route['method'], template: string, handler: Handler, isPublic = false): Route => ({
+      method,
+      pattern: routePattern(template),
+      public: isPublic,
+      handler,
+    });
+    return [
+      route('GET', '/info', (ctx) => this.handleInfo(ctx)),
+      route('GET', '/options', (ctx) => this.handleOptions(ctx)),
+      route('GET', '/auth/info', (ctx) => this.handleAuthInfo(ctx), true),
+      route('POST', '/auth/login', (ctx) => this.handleAuthUnavailable(ctx), true),
+      route('POST', '/auth/register', (ctx) => this.handleAuthUnavailable(ctx), true),
+      route('POST', '/task/new/init', (ctx) => this.handleInit(ctx)),
+      route('POST', '/task/new/upload/:uuid', (ctx) => this.handleUpload(ctx)),
+      route('POST', '/task/new/commit/:uuid', (ctx) => this.handleCommit(ctx)),
+      route('POST', '/task/new', (ctx) => this.handleTaskNew(ctx)),
+      route('GET', '/task/list', (ctx) => this.handleList(ctx)),
+      route('GET', '/task/:uuid/info', (ctx) => this.handleTaskInfo(ctx)),
+      route('GET', '/task/:uuid/output', (ctx) => this.handleTaskOutput(ctx)),
+      route('GET', '/task/:uuid/download/:asset', (ctx) => this.handleDownload(ctx)),
+      // NodeODM parses the body before its authCheck on these three, so they check it themselves.
+      route('POST', '/task/cancel', (ctx) => this.handleCommand(ctx, 'cancel'), true),
+      route('POST', '/task/remove', (ctx) => this.handleCommand(ctx, 'remove'), true),
+      route('POST', '/task/restart', (ctx) => this.handleCommand(ctx, 'restart'), true),
+    ];
+  }
+
+  // ----- server routes -----
+
+  private async handleInfo(ctx: Ctx): Promise<void> {
+    await this.delay(this.options.infoDelayMs);
+    sendJson(ctx.res, {
+      version: this.options.version,
+      taskQueueCount: this.queueCount(),
+      totalMemory: os.totalmem(),
+      availableMemory: os.freemem(),
+      cpuCores: os.cpus().length,
+      maxImages: this.options.maxImages,
+      maxParallelTasks: this.options.maxParallelTasks,
+      engineVersion: '?',
+      engine: 'odm',
+    });
+  }
+
+  private handleOptions(ctx: Ctx): void {
+    sendBody(ctx.res, 200, 'application/json; charset=utf-8', this.fixture.raw);
+  }
+
+  private handleAuthInfo(ctx: Ctx): void {
+    sendJson(ctx.res, { message: 'Authentication not available on this node', loginUrl: null, registerUrl: null });
+  }
+
+  private handleAuthUnavailable(ctx: Ctx): void {
+    drain(ctx.req);
+    sendJson(ctx.res, { error: 'Not available' });
+  }
+
+  // ----- task creation -----
+
+  /** NodeODM's assignUUID: a valid, unused `set-uuid` header, or a fresh v4 uuid. */
+  private assignUuid(ctx: Ctx): string | undefined {
+    const header = ctx.req.headers['set-uuid'];
+    if (header === undefined) return randomUUID();
+    const wanted = Array.isArray(header) ? header.join(', ') : header;
+    if (UUID_RE.test(wanted) && !this.uuidInUse(wanted)) return wanted;
+    drain(ctx.req);
+    sendJson(ctx.res, { error: `Invalid set-uuid: ${wanted}` });
+    return undefined;
+  }
+
+  private uuidInUse(uuid: string): boolean {
+    return this.taskMap.has(uuid) || this.pendingMap.has(uuid) || this.reserved.has(uuid);
+  }
+
+  private taskFields(fields: Fields): TaskFields {
+    const name = fieldString(fields, 'name');
+    const skip = fields['skipPostProcessing'];
+    const dateCreated = Number.parseInt(String(fields['dateCreated']), 10);
+    const webhook = fieldString(fields, 'webhook');
+    return {
+      name: name !== undefined && name !== '' ? name : `Task of ${new Date().toISOString()}`,
+      options: fields['options'] ? parseTaskOptions(fields['options'], this.fixture.names) : [],
+      webhook: webhook !== undefined && webhook !== '' ? webhook : null,
+      skipPostProcessing: skip === true || skip === 'true',
+      dateCreated: Number.isNaN(dateCreated) ? Date.now() : dateCreated,
+    };
+  }
+
+  /** /task/new/init takes multipart (fields only), urlencoded, JSON or no body at all. */
+  private async readInitFields(req: http.IncomingMessage): Promise<Fields> {
+    if (isMultipart(req)) return (await receiveMultipart(req, null)).fields;
+    return readUrlencodedOrJson(req);
+  }
+
+  private async handleInit(ctx: Ctx): Promise<void> {
+    const uuid = this.assignUuid(ctx);
+    if (uuid === undefined) return;
+    this.reserved.add(uuid);
+    try {
+      const fields = this.taskFields(await this.readInitFields(ctx.req));
+      const dir = path.join(this.dataDir, uuid);
+      await fsp.mkdir(dir);
+      this.pendingMap.set(uuid, { uuid, dir, fields });
+      sendJson(ctx.res, { uuid });
+    } finally {
+      this.reserved.delete(uuid);
+    }
+  }
+
+  private isUploadDropped(ctx: Ctx): boolean {
+    if (this.options.dropUploads <= 0) return false;
+    this.options.dropUploads -= 1;
+    // Let the first body bytes arrive so the drop happens mid-request, then cut the connection.
+    const cut = (): void => {
+      ctx.req.socket.destroy();
+    };
+    ctx.req.once('data', cut);
+    ctx.req.once('end', cut);
+    return true;
+  }
+
+  /** Receives images for an upload route; non-multipart bodies carry no files (multer skips them). */
+  private async receiveImages(req: http.IncomingMessage, dir: string): Promise<MultipartResult> {
+    if (!isMultipart(req)) {
+      drain(req);
+      return { fields: {}, files: [] };
+    }
+    return receiveMultipart(req, dir);
+  }
+
+  private async handleUpload(ctx: Ctx): Promise<void> {
+    if (this.isUploadDropped(ctx)) return;
+    const pending = this.pendingMap.get(param(ctx, 0));
+    if (pending === undefined) {
+      drain(ctx.req);
+      sendJson(ctx.res, { error: 'Invalid uuid (not found)' });
+      return;
+    }
+    let answer: unknown;
+    try {
+      const { files } = await this.receiveImages(ctx.req, pending.dir);
+      answer = files.length > 0 ? { success: true } : { error: 'Need at least 1 file.' };
+    } catch (err) {
+      answer = { error: errorMessage(err) };
+    }
+    await this.delay(this.options.uploadDelayMs);
+    sendJson(ctx.res, answer);
+  }
+
+  private async handleCommit(ctx: Ctx): Promise<void> {
+    drain(ctx.req);
+    const pending = this.pendingMap.get(param(ctx, 0));
+    if (pending === undefined) {
+      sendJson(ctx.res, { error: 'Invalid uuid (not found)' });
+      return;
+    }
+    this.pendingMap.delete(pending.uuid);
+    const files = await fsp.readdir(pending.dir);
+    const error = files.length === 0 ? 'Need at least 1 file.' : this.maxImagesError(files.length);
+    if (error !== undefined) return this.die(ctx, pending.dir, error);
+    this.addTask(pending.uuid, pending.dir, pending.fields, files.length);
+    sendJson(ctx.res, { uuid: pending.uuid });
+  }
+
+  private maxImagesError(count: number): string | undefined {
+    const max = this.options.maxImages;
+    if (max === null || max <= 0 || count <= max) return undefined;
+    return `${count} images uploaded, but this node can only process up to ${max}.`;
+  }
+
+  /** NodeODM's die(): answer the error and remove what was uploaded for the task. */
+  private async die(ctx: Ctx, dir: string, error: string): Promise<void> {
+    sendJson(ctx.res, { error });
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+
+  private async handleTaskNew(ctx: Ctx): Promise<void> {
+    if (this.isUploadDropped(ctx)) return;
+    const uuid = this.assignUuid(ctx);
+    if (uuid === undefined) return;
+    this.reserved.add(uuid);
+    const dir = path.join(this.dataDir, uuid);
+    try {
+      await fsp.mkdir(dir);
+      const outcome = await this.receiveNewTask(ctx, dir);
+      await this.delay(this.options.uploadDelayMs);
+      if (typeof outcome === 'string') return await this.die(ctx, dir, outcome);
+      this.addTask(uuid, dir, outcome.fields, outcome.count);
+      sendJson(ctx.res, { uuid });
+    } finally {
+      this.reserved.delete(uuid);
+    }
+  }
+
+  /** Upload + checks of /task/new: the task's fields and image count, or the error to answer. */
+  private async receiveNewTask(ctx: Ctx, dir: string): Promise<{ fields: TaskFields; count: number } | string> {
+    try {
+      const { fields, files } = await this.receiveImages(ctx.req, dir);
+      if (files.length === 0) {
+        return fieldString(fields, 'zipurl') ? 'zipurl is not supported by the test node' : 'Need at least 1 file or a zip file url.';
+      }
+      const count = (await fsp.readdir(dir)).length;
+      return this.maxImagesError(count) ?? { fields: this.taskFields(fields), count };
+    } catch (err) {
+      return errorMessage(err);
+    }
+  }
+
+  private addTask(uuid: string, dir: string, fields: TaskFields, imagesCount: number): void {
+    this.taskMap.set(uuid, {
+      ...fields,
+      uuid,
+      dir,
+      imagesCount,
+      status: TaskStatus.QUEUED,
+      output: [],
+      progress: 0,
+      startedAt: 0,
+      processingTime: -1,
+      timer: undefined,
+    });
+    this.pump();
+  }
+
+  // ----- task queries -----
+
+  private handleList(ctx: Ctx): void {
+    sendJson(ctx.res, [...this.taskMap.keys()].map((uuid) => ({ uuid })));
+  }
+
+  /** NodeODM's getTaskFromUuid: the task, or an answered `<uuid> not found`. */
+  private findTask(ctx: Ctx): NodeTask | undefined {
+    const uuid = param(ctx, 0);
+    const task = this.taskMap.get(uuid);
+    if (task === undefined) sendJson(ctx.res, { error: `${uuid} not found` });
+    return task;
+  }
+
+  private taskInfo(task: NodeTask): Record<string, unknown> {
+    return {
+      uuid: task.uuid,
+      name: task.name,
+      dateCreated: task.dateCreated,
+      processingTime: task.status === TaskStatus.RUNNING ? Date.now() - task.startedAt : task.processingTime,
+      status: { code: task.status },
+      options: task.options,
+      imagesCount: task.imagesCount,
+      progress: task.progress,
+    };
+  }
+
+  /** Array.prototype.slice does the same ToNumber/ToInteger conversion NodeODM relies on. */
+  private outputFrom(task: NodeTask, line: string | null): string[] {
+    return task.output.slice(line === null ? 0 : Number(line));
+  }
+
+  private handleTaskInfo(ctx: Ctx): void {
+    const task = this.findTask(ctx);
+    if (task === undefined) return;
+    const info = this.taskInfo(task);
+    if (ctx.query.has('with_output')) info['output'] = this.outputFrom(task, ctx.query.get('with_output'));
+    sendJson(ctx.res, info);
+  }
+
+  private handleTaskOutput(ctx: Ctx): void {
+    const task = this.findTask(ctx);
+    if (task === undefined) return;
+    sendJson(ctx.res, this.outputFrom(task, ctx.query.get('line')));
+  }
+
+  private async handleDownload(ctx: Ctx): Promise<void> {
+    const task = this.findTask(ctx);
+    if (task === undefined) return;
+    if (param(ctx, 1) !== 'all.zip') return sendJson(ctx.res, { error: 'Invalid asset' });
+    if (task.status !== TaskStatus.COMPLETED) return sendJson(ctx.res, { error: 'Asset not ready' });
+    const size = this.options.assetSize;
+    ctx.res.writeHead(200, {
+      ...COMMON_HEADERS,
+      'Content-Disposition': 'attachment; filename=all.zip',
+      'Content-Type': 'application/zip',
+      'Content-Length': size,
+    });
+    if (ctx.req.method === 'HEAD') {
+      ctx.res.end();
+      return;
+    }
+    // A client that goes away mid-download is normal; the pipeline just stops.
+    await pipeline(Readable.from(assetChunks(size), { objectMode: false }), ctx.res).catch(() => undefined);
+  }
+
+  // ----- cancel / remove / restart -----
+
+  private async handleCommand(ctx: Ctx, command: 'cancel' | 'remove' | 'restart'): Promise<void> {
+    // NodeODM only parses urlencoded and JSON bodies here: a multipart body carries no uuid.
+    const body = await readUrlencodedOrJson(ctx.req);
+    if (!this.checkToken(ctx)) return;
+    const uuid = fieldString(body, 'uuid');
+    if (!uuid) return sendJson(ctx.res, { error: 'uuid param missing.' });
+    let options: TaskOption[] | undefined;
+    if (command === 'restart' && body['options']) options = parseTaskOptions(body['options'], this.fixture.names);
+    const task = this.taskMap.get(uuid);
+    if (task === undefined) return sendJson(ctx.res, { success: false, error: `${uuid} not found` });
+    const error = await this.runCommand(task, command, options);
+    sendJson(ctx.res, error === undefined ? { success: true } : { success: false, error });
+  }
+
+  private async runCommand(task: NodeTask, command: 'cancel' | 'remove' | 'restart', options?: TaskOption[]): Promise<string | undefined> {
+    if (command === 'cancel') this.cancelTask(task);
+    else if (command === 'remove') await this.removeTask(task);
+    else return this.restartTask(task, options);
+    return undefined;
+  }
+
+  private cancelTask(task: NodeTask): void {
+    if (task.status === TaskStatus.CANCELED) return; // NodeODM: nothing to be done, still a success
+    this.stopTimer(task);
+    task.status = TaskStatus.CANCELED;
+    task.processingTime = -1;
+    this.pump();
+  }
+
+  private async removeTask(task: NodeTask): Promise<void> {
+    this.cancelTask(task);
+    this.taskMap.delete(task.uuid);
+    await fsp.rm(task.dir, { recursive: true, force: true });
+    this.pump();
+  }
+
+  private restartTask(task: NodeTask, options?: TaskOption[]): string | undefined {
+    const restartable: readonly number[] = [TaskStatus.CANCELED, TaskStatus.FAILED, TaskStatus.COMPLETED];
+    if (!restartable.includes(task.status)) return 'Task cannot be restarted';
+    task.status = TaskStatus.QUEUED;
+    task.dateCreated = Date.now();
+    task.output = [];
+    task.progress = 0;
+    task.processingTime = -1;
+    if (options !== undefined) task.options = options;
+    this.pump();
+    return undefined;
+  }
+
+  // ----- processing simulation -----
+
+  private queueCount(): number {
+    let count = 0;
+    for (const task of this.taskMap.values()) {
+      if (task.status === TaskStatus.QUEUED || task.status === TaskStatus.RUNNING) count++;
+    }
+    return count;
+  }
+
+  private runningCount(): number {
+    let count = 0;
+    for (const task of this.taskMap.values()) if (task.status === TaskStatus.RUNNING) count++;
+    return count;
+  }
+
+  /** Starts QUEUED tasks, oldest first, while fewer than maxParallelTasks are RUNNING. */
+  private pump(): void {
+    if (this.closing !== undefined) return;
+    for (const task of this.taskMap.values()) {
+      if (this.runningCount() >= this.options.maxParallelTasks) return;
+      if (task.status === TaskStatus.QUEUED) this.startTask(task);
+    }
+  }
+
+  private startTask(task: NodeTask): void {
+    task.status = TaskStatus.RUNNING;
+    task.startedAt = Date.now();
+    task.output.push(`Test NodeODM node: processing ${task.imagesCount} images`);
+    this.scheduleStage(task, 0);
+  }
+
+  /** Stage i runs at (i+1)/4 of processingMs; after the last stage the task ends. */
+  private scheduleStage(task: NodeTask, index: number): void {
+    const step = this.options.processingMs / (PROCESSING_STAGES.length + 1);
+    task.timer = this.later(step, () => {
+      task.timer = undefined;
+      const stage = PROCESSING_STAGES[index];
+      if (stage === undefined) return this.finishTask(task);
+      task.output.push(stage.line);
+      task.progress = stage.progress;
+      this.scheduleStage(task, index + 1);
+    });
+  }
+
+  private stopTimer(task: NodeTask): void {
+    if (task.timer === undefined) return;
+    clearTimeout(task.timer);
+    this.timers.delete(task.timer);
+    task.timer = undefined;
+  }
+
+  private finishTask(task: NodeTask): void {
+    task.processingTime = Date.now() - task.startedAt;
+    task.progress = 100;
+    if (this.options.failTasks) {
+      task.output.push('Test fail');
+      task.status = TaskStatus.FAILED;
+    } else {
+      task.output.push('Compressing all.zip\n'); // NodeODM's exact last line, newline included
+      task.status = TaskStatus.COMPLETED;
+    }
+    this.callWebhook(task);
+    this.pump();
+  }
+
+  /** POSTs the final task info to the task's webhook; failures are ignored (the test sees none). */
+  private callWebhook(task: NodeTask): void {
+    if (task.webhook === null) return;
+    const abort = new AbortController();
+    this.webhookAborts.add(abort);
+    fetch(task.webhook, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(this.taskInfo(task)),
+      signal: abort.signal,
+    })
+      .then((res) => res.arrayBuffer())
+      .catch(() => undefined)
+      .finally(() => this.webhookAborts.delete(abort));
+  }
+}

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { FakeClock, MemoryLogger } from '../../src/core';
+import { NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
+import { FileRouteStore, ROUTE_EXPIRY_MS, RouteTable } from '../../src/routing';
+import { JsonStateFile } from '../../src/store';
+import { tempDir } from '../helpers/tmp';
+
+const U1 = 'b36b80e6-b9ae-4bdd-9c19-07d2ea0dadeb';
+const U2 = '4497587f-7ca0-4c6b-9fc8-a92d4012917d';
+const U3 = 'd10b340c-5080-43e2-a768-e1e8ea1c5e9e';
+
+async function open(dir: string, clock: FakeClock, compactAfter = 10_000): Promise<{ reg: NodeRegistry; routes: RouteTable; store: FileRouteStore }> {
+  const logger = new MemoryLogger();
+  const reg = new NodeRegistry({
+    store: new JsonStateFile<NodeRecord[]>({ file: path.join(dir, 'nodes.json'), parse: parseNodesFile, logger, clock }),
+    clock,
+    logger,
+  });
+  await reg.load();
+  const store = new FileRouteStore({ file: path.join(dir, 'routes.json'), clock, logger, compactAfter, touchFlushMs: 1000 });
+  const routes = new RouteTable({ store, clock, logger });
+  await routes.load(reg);
+  return { reg, routes, store };
+}
+
+test('routes: an existing routes.json loads unchanged (port string or number), unknown nodes dropped', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_795_824_400_000);
+  fs.writeFileSync(
+    path.join(dir, 'nodes.json'),
+    '[{"hostname":"localhost","port":"3001","token":""},{"hostname":"localhost","port":3002,"token":""}]',
+  );
+  fs.writeFileSync(
+    path.join(dir, 'routes.json'),
+    JSON.stringify({
+      [U1]: { node: { hostname: 'localhost', port: '3002', token: '' }, accessed: 1795824362711 },
+      [U2]: { node: { hostname: 'localhost', port: 3001, token: '', locked: false }, token: 'usertok', accessed: 1795824220290 },
+      [U3]: { node: { hostname: 'gone', port: '3000', token: '' }, accessed: 1795824220290 },
+    }),
+  );
+  const { reg, routes } = await open(dir, clock);
+  assert.equal(routes.size(), 2);
+  assert.equal(routes.peek(U1)?.node, reg.nth(2));
+  assert.equal(routes.peek(U2)?.node, reg.nth(1));
+  assert.equal(routes.peek(U2)?.token, 'usertok');
+  assert.equal(routes.peek(U3), undefined);
+});
+
+test('routes: adds are journaled and survive a crash (no flush); removes too', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_800_000_000_000);
+  fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"localhost","port":"3001","token":""}]');
+  {
+    const { reg, routes } = await open(dir, clock);
+    const node = reg.nth(1);
+    assert.ok(node);
+    await routes.add(U1, node, 'tok');
+    await routes.add(U2, node, undefined);
+    await routes.add(U3, node, '');
+    await routes.remove(U2);
+    // No flush: as if the process was killed here.
+  }
+  const { routes } = await open(dir, clock);
+  assert.deepEqual(
+    routes.entries().map(([u]) => u).sort(),
+    [U1, U3].sort(),
+  );
+  assert.equal(routes.peek(U1)?.token, 'tok');
+});
+
+test('routes: flush writes routes.json in the original format and empties the journal', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_800_000_000_000);
+  fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"localhost","port":"3001","token":""}]');
+  const { reg, routes } = await open(dir, clock);
+  const node = reg.nth(1);
+  assert.ok(node);
+  await routes.add(U1, node, undefined);
+  await routes.add(U2, node, 'abc');
+  await routes.flush();
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'routes.json'), 'utf8')), {
+    [U1]: { node: { hostname: 'localhost', port: '3001', token: '' }, accessed: 1_800_000_000_000 },
+    [U2]: { node: { hostname: 'localhost', port: '3001', token: '' }, token: 'abc', accessed: 1_800_000_000_000 },
+  });
+  assert.ok(!fs.existsSync(path.join(dir, 'routes.json.journal')));
+  assert.ok(!fs.existsSync(path.join(dir, 'routes.json.journal.old')));
+});
+
+test('routes: the journal is compacted in the background once it grows', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_800_000_000_000);
+  fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"localhost","port":"3001","token":""}]');
+  const { reg, routes } = await open(dir, clock, 5);
+  const node = reg.nth(1);
+  assert.ok(node);
+  const ids = Array.from({ length: 12 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+  for (const id of ids) await routes.add(id, node, undefined);
+  // Compaction runs after the append that crossed the threshold; wait until routes.json holds the routes.
+  for (let i = 0; i < 100 && !fs.existsSync(path.join(dir, 'routes.json')); i++) await new Promise((r) => setImmediate(r));
+  await routes.flush();
+  const reopened = await open(dir, clock);
+  assert.equal(reopened.routes.size(), 12);
+});
+
+test('routes: lookups bump accessed (persisted in batches); idle routes expire after 5 days', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_800_000_000_000);
+  fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"localhost","port":"3001","token":""}]');
+  {
+    const { reg, routes } = await open(dir, clock);
+    const node = reg.nth(1);
+    assert.ok(node);
+    await routes.add(U1, node, undefined);
+    await routes.add(U2, node, undefined);
+    clock.advance(4 * 24 * 3600 * 1000);
+    routes.lookup(U1); // used recently
+    clock.advance(1000); // the batched touch is written
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  clock.advance(ROUTE_EXPIRY_MS - 3 * 24 * 3600 * 1000);
+  const { routes } = await open(dir, clock);
+  assert.deepEqual(routes.entries().map(([u]) => u), [U1]);
+});
+
+test('routes: a torn last journal line (crash mid-append) is ignored', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_800_000_000_000);
+  fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"localhost","port":"3001","token":""}]');
+  {
+    const { reg, routes } = await open(dir, clock);
+    const node = reg.nth(1);
+    assert.ok(node);
+    await routes.add(U1, node, undefined);
+  }
+  fs.appendFileSync(path.join(dir, 'routes.json.journal'), '{"op":"put","uuid":"x","no');
+  const { routes } = await open(dir, clock);
+  assert.equal(routes.size(), 1);
+});
