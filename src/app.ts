@@ -81,7 +81,6 @@ export class ClusterOdm {
     await this.startService(this.poller);
     if (this.cli) {
       await this.startService(this.cli);
-      logger.info(`Admin CLI listening on ${this.cli.port}`);
       if (!this.deps.config.adminPass) {
         logger.warn(`No admin password specified, make sure port ${this.cli.port} is secured`);
       }

@@ -41,14 +41,14 @@ export async function startDaemon(t: TestContext, dir: string, args: string[] = 
     if (exited === undefined) proc.kill('SIGKILL');
   });
   const port = (re: RegExp): number => Number(re.exec(out)?.[1] ?? 0);
-  await waitUntil(() => exited !== undefined || port(/Admin CLI listening on (\d+)/) > 0, {
+  await waitUntil(() => exited !== undefined || port(/Admin CLI listening on port (\d+)/) > 0, {
     timeoutMs: 20000,
     message: 'daemon did not start',
   });
   if (exited !== undefined) throw new Error(`daemon exited with ${String(exited)}:\n${out}`);
   return {
     dir,
-    cliPort: port(/Admin CLI listening on (\d+)/),
+    cliPort: port(/Admin CLI listening on port (\d+)/),
     proc,
     output: () => out,
     stop: async (signal = 'SIGTERM') => {
