@@ -3,6 +3,8 @@ import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
 import { errorMessage } from './core';
 import { AdminCli, type AsrCli } from './cli';
+import { createCloudProvider, type CloudProvider } from './cloud';
+import { Forwarder, NO_LOCAL_TASKS, ProxyHandler, ProxyServer } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
@@ -36,6 +38,9 @@ export class ClusterOdm {
   readonly nodeOps: NodeOps;
   readonly taskOps: TaskOps;
   readonly cli: AdminCli | null;
+  readonly cloud: CloudProvider;
+  readonly forwarder: Forwarder;
+  readonly proxy: ProxyServer;
   private readonly deps: AppDeps;
   private readonly started: Service[] = [];
 
@@ -56,6 +61,29 @@ export class ClusterOdm {
     });
     this.nodeOps = new NodeOps({ registry: this.registry, poller: this.poller, routes: this.routes, logger });
     this.taskOps = new TaskOps({ routes: this.routes, client });
+    this.cloud = createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
+    this.forwarder = new Forwarder({ logger });
+    const handler = new ProxyHandler({
+      registry: this.registry,
+      routes: this.routes,
+      local: NO_LOCAL_TASKS,
+      cloud: this.cloud,
+      client,
+      forwarder: this.forwarder,
+      clock,
+      logger,
+      debug: config.debug,
+    });
+    this.proxy = new ProxyServer({
+      port: config.port,
+      securePort: config.securePort,
+      ephemeral: deps.ephemeralPorts === true,
+      sslKey: config.sslKey,
+      sslCert: config.sslCert,
+      ...(deps.host !== undefined ? { host: deps.host } : {}),
+      logger,
+      handle: (req, res) => handler.handle(req, res),
+    });
     const asr: AsrCli | null = null;
     this.cli =
       config.adminCliPort > 0
@@ -79,6 +107,7 @@ export class ClusterOdm {
     await this.registry.load();
     await this.routes.load(this.registry);
     await this.startService(this.poller);
+    await this.startService(this.proxy);
     if (this.cli) {
       await this.startService(this.cli);
       if (!this.deps.config.adminPass) {
@@ -99,6 +128,7 @@ export class ClusterOdm {
       await s.stop().catch((e: unknown) => logger.error(`Cannot stop ${s.name}: ${errorMessage(e)}`));
     }
     this.started.length = 0;
+    this.forwarder.close();
     try {
       await this.registry.save();
       logger.info('Saved nodes to disk');

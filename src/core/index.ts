@@ -2,3 +2,4 @@ export * from './clock';
 export * from './errors';
 export * from './service';
 export * from './logger';
+export * from './concurrency';

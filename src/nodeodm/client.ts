@@ -35,6 +35,17 @@ export class NodeClient {
     return readJson(res);
   }
 
+  /** POST urlencoded fields (what every NodeODM version accepts), returning parsed JSON. */
+  async postForm(node: NodeEndpoint, pathname: string, fields: Map<string, string>): Promise<unknown> {
+    const res = await this.fetchImpl(this.url(node, pathname), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams([...fields]).toString(),
+      signal: AbortSignal.timeout(this.timeoutMs),
+    });
+    return readJson(res);
+  }
+
   /** POST a JSON body, returning parsed JSON. */
   async postJson(node: NodeEndpoint, pathname: string, body: unknown): Promise<unknown> {
     const res = await this.fetchImpl(this.url(node, pathname), {

@@ -1,4 +1,4 @@
-import { errorMessage } from '../core';
+import { errorMessage, mapLimit } from '../core';
 import type { NodeClient } from '../nodeodm';
 import type { ClusterNode } from '../nodes';
 import type { RouteTable } from '../routing';
@@ -47,18 +47,9 @@ export class TaskOps {
   /** Info of every routed task (of one node, if given) that its node still knows. */
   async list(node?: ClusterNode): Promise<unknown[]> {
     const entries = this.routes.entries(node);
-    const results: unknown[] = new Array<unknown>(entries.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < entries.length) {
-        const i = next++;
-        const entry = entries[i];
-        if (!entry) continue;
-        const [uuid, route] = entry;
-        results[i] = await this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`));
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.listConcurrency, entries.length) }, worker));
+    const results = await mapLimit(entries, this.listConcurrency, ([uuid, route]) =>
+      this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`)),
+    );
     return results.filter((r) => !hasError(r));
   }
 

@@ -1,2 +1,3 @@
 export * from './route-table';
 export * from './route-store';
+export * from './task-table';

@@ -7,6 +7,11 @@ import { waitUntil } from './wait';
 export interface Daemon {
   readonly dir: string;
   readonly cliPort: number;
+  /** The plain HTTP proxy port (0 if none), and the HTTPS one (0 if none). */
+  readonly proxyPort: number;
+  readonly httpsPort: number;
+  /** http://127.0.0.1:<proxyPort> */
+  readonly url: string;
   readonly proc: ChildProcess;
   /** Everything the daemon printed so far. */
   output(): string;
@@ -41,7 +46,9 @@ export async function startDaemon(t: TestContext, dir: string, args: string[] = 
     if (exited === undefined) proc.kill('SIGKILL');
   });
   const port = (re: RegExp): number => Number(re.exec(out)?.[1] ?? 0);
-  await waitUntil(() => exited !== undefined || port(/Admin CLI listening on port (\d+)/) > 0, {
+  const ready = (): boolean =>
+    port(/Admin CLI listening on port (\d+)/) > 0 && port(/Starting https? proxy on (\d+)/) > 0;
+  await waitUntil(() => exited !== undefined || ready(), {
     timeoutMs: 20000,
     message: 'daemon did not start',
   });
@@ -49,6 +56,9 @@ export async function startDaemon(t: TestContext, dir: string, args: string[] = 
   return {
     dir,
     cliPort: port(/Admin CLI listening on port (\d+)/),
+    proxyPort: port(/Starting http proxy on (\d+)/),
+    httpsPort: port(/Starting https proxy on (\d+)/),
+    url: `http://127.0.0.1:${port(/Starting http proxy on (\d+)/)}`,
     proc,
     output: () => out,
     stop: async (signal = 'SIGTERM') => {

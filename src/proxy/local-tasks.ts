@@ -1,0 +1,29 @@
+/**
+ * Tasks that ClusterODM answers for itself because they are not on a node: being uploaded, being forwarded,
+ * failed or canceled before reaching a node, or finished on an autoscaled node that is gone.
+ * The task pipeline implements it on top of the durable TaskTable.
+ */
+export interface LocalTasks {
+  has(uuid: string): boolean;
+  /** The token that created the task (undefined = none). */
+  owner(uuid: string): string | undefined;
+  info(uuid: string, withOutput: number | null): unknown;
+  output(uuid: string, line: number): unknown;
+  /** Stops a task that has not reached a node; it stays listed as CANCELED. */
+  cancel(uuid: string): Promise<void>;
+  /** Stops and forgets a task that has not reached a node. */
+  remove(uuid: string): Promise<void>;
+  /** uuids of the local tasks created with this token. */
+  list(token: string | undefined): string[];
+}
+
+/** No local tasks (until the task pipeline is wired in). */
+export const NO_LOCAL_TASKS: LocalTasks = {
+  has: () => false,
+  owner: () => undefined,
+  info: () => null,
+  output: () => [],
+  cancel: async () => undefined,
+  remove: async () => undefined,
+  list: () => [],
+};

@@ -1,0 +1,340 @@
+import type * as http from 'node:http';
+import type { CloudProvider } from '../cloud';
+import type { Clock, Logger } from '../core';
+import { errorMessage, mapLimit } from '../core';
+import type { Limits, NodeClient } from '../nodeodm';
+import type { ClusterNode, NodeRegistry } from '../nodes';
+import type { RouteEntry, RouteTable } from '../routing';
+import { Forwarder, redactUrl } from './forwarder';
+import type { LocalTasks } from './local-tasks';
+import { OptionsCache } from './options-cache';
+import { sendError, sendJson, sendUnauthorized } from './respond';
+import { BodyError, parseFields, readBody } from './small-body';
+
+/** The API version ClusterODM speaks (hard-coded in the original, clients check it). */
+export const API_VERSION = '1.5.3';
+const HUGE = 99999999999;
+
+/** Five dash-separated word runs, as the original's route pattern (not strictly hex). */
+const TASK_ROUTE = /^\/task\/([\w]+-[\w]+-[\w]+-[\w]+-[\w]+)\/(.+)$/;
+/** Static files the NodeODM web UI loads without a token; no `..` segments, no encoded tricks. */
+const PUBLIC_ASSET = /^\/(?:[\w.-]+\/)*[\w.-]+\.(?:css|js|woff|woff2|ttf|ico)$/;
+
+export interface RequestContext {
+  readonly req: http.IncomingMessage;
+  readonly res: http.ServerResponse;
+  readonly url: URL;
+  readonly token: string;
+  readonly limits: Limits | null;
+}
+
+/** Task-creation endpoints, provided by the task pipeline. */
+export interface TaskCreationHandlers {
+  init(ctx: RequestContext): Promise<void>;
+  upload(ctx: RequestContext): Promise<void>;
+  commit(ctx: RequestContext): Promise<void>;
+  newTask(ctx: RequestContext): Promise<void>;
+  /** The autoscaler webhook (`POST /commit`). */
+  webhook?(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void>;
+}
+
+export interface ProxyHandlerDeps {
+  registry: NodeRegistry;
+  routes: RouteTable;
+  local: LocalTasks;
+  cloud: CloudProvider;
+  client: NodeClient;
+  forwarder: Forwarder;
+  clock: Clock;
+  logger: Logger;
+  debug: boolean;
+  creation?: TaskCreationHandlers | null;
+  /** How many /task/<uuid>/info pings /task/list sends at once. */
+  listConcurrency?: number;
+}
+
+/** The NodeODM-compatible request pipeline, in the original's order (SPEC §4.1). */
+export class ProxyHandler {
+  readonly options: OptionsCache;
+  private readonly d: ProxyHandlerDeps;
+
+  constructor(deps: ProxyHandlerDeps) {
+    this.d = deps;
+    this.options = new OptionsCache({ client: deps.client, clock: deps.clock, enabled: !deps.debug });
+  }
+
+  /** Entry point for every request; never throws, never leaves a request unanswered. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.dispatch(req, res).catch((e: unknown) => {
+      this.d.logger.error(`Uncaught exception: ${errorMessage(e)} (${req.method ?? ''} ${redactUrl(req.url ?? '')})`);
+      if (!res.headersSent) sendError(res, 'exception');
+      else res.destroy();
+    });
+  }
+
+  private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    setCors(req, res);
+    const method = req.method ?? 'GET';
+    if (method === 'OPTIONS' && req.headers['access-control-request-method']) {
+      // A CORS preflight gets an empty 204, as NodeODM answers (the original answered a JSON error).
+      res.writeHead(204, { 'Content-Length': 0 });
+      res.end();
+      return;
+    }
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://clusterodm.invalid');
+    } catch {
+      sendError(res, `Cannot handle ${req.url ?? ''}`);
+      return;
+    }
+    const pathname = url.pathname;
+
+    if ((method === 'GET' || method === 'HEAD') && PUBLIC_ASSET.test(rawPath(req)) && !rawPath(req).includes('..')) {
+      this.toReferenceNode(req, res, rawPath(req));
+      return;
+    }
+    if (pathname === '/commit' && method === 'POST') {
+      await this.commitWebhook(req, res, url);
+      return;
+    }
+    if (pathname === '/auth/info') {
+      sendJson(res, this.d.cloud.authInfo());
+      return;
+    }
+
+    const token = url.searchParams.get('token') ?? '';
+    const auth = await this.d.cloud.validate(token);
+    if (!auth.valid || url.searchParams.has('_debugUnauthorized')) {
+      req.resume();
+      sendUnauthorized(res);
+      return;
+    }
+    const ctx: RequestContext = { req, res, url, token, limits: auth.limits };
+    await this.route(ctx, method, pathname);
+  }
+
+  private async route(ctx: RequestContext, method: string, pathname: string): Promise<void> {
+    const { req, res } = ctx;
+    if (pathname === '/') return this.toReferenceNode(req, res, '/');
+    if (pathname === '/info') return this.info(ctx);
+    if (pathname === '/options') return this.optionsRoute(ctx);
+    if (pathname === '/cache/clear') {
+      this.options.clear(ctx.token);
+      this.d.cloud.clearCache(ctx.token);
+      return sendJson(res, { ok: true });
+    }
+    const creation = this.d.creation;
+    if (method === 'POST' && creation) {
+      if (pathname === '/task/new/init') return creation.init(ctx);
+      if (pathname.startsWith('/task/new/upload')) return creation.upload(ctx);
+      if (pathname.startsWith('/task/new/commit')) return creation.commit(ctx);
+      if (pathname === '/task/new') return creation.newTask(ctx);
+    }
+    if (method === 'POST' && /^\/task\/(restart|cancel|remove)$/.test(pathname)) return this.taskAction(ctx, pathname);
+    if (method === 'GET' && pathname === '/task/list') return this.taskList(ctx);
+    const m = TASK_ROUTE.exec(pathname);
+    if (m && m[1] && m[2]) return this.taskRoute(ctx, m[1], m[2]);
+    req.resume();
+    sendError(res, `Cannot handle ${pathname}`);
+  }
+
+  /** Forwards to the first online node without any token (the NodeODM web UI and its assets). */
+  private toReferenceNode(req: http.IncomingMessage, res: http.ServerResponse, pathAndQuery: string): void {
+    const node = this.d.registry.referenceNode();
+    if (!node) {
+      req.resume();
+      sendError(res, 'No nodes available');
+      return;
+    }
+    this.d.forwarder.forward(req, res, node, pathAndQuery);
+  }
+
+  private info(ctx: RequestContext): void {
+    const ref = this.d.registry.referenceNode();
+    const limits = ctx.limits;
+    ctx.req.resume();
+    sendJson(ctx.res, {
+      version: API_VERSION,
+      taskQueueCount: 0,
+      totalMemory: HUGE,
+      availableMemory: HUGE,
+      cpuCores: HUGE,
+      maxImages: limits?.maxImages || null,
+      maxParallelTasks: limits?.maxConcurrentTasks ?? HUGE,
+      engineVersion: ref?.info.engineVersion ?? '?',
+      engine: ref?.info.engine ?? '?',
+    });
+  }
+
+  private async optionsRoute(ctx: RequestContext): Promise<void> {
+    ctx.req.resume();
+    const ref = this.d.registry.referenceNode();
+    if (!ref) return sendError(ctx.res, 'Cannot compute /options, no nodes are online.');
+    try {
+      sendJson(ctx.res, await this.options.get(ctx.token, ctx.limits, ref));
+    } catch (e: unknown) {
+      // The original left this request hanging (an unhandled rejection).
+      sendError(ctx.res, errorMessage(e));
+    }
+  }
+
+  /** The route of a task the caller may see: another token's task is invisible (per-task ownership). */
+  private ownedRoute(uuid: string, token: string): RouteEntry | undefined {
+    const r = this.d.routes.lookup(uuid);
+    return r && ownedBy(r.token, token) ? r : undefined;
+  }
+
+  private ownedLocal(uuid: string, token: string): boolean {
+    return this.d.local.has(uuid) && ownedBy(this.d.local.owner(uuid), token);
+  }
+
+  private taskRoute(ctx: RequestContext, uuid: string, action: string): void {
+    const { req, res, url } = ctx;
+    const route = this.ownedRoute(uuid, ctx.token);
+    if (route) {
+      this.d.forwarder.forward(req, res, route.node, nodePath(url, route.node));
+      return;
+    }
+    req.resume();
+    if (this.ownedLocal(uuid, ctx.token)) {
+      if (action === 'info') return sendJson(res, this.d.local.info(uuid, intParam(url, 'with_output')));
+      if (action === 'output') return sendJson(res, this.d.local.output(uuid, intParam(url, 'line') ?? 0));
+      return sendError(res, `Invalid route for taskId ${uuid}:${action}, no valid route possible.`);
+    }
+    sendError(res, `Invalid route for taskId ${uuid}:${action}, no task table entry.`);
+  }
+
+  /** cancel / remove / restart, with a urlencoded, multipart or JSON body (bounded). */
+  private async taskAction(ctx: RequestContext, pathname: string): Promise<void> {
+    const { req, res } = ctx;
+    let fields: Map<string, string>;
+    try {
+      fields = await parseFields(await readBody(req), req.headers['content-type']);
+    } catch (e: unknown) {
+      if (e instanceof BodyError) return sendError(res, e.message);
+      throw e;
+    }
+    const uuid = fields.get('uuid');
+    if (!uuid) return sendError(res, `No uuid found in ${pathname}`);
+    const action = pathname.slice('/task/'.length);
+    const route = this.ownedRoute(uuid, ctx.token);
+    if (route) return this.nodeTaskAction(ctx, route, uuid, action, fields);
+    if (this.ownedLocal(uuid, ctx.token)) {
+      if (action === 'restart') return sendError(res, 'Action not supported. Please create a new task.');
+      this.d.logger.info(`Task ${uuid} aborted via ${pathname}`);
+      if (action === 'cancel') await this.d.local.cancel(uuid);
+      else await this.d.local.remove(uuid);
+      return sendJson(res, { success: true });
+    }
+    sendError(res, `Invalid route for taskId ${uuid}, no nodes in routing table.`);
+  }
+
+  /** Sends the action to the task's node (as urlencoded, which every NodeODM accepts) and relays its answer. */
+  private async nodeTaskAction(
+    ctx: RequestContext,
+    route: RouteEntry,
+    uuid: string,
+    action: string,
+    fields: Map<string, string>,
+  ): Promise<void> {
+    let answer: unknown;
+    try {
+      answer = await this.d.client.postForm(route.node, `/task/${action}`, fields);
+    } catch (e: unknown) {
+      this.d.logger.warn(`Cannot ${action} task ${uuid} on ${route.node.name}: ${errorMessage(e)}`);
+      // As a refused or reset connection: drop the client's socket so it retries.
+      ctx.req.socket.destroy();
+      return;
+    }
+    if (action === 'remove' && isSuccess(answer)) {
+      // The original kept routes of removed tasks for days.
+      await this.d.routes.remove(uuid).catch((e: unknown) => this.d.logger.error(`Cannot remove route ${uuid}: ${errorMessage(e)}`));
+    }
+    sendJson(ctx.res, answer);
+  }
+
+  /** The caller's tasks: local ones plus routed ones whose node still knows them. */
+  private async taskList(ctx: RequestContext): Promise<void> {
+    ctx.req.resume();
+    const token = ctx.token;
+    const local = this.d.local.list(token || undefined);
+    const routed = this.d.routes.entries().filter(([, r]) => ownedBy(r.token, token) && (r.token ?? '') === token);
+    const alive = await mapLimit(routed, this.d.listConcurrency ?? 16, async ([uuid, r]) => {
+      try {
+        const info = await this.d.client.getJson(r.node, `/task/${uuid}/info`);
+        return typeof info === 'object' && info !== null && !('error' in info) ? uuid : null;
+      } catch {
+        return null;
+      }
+    });
+    const seen = new Set<string>();
+    const out: Array<{ uuid: string }> = [];
+    for (const uuid of [...local, ...alive]) {
+      if (uuid && !seen.has(uuid)) {
+        seen.add(uuid);
+        out.push({ uuid });
+      }
+    }
+    sendJson(ctx.res, out);
+  }
+
+  private async commitWebhook(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    if (this.d.creation?.webhook) return this.d.creation.webhook(req, res, url);
+    let body: Buffer;
+    try {
+      body = await readBody(req);
+    } catch (e: unknown) {
+      return sendError(res, errorMessage(e));
+    }
+    try {
+      JSON.parse(body.toString('utf8'));
+    } catch {
+      this.d.logger.warn('Malformed /commit request');
+      return sendError(res, 'Malformed /commit request');
+    }
+    sendJson(res, { ok: true });
+  }
+}
+
+/** A task created without a token is everyone's; one created with a token is only its owner's. */
+function ownedBy(owner: string | undefined, token: string): boolean {
+  return !owner || owner === token;
+}
+
+function isSuccess(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && (v as { success?: unknown }).success === true;
+}
+
+/** The path and query as sent, for the static-asset rule (URL parsing would resolve `..`). */
+function rawPath(req: http.IncomingMessage): string {
+  const u = req.url ?? '/';
+  const q = u.indexOf('?');
+  return q < 0 ? u : u.slice(0, q);
+}
+
+function intParam(url: URL, name: string): number | null {
+  const v = url.searchParams.get(name);
+  if (v === null || v.trim() === '') return null;
+  const n = Number.parseInt(v, 10);
+  return Number.isFinite(n) ? n : null;
+}
+
+/** The client's path and query for the node: the user token replaced by the node's (or dropped). */
+export function nodePath(url: URL, node: ClusterNode): string {
+  const q = new URLSearchParams(url.searchParams);
+  q.delete('token');
+  if (node.token) q.set('token', node.token);
+  const qs = q.toString();
+  return qs ? `${url.pathname}?${qs}` : url.pathname;
+}
+
+function setCors(req: http.IncomingMessage, res: http.ServerResponse): void {
+  // Tokens travel in the query, never in cookies, so no credentials are allowed (the original reflected any
+  // Origin with credentials).
+  res.setHeader('Access-Control-Allow-Origin', '*');
+  const m = req.headers['access-control-request-method'];
+  if (typeof m === 'string') res.setHeader('Access-Control-Allow-Methods', m);
+  const h = req.headers['access-control-request-headers'];
+  if (typeof h === 'string') res.setHeader('Access-Control-Allow-Headers', h);
+}
