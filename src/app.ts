@@ -4,11 +4,12 @@ import type { Clock, Logger, Service } from './core';
 import { errorMessage } from './core';
 import { AdminCli, type AsrCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
-import { Forwarder, NO_LOCAL_TASKS, ProxyHandler, ProxyServer } from './proxy';
+import * as fsp from 'node:fs/promises';
+import { Forwarder, NodeUploader, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
-import { FileRouteStore, RouteTable } from './routing';
+import { FileRouteStore, RouteTable, TaskTable } from './routing';
 import { JsonStateFile } from './store';
 
 export const PRODUCT_NAME = 'ClusterODM';
@@ -41,6 +42,9 @@ export class ClusterOdm {
   readonly cloud: CloudProvider;
   readonly forwarder: Forwarder;
   readonly proxy: ProxyServer;
+  readonly tasks: TaskTable;
+  readonly dispatcher: TaskDispatcher;
+  readonly intake: TaskIntake;
   private readonly deps: AppDeps;
   private readonly started: Service[] = [];
 
@@ -63,16 +67,46 @@ export class ClusterOdm {
     this.taskOps = new TaskOps({ routes: this.routes, client });
     this.cloud = createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
     this.forwarder = new Forwarder({ logger });
+    this.tasks = new TaskTable({ file: path.join(config.dataDir, 'tasks.json'), clock, logger });
+    const options = new OptionsCache({ client, clock, enabled: !config.debug });
+    this.dispatcher = new TaskDispatcher({
+      registry: this.registry,
+      poller: this.poller,
+      routes: this.routes,
+      table: this.tasks,
+      cloud: this.cloud,
+      options,
+      uploader: new NodeUploader({ clock, logger, maxSendBytesPerSec: config.uploadMaxSpeed }),
+      client,
+      clock,
+      logger,
+      splitmerge: config.splitmerge,
+      tmpDir: config.tmpDir,
+    });
+    this.intake = new TaskIntake({
+      registry: this.registry,
+      routes: this.routes,
+      table: this.tasks,
+      options,
+      dispatcher: this.dispatcher,
+      clock,
+      logger,
+      tmpDir: config.tmpDir,
+      splitmerge: config.splitmerge,
+      useSsl: config.useSsl,
+      publicAddress: config.publicAddress,
+    });
     const handler = new ProxyHandler({
       registry: this.registry,
       routes: this.routes,
-      local: NO_LOCAL_TASKS,
+      local: this.dispatcher,
       cloud: this.cloud,
       client,
       forwarder: this.forwarder,
       clock,
       logger,
-      debug: config.debug,
+      options,
+      creation: this.intake,
     });
     this.proxy = new ProxyServer({
       port: config.port,
@@ -106,8 +140,14 @@ export class ClusterOdm {
     const { logger } = this.deps;
     await this.registry.load();
     await this.routes.load(this.registry);
+    await this.tasks.load();
+    await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
     await this.startService(this.poller);
     await this.startService(this.proxy);
+    // Forwards interrupted by a stop are finished, resumed or failed clearly, in the background.
+    void this.dispatcher
+      .resume((uuid) => this.intake.readParams(uuid))
+      .catch((e: unknown) => logger.error(`Cannot resume tasks: ${errorMessage(e)}`));
     if (this.cli) {
       await this.startService(this.cli);
       if (!this.deps.config.adminPass) {
@@ -135,6 +175,7 @@ export class ClusterOdm {
     } catch (e: unknown) {
       logger.error(`Cannot save nodes: ${errorMessage(e)}`);
     }
+    await this.tasks.flush().catch((e: unknown) => logger.error(`Cannot save tasks: ${errorMessage(e)}`));
     try {
       await this.routes.flush();
       logger.info('Saved routes to disk');

@@ -5,3 +5,8 @@ export * from './options-cache';
 export * from './proxy-handler';
 export * from './proxy-server';
 export * from './small-body';
+export * from './upload-staging';
+export * from './multipart-writer';
+export * from './node-uploader';
+export * from './task-dispatch';
+export * from './task-intake';

@@ -7,7 +7,7 @@ import type { ClusterNode, NodeRegistry } from '../nodes';
 import type { RouteEntry, RouteTable } from '../routing';
 import { Forwarder, redactUrl } from './forwarder';
 import type { LocalTasks } from './local-tasks';
-import { OptionsCache } from './options-cache';
+import type { OptionsCache } from './options-cache';
 import { sendError, sendJson, sendUnauthorized } from './respond';
 import { BodyError, parseFields, readBody } from './small-body';
 
@@ -47,7 +47,7 @@ export interface ProxyHandlerDeps {
   forwarder: Forwarder;
   clock: Clock;
   logger: Logger;
-  debug: boolean;
+  options: OptionsCache;
   creation?: TaskCreationHandlers | null;
   /** How many /task/<uuid>/info pings /task/list sends at once. */
   listConcurrency?: number;
@@ -60,7 +60,7 @@ export class ProxyHandler {
 
   constructor(deps: ProxyHandlerDeps) {
     this.d = deps;
-    this.options = new OptionsCache({ client: deps.client, clock: deps.clock, enabled: !deps.debug });
+    this.options = deps.options;
   }
 
   /** Entry point for every request; never throws, never leaves a request unanswered. */

@@ -1,0 +1,306 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import type { CloudProvider } from '../cloud';
+import type { Clock, Logger } from '../core';
+import { errorMessage } from '../core';
+import { augmentTaskOptions, filterOptions, parseTaskOptions, type Limits, type NodeClient } from '../nodeodm';
+import type { ClusterNode, HealthPoller, NodeRegistry } from '../nodes';
+import { LAUNCHING_OUTPUT, type RouteTable, type TaskTable } from '../routing';
+import type { LocalTasks } from './local-tasks';
+import type { NodeUploader, TaskParams } from './node-uploader';
+import type { OptionsCache } from './options-cache';
+
+/** The init parameters of a task, as the original stores them in tmp/<uuid>/body.json. */
+export interface BodyParams {
+  options: string | null;
+  taskName: string;
+  skipPostProcessing: boolean;
+  outputs: string | null;
+  dateCreated: number | null;
+  webhook: string;
+}
+
+/** A task whose files are all staged and that is ready to go to a node. */
+export interface StagedTask {
+  uuid: string;
+  token: string | undefined;
+  limits: Limits | null;
+  params: BodyParams;
+  dir: string;
+  /** Names of the staged files (body.json excluded). */
+  files: string[];
+  /** `<public address>/?token=<user token>`, the sm-cluster value of split-merge tasks. */
+  smClusterUrl: string;
+}
+
+export interface TaskDispatcherDeps {
+  registry: NodeRegistry;
+  poller: HealthPoller;
+  routes: RouteTable;
+  table: TaskTable;
+  cloud: CloudProvider;
+  options: OptionsCache;
+  uploader: NodeUploader;
+  client: NodeClient;
+  clock: Clock;
+  logger: Logger;
+  splitmerge: boolean;
+  /** Where staged tasks live: tmp/<uuid>/. */
+  tmpDir: string;
+  /** Retries after the first attempt (the original: 5, with 5 s × retry between them). */
+  forwardRetries?: number;
+  retryBaseMs?: number;
+}
+
+const FINAL_FAILURE = 'Failed to forward task to processing node after 5 attempts. Try again later.';
+const LOST_ON_RESTART =
+  'ClusterODM was restarted while this task was being sent to a node, and its files are gone. Please create the task again.';
+
+/**
+ * Takes a staged task to a node: checks and node choice (answered before forwarding starts, as the original),
+ * then the forward in the background with retries and node switching. Until the task is on a node it lives in
+ * the durable task table, which answers info/output for it and survives restarts.
+ */
+export class TaskDispatcher implements LocalTasks {
+  private readonly d: TaskDispatcherDeps & { forwardRetries: number; retryBaseMs: number };
+  private readonly aborts = new Map<string, AbortController>();
+
+  constructor(deps: TaskDispatcherDeps) {
+    this.d = { forwardRetries: 5, retryBaseMs: 5000, ...deps };
+  }
+
+  /** Validates, approves, picks a node and starts forwarding. Throws the message the client should see. */
+  async accept(t: StagedTask): Promise<void> {
+    const { d } = this;
+    const count = t.files.length;
+    if (count < 1) throw new Error(`Not enough images (${count} files uploaded)`);
+    if (!d.splitmerge && t.files.some((f) => f.toLowerCase() === 'seed.zip')) {
+      throw new Error('Cannot use this node as a split-merge cluster.');
+    }
+    const approval = await d.cloud.approveNewTask(t.token ?? '', count);
+    if (!approval.approved) throw new Error(approval.error);
+    await d.poller.refreshAll();
+    // Choosing the node and counting the forward against its slots happen together, so concurrent tasks
+    // see each other (the original counted it only after several awaits).
+    const node = d.registry.selectBest(count);
+    if (!node) throw new Error('No nodes available');
+    node.transients++;
+    let handedOver = false;
+    try {
+      const specs = await d.options.get(t.token ?? '', t.limits, node);
+      const augmented = augmentTaskOptions(parseTaskOptions(t.params.options || '[]'), {
+        limits: t.limits,
+        splitmerge: d.splitmerge,
+        smClusterUrl: t.smClusterUrl,
+      });
+      const options = filterOptions(augmented, specs);
+      await d.table.put({
+        uuid: t.uuid,
+        token: t.token,
+        phase: 'forwarding',
+        taskInfo: {
+          uuid: t.uuid,
+          name: t.params.taskName || `Task of ${new Date(d.clock.now()).toISOString()}`,
+          dateCreated: t.params.dateCreated ?? d.clock.now(),
+          status: { code: 20 },
+          options,
+          imagesCount: count,
+        },
+        output: [LAUNCHING_OUTPUT],
+        nodeKey: node.key,
+      });
+      handedOver = true;
+      void this.forward(t, node, options);
+    } finally {
+      if (!handedOver) node.transients--;
+    }
+  }
+
+  private taskParams(t: StagedTask, options: unknown[]): TaskParams {
+    const entry = this.d.table.get(t.uuid);
+    return {
+      name: entry?.taskInfo.name ?? t.params.taskName,
+      options,
+      dateCreated: entry?.taskInfo.dateCreated ?? this.d.clock.now(),
+      skipPostProcessing: t.params.skipPostProcessing,
+      webhook: t.params.webhook || null,
+      outputs: t.params.outputs,
+    };
+  }
+
+  /** The background forward. `node.transients` was incremented for `node` by the caller. */
+  private async forward(t: StagedTask, first: ClusterNode, options: unknown[]): Promise<void> {
+    const { d } = this;
+    const ac = new AbortController();
+    this.aborts.set(t.uuid, ac);
+    let node = first;
+    let lastError = '';
+    try {
+      for (let attempt = 0; attempt <= d.forwardRetries; attempt++) {
+        try {
+          const files = t.files.map((name) => ({ path: path.join(t.dir, name), name }));
+          await d.uploader.sendTask(node, t.uuid, this.taskParams(t, options), files, { signal: ac.signal });
+          await this.landed(t, node);
+          return;
+        } catch (e: unknown) {
+          if (ac.signal.aborted) return;
+          lastError = errorMessage(e);
+          if (attempt === d.forwardRetries) break;
+          d.logger.warn(
+            `Attempted to forward task ${t.uuid} to processing node ${node.name} but failed with: ${lastError}, attempting again (retry: ${attempt + 1})`,
+          );
+          await abortableSleep(d.clock, d.retryBaseMs * (attempt + 1), ac.signal);
+          if (ac.signal.aborted) return;
+          node = await this.switchNode(t, node);
+        }
+      }
+      d.logger.error(`Cannot forward task ${t.uuid} to processing node ${node.name}: ${lastError}`);
+      await d.table.markFailed(t.uuid, FINAL_FAILURE).catch((e: unknown) => this.logSaveError(t.uuid, e));
+      await removeDir(t.dir);
+    } finally {
+      node.transients--;
+      this.aborts.delete(t.uuid);
+    }
+  }
+
+  /** After a failed attempt: a fresh poll, and another node if a better one is available. */
+  private async switchNode(t: StagedTask, current: ClusterNode): Promise<ClusterNode> {
+    const { d } = this;
+    await d.poller.refreshAll();
+    const next = d.registry.selectBest(t.files.length);
+    if (!next || next === current) {
+      d.logger.info(`No other nodes available to process ${t.uuid}, we'll retry the same one.`);
+      return current;
+    }
+    current.transients--;
+    next.transients++;
+    d.logger.info(`Switched ${t.uuid} to ${next.name}`);
+    await d.table.update(t.uuid, { nodeKey: next.key }).catch((e: unknown) => this.logSaveError(t.uuid, e));
+    return next;
+  }
+
+  private async landed(t: StagedTask, node: ClusterNode): Promise<void> {
+    await this.d.routes.add(t.uuid, node, t.token);
+    await this.d.table.delete(t.uuid);
+    await removeDir(t.dir);
+    this.d.logger.info(`Task ${t.uuid} is on ${node.name}`);
+  }
+
+  private logSaveError(uuid: string, e: unknown): void {
+    this.d.logger.error(`Cannot save task ${uuid}: ${errorMessage(e)}`);
+  }
+
+  /**
+   * After a restart: tasks that were being forwarded are checked on their node (the forward may have finished
+   * just before the stop), resumed from the staged files, or marked FAILED with a clear message.
+   */
+  async resume(params: (uuid: string) => Promise<BodyParams | null>): Promise<void> {
+    const { d } = this;
+    const pending = d.table.entries({ phase: 'forwarding' });
+    if (pending.length === 0) return;
+    await d.poller.refreshAll();
+    for (const entry of pending) {
+      const node = d.registry.list().find((n) => n.key === entry.nodeKey);
+      if (node && (await this.nodeHasTask(node, entry.uuid))) {
+        await d.routes.add(entry.uuid, node, entry.token);
+        await d.table.delete(entry.uuid);
+        await removeDir(this.dirOf(entry.uuid));
+        d.logger.info(`Task ${entry.uuid} was already on ${node.name}`);
+        continue;
+      }
+      const dir = this.dirOf(entry.uuid);
+      const p = await params(entry.uuid);
+      const files = await listStagedFiles(dir);
+      const next = files.length > 0 && p ? d.registry.selectBest(files.length) : null;
+      if (!p || !next) {
+        await d.table.markFailed(entry.uuid, !p || files.length === 0 ? LOST_ON_RESTART : FINAL_FAILURE);
+        await removeDir(dir);
+        d.logger.warn(`Task ${entry.uuid} could not be resumed after a restart`);
+        continue;
+      }
+      next.transients++;
+      d.logger.info(`Resuming the forward of task ${entry.uuid} to ${next.name}`);
+      const t: StagedTask = { uuid: entry.uuid, token: entry.token, limits: null, params: p, dir, files, smClusterUrl: '' };
+      void this.forward(t, next, entry.taskInfo.options);
+    }
+  }
+
+  private async nodeHasTask(node: ClusterNode, uuid: string): Promise<boolean> {
+    try {
+      const info = await this.d.client.getJson(node, `/task/${uuid}/info`);
+      return typeof info === 'object' && info !== null && !('error' in info);
+    } catch {
+      return false;
+    }
+  }
+
+  // LocalTasks: what the proxy answers for tasks that are not on a node.
+
+  has(uuid: string): boolean {
+    const e = this.d.table.get(uuid);
+    return e !== undefined && e.phase !== 'uploading';
+  }
+
+  owner(uuid: string): string | undefined {
+    return this.d.table.get(uuid)?.token;
+  }
+
+  info(uuid: string, withOutput: number | null): unknown {
+    return this.d.table.infoAnswer(uuid, withOutput) ?? null;
+  }
+
+  output(uuid: string, line: number): unknown {
+    return this.d.table.outputAnswer(uuid, line) ?? [];
+  }
+
+  async cancel(uuid: string): Promise<void> {
+    this.aborts.get(uuid)?.abort();
+    await this.d.table.markCanceled(uuid);
+    await removeDir(this.dirOf(uuid));
+  }
+
+  async remove(uuid: string): Promise<void> {
+    this.aborts.get(uuid)?.abort();
+    await this.d.table.delete(uuid);
+    await removeDir(this.dirOf(uuid));
+  }
+
+  list(token: string | undefined): string[] {
+    return this.d.table
+      .entries({ token })
+      .filter((e) => e.phase !== 'uploading')
+      .map((e) => e.uuid);
+  }
+
+  private dirOf(uuid: string): string {
+    return path.join(this.d.tmpDir, uuid);
+  }
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** Staged files of a task dir, without the body.json the intake keeps there. */
+export async function listStagedFiles(dir: string): Promise<string[]> {
+  try {
+    return (await fsp.readdir(dir)).filter((f) => f.toLowerCase() !== 'body.json').sort();
+  } catch {
+    return [];
+  }
+}
+
+function abortableSleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = clock.setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clock.clearTimeout(timer);
+      resolve();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

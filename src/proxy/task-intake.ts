@@ -1,0 +1,263 @@
+import { randomUUID } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import type * as http from 'node:http';
+import * as path from 'node:path';
+import type { Clock, Logger } from '../core';
+import { errorMessage } from '../core';
+import { augmentTaskOptions, filterOptions, parseTaskOptions } from '../nodeodm';
+import type { NodeRegistry } from '../nodes';
+import { isValidUuid, type RouteTable, type TaskTable } from '../routing';
+import { writeFileAtomic } from '../store';
+import type { OptionsCache } from './options-cache';
+import type { RequestContext, TaskCreationHandlers } from './proxy-handler';
+import { sendError, sendJson } from './respond';
+import { listStagedFiles, removeDir, type BodyParams, type TaskDispatcher } from './task-dispatch';
+import { NameReserver, stageMultipart, type StagingResult } from './upload-staging';
+
+export interface TaskIntakeDeps {
+  registry: NodeRegistry;
+  routes: RouteTable;
+  table: TaskTable;
+  options: OptionsCache;
+  dispatcher: TaskDispatcher;
+  clock: Clock;
+  logger: Logger;
+  tmpDir: string;
+  splitmerge: boolean;
+  useSsl: boolean;
+  publicAddress: string;
+}
+
+const UPLOAD_PATH = /^\/task\/new\/upload\/([^/]+)$/;
+const COMMIT_PATH = /^\/task\/new\/commit\/([^/]+)$/;
+
+/**
+ * The task-creation endpoints: init / upload (repeatable) / commit, and single-shot /task/new. Files are staged
+ * in tmp/<uuid>/ with the original's body.json; a task being uploaded is in the durable task table, so an upload
+ * session continues after a restart.
+ */
+export class TaskIntake implements TaskCreationHandlers {
+  private readonly d: TaskIntakeDeps;
+  /** One name reserver per task dir, shared by that task's concurrent uploads. */
+  private readonly reservers = new Map<string, NameReserver>();
+
+  constructor(deps: TaskIntakeDeps) {
+    this.d = deps;
+  }
+
+  private dirOf(uuid: string): string {
+    return path.join(this.d.tmpDir, uuid);
+  }
+
+  /** The uuid of a new task: the client's `set-uuid` (validated, unused) or a fresh one. */
+  private newUuid(req: http.IncomingMessage): string {
+    const wanted = req.headers['set-uuid'];
+    if (wanted === undefined) return randomUUID();
+    const v = Array.isArray(wanted) ? wanted.join(',') : wanted;
+    if (!isValidUuid(v) || this.d.table.has(v) || this.d.routes.has(v)) throw new Error(`Invalid set-uuid: ${v}`);
+    return v;
+  }
+
+  async init(ctx: RequestContext): Promise<void> {
+    let uuid: string;
+    let staged: StagingResult;
+    try {
+      uuid = this.newUuid(ctx.req);
+      staged = await stageMultipart(ctx.req, { dir: null, acceptFiles: false });
+      const params = bodyParams(staged.fields);
+      await this.validate(ctx, staged.fields, params);
+      await fsp.mkdir(this.dirOf(uuid), { recursive: false });
+      await writeFileAtomic(path.join(this.dirOf(uuid), 'body.json'), JSON.stringify({ ...params, error: null, fileNames: [], imagesCount: 0 }));
+      await this.d.table.put({
+        uuid,
+        token: ctx.token || undefined,
+        phase: 'uploading',
+        taskInfo: {
+          uuid,
+          name: params.taskName,
+          dateCreated: params.dateCreated ?? this.d.clock.now(),
+          status: { code: 10 },
+          options: [],
+          imagesCount: 0,
+        },
+        output: [],
+      });
+    } catch (e: unknown) {
+      ctx.req.resume();
+      return sendError(ctx.res, errorMessage(e));
+    }
+    this.d.logger.info(`Task ${uuid} initialized`);
+    sendJson(ctx.res, { uuid });
+  }
+
+  /** The checks of init: URL uploads, a node to validate against, and the options themselves. */
+  private async validate(ctx: RequestContext, fields: Map<string, string>, params: BodyParams): Promise<void> {
+    if (fields.get('zipurl')) throw new Error('File upload via URL is not available. Sorry :(');
+    const ref = this.d.registry.referenceNode();
+    if (!ref) throw new Error('Cannot create task, no nodes are online.');
+    const specs = await this.d.options.get(ctx.token, ctx.limits, ref);
+    filterOptions(
+      augmentTaskOptions(parseTaskOptions(params.options || '[]'), {
+        limits: ctx.limits,
+        splitmerge: this.d.splitmerge,
+        smClusterUrl: this.smClusterUrl(ctx),
+      }),
+      specs,
+    );
+  }
+
+  /** The uploading task named by a path, if the caller owns it. */
+  private uploadingTask(ctx: RequestContext, uuid: string): boolean {
+    const e = this.d.table.get(uuid);
+    return e !== undefined && e.phase === 'uploading' && (!e.token || e.token === ctx.token);
+  }
+
+  async upload(ctx: RequestContext): Promise<void> {
+    const { req, res, url } = ctx;
+    const uuid = UPLOAD_PATH.exec(url.pathname)?.[1];
+    if (!uuid || !isValidUuid(uuid)) {
+      req.resume();
+      return sendError(res, `No uuid found in ${url.pathname}`);
+    }
+    if (!this.uploadingTask(ctx, uuid)) {
+      req.resume();
+      return sendError(res, 'Invalid taskId: the task no longer exists.');
+    }
+    const dir = this.dirOf(uuid);
+    try {
+      const existing = (await listStagedFiles(dir)).length;
+      const staged = await stageMultipart(req, {
+        dir,
+        acceptFiles: true,
+        maxImages: ctx.limits?.maxImages ?? null,
+        existingFiles: existing,
+        ...this.reserverFor(uuid),
+      });
+      if (staged.files.length === 0) return sendError(res, 'No files uploaded.');
+      await this.d.table.update(uuid, {}, { durable: false });
+      this.d.logger.debug(`Task ${uuid}: ${staged.files.length} files uploaded`);
+      sendJson(res, { success: true });
+    } catch (e: unknown) {
+      req.resume();
+      sendError(res, errorMessage(e));
+    }
+  }
+
+  private reserverFor(uuid: string): { reserveName: (n: string) => string; releaseName: (n: string) => void } {
+    let r = this.reservers.get(uuid);
+    if (!r) {
+      r = new NameReserver(this.dirOf(uuid));
+      this.reservers.set(uuid, r);
+    }
+    const res = r;
+    return { reserveName: (n) => res.reserve(n), releaseName: (n) => res.release(n) };
+  }
+
+  async commit(ctx: RequestContext): Promise<void> {
+    const { req, res, url } = ctx;
+    req.resume();
+    const uuid = COMMIT_PATH.exec(url.pathname)?.[1];
+    if (!uuid || !isValidUuid(uuid)) return sendError(res, `No uuid found in ${url.pathname}`);
+    if (!this.uploadingTask(ctx, uuid)) return sendError(res, 'Invalid taskId: the task no longer exists.');
+    const params = await readBodyJson(this.dirOf(uuid));
+    if (!params) return sendError(res, `Cannot commit task ${uuid}: its upload data is missing`);
+    await this.dispatch(ctx, uuid, params);
+  }
+
+  async newTask(ctx: RequestContext): Promise<void> {
+    const { req, res } = ctx;
+    let uuid: string;
+    try {
+      uuid = this.newUuid(req);
+      await fsp.mkdir(this.dirOf(uuid), { recursive: false });
+    } catch (e: unknown) {
+      req.resume();
+      return sendError(res, errorMessage(e));
+    }
+    let params: BodyParams;
+    try {
+      const staged = await stageMultipart(req, {
+        dir: this.dirOf(uuid),
+        acceptFiles: true,
+        maxImages: ctx.limits?.maxImages ?? null,
+        ...this.reserverFor(uuid),
+      });
+      if (staged.fields.get('zipurl')) throw new Error('File upload via URL is not available. Sorry :(');
+      params = bodyParams(staged.fields);
+    } catch (e: unknown) {
+      req.resume();
+      await this.die(uuid);
+      return sendError(res, errorMessage(e));
+    }
+    await this.dispatch(ctx, uuid, params);
+  }
+
+  private async dispatch(ctx: RequestContext, uuid: string, params: BodyParams): Promise<void> {
+    const dir = this.dirOf(uuid);
+    try {
+      await this.d.dispatcher.accept({
+        uuid,
+        token: ctx.token || undefined,
+        limits: ctx.limits,
+        params,
+        dir,
+        files: await listStagedFiles(dir),
+        smClusterUrl: this.smClusterUrl(ctx),
+      });
+    } catch (e: unknown) {
+      await this.die(uuid);
+      return sendError(ctx.res, errorMessage(e));
+    }
+    this.reservers.delete(uuid);
+    sendJson(ctx.res, { uuid });
+  }
+
+  /** A task that cannot go on: its staged files and table entry are removed. */
+  private async die(uuid: string): Promise<void> {
+    this.reservers.delete(uuid);
+    await removeDir(this.dirOf(uuid));
+    await this.d.table.delete(uuid).catch(() => false);
+  }
+
+  /** `<public address>/?token=<user token>` (the public address defaults to the request's Host). */
+  private smClusterUrl(ctx: RequestContext): string {
+    const base = this.d.publicAddress || `${this.d.useSsl ? 'https' : 'http'}://${ctx.req.headers.host ?? 'localhost'}`;
+    const u = new URL('/', base);
+    if (ctx.token) u.search = `token=${encodeURIComponent(ctx.token)}`;
+    return u.toString();
+  }
+
+  /** Parameters of a staged task, for resuming forwards after a restart. */
+  readParams(uuid: string): Promise<BodyParams | null> {
+    return readBodyJson(this.dirOf(uuid));
+  }
+}
+
+/** The init fields as the original keeps them. */
+export function bodyParams(fields: Map<string, string>): BodyParams {
+  const dc = Number.parseInt(fields.get('dateCreated') ?? '', 10);
+  return {
+    options: fields.get('options') ?? null,
+    taskName: fields.get('name') ?? '',
+    skipPostProcessing: fields.get('skipPostProcessing') === 'true',
+    outputs: fields.get('outputs') ?? null,
+    dateCreated: Number.isFinite(dc) ? dc : null,
+    webhook: fields.get('webhook') ?? '',
+  };
+}
+
+async function readBodyJson(dir: string): Promise<BodyParams | null> {
+  try {
+    const v = JSON.parse(await fsp.readFile(path.join(dir, 'body.json'), 'utf8')) as Record<string, unknown>;
+    return {
+      options: typeof v['options'] === 'string' ? v['options'] : null,
+      taskName: typeof v['taskName'] === 'string' ? v['taskName'] : '',
+      skipPostProcessing: v['skipPostProcessing'] === true,
+      outputs: typeof v['outputs'] === 'string' ? v['outputs'] : null,
+      dateCreated: typeof v['dateCreated'] === 'number' ? v['dateCreated'] : null,
+      webhook: typeof v['webhook'] === 'string' ? v['webhook'] : '',
+    };
+  } catch {
+    return null;
+  }
+}
