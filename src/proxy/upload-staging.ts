@@ -267,7 +267,7 @@ function feed(part: Readable, limiter: ByteLimiter): void {
   limiter.once('close', () => {
     if (part.readableEnded) return;
     part.unpipe(limiter);
-    part.resume();
+    // part.resume();
   });
 }
 
@@ -460,7 +460,7 @@ class StagingSession {
       name = this.reserveChecked(sanitizeFilename(info.filename));
     } catch (err) {
       this.fail(err instanceof StagingError ? err : new StagingError('io', errorMessage(err), { cause: err }));
-      part.resume();
+      // part.resume();
       return;
     }
     const originalName = info.filename ?? '';
@@ -532,7 +532,7 @@ class StagingSession {
     for (let attempt = 1; ; attempt++) {
       const filePath = path.join(dir, name);
       try {
-        const handle = await fs.promises.open(filePath, 'w');
+        const handle = await fs.promises.open(filePath, 'wx');
         this.created.push(filePath);
         return { name, handle };
       } catch (err) {
