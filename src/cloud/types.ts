@@ -1,27 +1,8 @@
 /** The CloudProvider contract: who may use the cluster (validate) and how much (limits, approveNewTask). */
 
-/** A provider's constraint on one ODM option (SPEC §9). */
-export interface OptionLimit {
-  /** Hide the option from /options and drop it from tasks. */
-  remove?: boolean;
-  /** Replaces the option's domain as shown by /options. */
-  domain?: unknown;
-  /** Replaces the option's default value. */
-  value?: unknown;
-  /** Force the value even when the client sends another one. */
-  assure?: boolean;
-  between?: { min?: number; max?: number; max_if_equal_to?: unknown };
-}
+import type { Limits, OptionLimit } from '../nodeodm';
 
-/**
- * Per-token quotas. Structurally identical to `Limits` in src/nodeodm/options.ts; kept local so this
- * folder does not depend on a file that is still being written (they are to be unified).
- */
-export interface Limits {
-  maxImages?: number;
-  maxConcurrentTasks?: number;
-  options?: Record<string, OptionLimit>;
-}
+export type { Limits, OptionLimit };
 
 /** `limits: null` means no limits apply (the local provider). */
 export interface ValidationResult {

@@ -70,7 +70,7 @@ export interface StageOptions {
   limits?: Partial<StagingLimits>;
   /** Token limit on images; counts `existingFiles` too. null/undefined = no limit. */
   maxImages?: number | null;
-  /** Files already staged for this task by earlier requests (chunked upload). */
+  /** Images already staged for this task by earlier requests (chunked upload), not counting `body.json`. */
   existingFiles?: number;
   /**
    * Called after each file is fully written and closed. Progress only: if the call later rejects, the files
@@ -103,6 +103,11 @@ export class StagingError extends Error {
 const MAX_NAME_BYTES = 255;
 /** A sane `reserveName` succeeds at once; this only stops a broken one from looping forever on EEXIST. */
 const MAX_OPEN_ATTEMPTS = 1000;
+/**
+ * Files being opened or written at once. Parts smaller than a stream buffer do not slow busboy down, so a body of
+ * thousands of tiny files would otherwise open thousands of files at once (EMFILE) and buffer them all.
+ */
+const MAX_PARALLEL_WRITES = 16;
 /** User-controlled names are echoed in error messages; keep those short. */
 const MAX_NAME_IN_MESSAGE = 200;
 
@@ -213,7 +218,10 @@ function parserError(err: unknown): StagingError {
 function writeError(err: unknown): StagingError {
   if (err instanceof StagingError) return err;
   const isSystemError = err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string';
-  if (isSystemError) return new StagingError('io', errorMessage(err), { cause: err });
+  // The client sees the message: give the code, not the server's paths (the cause keeps them for the logs).
+  if (isSystemError) {
+    return new StagingError('io', `Cannot store uploaded file: ${systemErrorCode(err) ?? errorMessage(err)}`, { cause: err });
+  }
   return parserError(err);
 }
 
@@ -267,7 +275,7 @@ function feed(part: Readable, limiter: ByteLimiter): void {
   limiter.once('close', () => {
     if (part.readableEnded) return;
     part.unpipe(limiter);
-    // part.resume();
+    part.resume();
   });
 }
 
@@ -460,7 +468,7 @@ class StagingSession {
       name = this.reserveChecked(sanitizeFilename(info.filename));
     } catch (err) {
       this.fail(err instanceof StagingError ? err : new StagingError('io', errorMessage(err), { cause: err }));
-      // part.resume();
+      part.resume();
       return;
     }
     const originalName = info.filename ?? '';
@@ -468,6 +476,7 @@ class StagingSession {
     this.active.add(limiter);
     feed(part, limiter);
     this.writes.push(this.writeFile(name, originalName, limiter, slot));
+    if (this.active.size >= MAX_PARALLEL_WRITES) this.req.pause();
   }
 
   private checkFilePart(field: string): StagingError | null {
@@ -514,6 +523,8 @@ class StagingSession {
       limiter.destroy(); // keeps the part draining if the failure came before the pipeline started
     } finally {
       this.active.delete(limiter);
+      // Harmless if the pipe into busboy also paused it: the pipe pauses again on its next full write.
+      if (this.active.size < MAX_PARALLEL_WRITES && this.req.isPaused()) this.req.resume();
     }
   }
 

@@ -8,6 +8,7 @@ import { startDaemon } from '../helpers/daemon';
 import { startTestNode, type TestNode } from '../helpers/test-node';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
+import { GOLDEN_HELP } from '../helpers/golden';
 
 const APP_ROOT = path.resolve(__dirname, '..', '..', '..');
 
@@ -21,27 +22,6 @@ async function nodes(t: Parameters<typeof tempDir>[0], count: number, opts = {})
   return out;
 }
 
-const HELP = [
-  'NODE ADD <hostname> <port> [token] - Add new node',
-  'NODE DEL <node number> - Remove a node',
-  'NODE INFO <node number> - View node info',
-  'NODE LIST - List nodes',
-  'NODE LOCK <node number> - Stop forwarding tasks to this node',
-  'NODE UNLOCK <node number> - Resume forwarding tasks to this node',
-  'NODE UPDATE - Update all nodes info',
-  'NODE BEST <number of images> - Show best node for the number of images',
-  'ROUTE INFO <taskId> - Find route information for task',
-  'ROUTE LIST [node number] - List routes',
-  'TASK LIST [node number] - List tasks',
-  'TASK INFO <taskId> - View task info',
-  'TASK OUTPUT <taskId> [lines] - View task output',
-  'TASK CANCEL <taskId> - Cancel task',
-  'TASK REMOVE <taskId> - Remove task',
-  'ASR VIEWCMD <number of images> - View command used to create a machine',
-  '!! - Repeat last command',
-]
-  .map((l) => `${l}\r\n`)
-  .join('');
 
 test('control plane: the golden CLI session of the original, against the real daemon and two test nodes', async (t) => {
   const dir = tempDir(t);
@@ -51,7 +31,7 @@ test('control plane: the golden CLI session of the original, against the real da
   const cli = await CliClient.connect(t, d.cliPort);
   const banner = await cli.untilPrompt();
   assert.match(banner, /^Welcome 127\.0\.0\.1:\d+ ClusterODM:1\.5\.8\r\nHELP for help\r\nQUIT to quit\r\n#> $/);
-  assert.equal(await cli.send('HELP'), HELP);
+  assert.equal(await cli.send('HELP'), GOLDEN_HELP);
   assert.equal(await cli.send('NODE LIST'), '\r\n');
   assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${a.port}`), 'OK\r\n');
   assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${b.port}`), 'OK\r\n');

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { COMMANDS, helpText, parseLine, resolveCommand } from '../../src/cli/commands';
 import { LineFramer, type FramedInput } from '../../src/cli/line-framer';
+import { GOLDEN_HELP } from '../helpers/golden';
 
 const line = (text: string): FramedInput => ({ kind: 'line', text });
 const overflow: FramedInput = { kind: 'overflow' };
@@ -73,27 +74,6 @@ test('framer: UTF-8 split across packets survives, invalid bytes never throw', (
   assert.doesNotThrow(() => f.push(Buffer.alloc(0)));
 });
 
-const GOLDEN_HELP = [
-  'NODE ADD <hostname> <port> [token] - Add new node',
-  'NODE DEL <node number> - Remove a node',
-  'NODE INFO <node number> - View node info',
-  'NODE LIST - List nodes',
-  'NODE LOCK <node number> - Stop forwarding tasks to this node',
-  'NODE UNLOCK <node number> - Resume forwarding tasks to this node',
-  'NODE UPDATE - Update all nodes info',
-  'NODE BEST <number of images> - Show best node for the number of images',
-  'ROUTE INFO <taskId> - Find route information for task',
-  'ROUTE LIST [node number] - List routes',
-  'TASK LIST [node number] - List tasks',
-  'TASK INFO <taskId> - View task info',
-  'TASK OUTPUT <taskId> [lines] - View task output',
-  'TASK CANCEL <taskId> - Cancel task',
-  'TASK REMOVE <taskId> - Remove task',
-  'ASR VIEWCMD <number of images> - View command used to create a machine',
-  '!! - Repeat last command',
-]
-  .map((l) => `${l}\r\n`)
-  .join('');
 
 test('HELP is generated from the command table, byte for byte as the original', () => {
   assert.equal(helpText(), GOLDEN_HELP);

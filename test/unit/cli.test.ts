@@ -13,6 +13,7 @@ import { FileRouteStore, RouteTable } from '../../src/routing';
 import { JsonStateFile } from '../../src/store';
 import { startTestNode, type TestNode } from '../helpers/test-node';
 import { waitUntil } from '../helpers/wait';
+import { GOLDEN_HELP } from '../helpers/golden';
 
 // ---------------------------------------------------------------------------------------------
 // Harness: the real AdminCli over real registry / routes / ops, on temp files, port 0.
@@ -183,25 +184,6 @@ const crlf = (...lines: string[]): string => lines.map((l) => `${l}\r\n`).join('
 const onlineLine = (i: number, port: number, flags = ''): string =>
   `${i}) 127.0.0.1:${port} [online] [0/1] <engine: odm ?> <API: 2.2.4>${flags}`;
 
-const GOLDEN_HELP = crlf(
-  'NODE ADD <hostname> <port> [token] - Add new node',
-  'NODE DEL <node number> - Remove a node',
-  'NODE INFO <node number> - View node info',
-  'NODE LIST - List nodes',
-  'NODE LOCK <node number> - Stop forwarding tasks to this node',
-  'NODE UNLOCK <node number> - Resume forwarding tasks to this node',
-  'NODE UPDATE - Update all nodes info',
-  'NODE BEST <number of images> - Show best node for the number of images',
-  'ROUTE INFO <taskId> - Find route information for task',
-  'ROUTE LIST [node number] - List routes',
-  'TASK LIST [node number] - List tasks',
-  'TASK INFO <taskId> - View task info',
-  'TASK OUTPUT <taskId> [lines] - View task output',
-  'TASK CANCEL <taskId> - Cancel task',
-  'TASK REMOVE <taskId> - Remove task',
-  'ASR VIEWCMD <number of images> - View command used to create a machine',
-  '!! - Repeat last command',
-);
 
 // ---------------------------------------------------------------------------------------------
 // Session basics

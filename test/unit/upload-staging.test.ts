@@ -313,6 +313,18 @@ test('two concurrent requests uploading the same name into one dir keep both fil
   }
 });
 
+test('thousands of tiny files in one request are all stored (bounded parallel writes, no EMFILE)', async (t) => {
+  const dir = tempDir(t);
+  const h = await startServer(t, filesInto(dir));
+  const count = 3000;
+  const parts = Array.from({ length: count }, (_, i) => ({ name: 'images', filename: `img${i}.jpg`, value: `#${i}` }));
+  const reply = await postMultipart(h.url, multipartBody(parts));
+  assert.equal(reply.files?.length, count);
+  assert.deepEqual(reply.files?.[count - 1], { name: `img${count - 1}.jpg`, originalName: `img${count - 1}.jpg`, bytes: 5 });
+  assert.equal(listDir(dir).length, count);
+  assert.equal(fs.readFileSync(path.join(dir, 'img1234.jpg'), 'utf8'), '#1234');
+});
+
 test('path tricks and body.json are neutralised', async (t) => {
   const dir = tempDir(t);
   const h = await startServer(t, filesInto(dir));
