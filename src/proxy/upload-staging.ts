@@ -104,8 +104,9 @@ const MAX_NAME_BYTES = 255;
 /** A sane `reserveName` succeeds at once; this only stops a broken one from looping forever on EEXIST. */
 const MAX_OPEN_ATTEMPTS = 1000;
 /**
- * Files being opened or written at once. Parts smaller than a stream buffer do not slow busboy down, so a body of
- * thousands of tiny files would otherwise open thousands of files at once (EMFILE) and buffer them all.
+ * Files open at once per call. busboy does not wait for parts smaller than a stream buffer, so a body of thousands
+ * of tiny files would otherwise open thousands of files at once (EMFILE). The request is also paused while this
+ * many files are pending, which bounds what is buffered to about one socket read.
  */
 const MAX_PARALLEL_WRITES = 16;
 /** User-controlled names are echoed in error messages; keep those short. */
@@ -124,7 +125,7 @@ export function sanitizeFilename(raw: string | undefined): string {
   let name = (raw ?? '').replace(/[\u0000-\u001f\u007f-\u009f]/g, '');
   name = name.slice(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1);
   if (name === '.' || name === '..' || name === '') return 'file';
-  // The commit step drops every file whose lower-cased name is body.json (SPEC §4.7), so rename it rather than lose it.
+  // The commit step drops every file whose lower-cased name is body.json (SPEC §4.7): rename it rather than lose it.
   if (name.toLowerCase() === 'body.json') name = `_${name}`;
   return capNameBytes(name, MAX_NAME_BYTES);
 }
@@ -220,7 +221,8 @@ function writeError(err: unknown): StagingError {
   const isSystemError = err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string';
   // The client sees the message: give the code, not the server's paths (the cause keeps them for the logs).
   if (isSystemError) {
-    return new StagingError('io', `Cannot store uploaded file: ${systemErrorCode(err) ?? errorMessage(err)}`, { cause: err });
+    const reason = systemErrorCode(err) ?? errorMessage(err);
+    return new StagingError('io', `Cannot store uploaded file: ${reason}`, { cause: err });
   }
   return parserError(err);
 }
@@ -279,6 +281,30 @@ function feed(part: Readable, limiter: ByteLimiter): void {
   });
 }
 
+/** Counting semaphore: `acquire` waits for a free slot, `release` hands it to the next waiter. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(size: number) {
+    this.free = size;
+  }
+
+  acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
 function waitClosed(stream: fs.WriteStream): Promise<void> {
   return new Promise((resolve) => {
     if (stream.closed) resolve();
@@ -314,7 +340,9 @@ class StagingSession {
   /** Indexed by upload order; filled when each file is closed. */
   private readonly staged: (StagedFile | undefined)[] = [];
   private readonly writes: Promise<void>[] = [];
+  /** Files not yet fully written (queued for a slot or writing). */
   private readonly active = new Set<ByteLimiter>();
+  private readonly slots = new Slots(MAX_PARALLEL_WRITES);
   /** Every path this call created (or may have), removed if the call fails. */
   private readonly created: string[] = [];
   private readonly reserved: string[] = [];
@@ -485,7 +513,8 @@ class StagingSession {
     }
     const count = this.staged.length + 1;
     const maxImages = this.opts.maxImages;
-    const overImages = maxImages !== null && maxImages !== undefined && (this.opts.existingFiles ?? 0) + count > maxImages;
+    const overImages =
+      maxImages !== null && maxImages !== undefined && (this.opts.existingFiles ?? 0) + count > maxImages;
     if (count > this.limits.maxFiles || overImages) return new StagingError('limit', 'Max images count exceeded.');
     return null;
   }
@@ -501,12 +530,17 @@ class StagingSession {
   private reserveChecked(wanted: string): string {
     const name = this.reserve(wanted);
     this.reserved.push(name);
-    if (sanitizeFilename(name) !== name) throw new StagingError('io', `Refusing unsafe file name from reserveName: ${shortName(name)}`);
+    if (sanitizeFilename(name) !== name) {
+      throw new StagingError('io', `Refusing unsafe file name from reserveName: ${shortName(name)}`);
+    }
     return name;
   }
 
   private async writeFile(first: string, originalName: string, limiter: ByteLimiter, slot: number): Promise<void> {
+    await this.slots.acquire();
     try {
+      // The call may have failed while this file waited for a slot: then there is nothing to create.
+      if (limiter.destroyed) throw limiter.errored ?? new StagingError('aborted', 'Upload aborted');
       const { name, handle } = await this.openUnique(first);
       const out = fs.createWriteStream(path.join(this.dirOrThrow(), name), { fd: handle });
       try {
@@ -522,6 +556,7 @@ class StagingSession {
       this.fail(writeError(err));
       limiter.destroy(); // keeps the part draining if the failure came before the pipeline started
     } finally {
+      this.slots.release();
       this.active.delete(limiter);
       // Harmless if the pipe into busboy also paused it: the pipe pauses again on its next full write.
       if (this.active.size < MAX_PARALLEL_WRITES && this.req.isPaused()) this.req.resume();
