@@ -447,11 +447,20 @@ class StagingSession {
 
   private attachParser(parser: busboy.Busboy): Promise<void> {
     this.parser = parser;
-    parser.on('field', (name, value, info) => this.onField(name, value, info));
-    parser.on('file', (name, stream, info) => this.onFile(name, stream, info));
+    // busboy passes `undefined` as the name of a part without one, whatever its typings say.
+    parser.on('field', (name: string | undefined, value, info) => this.onField(name, value, info));
+    parser.on('file', (name: string | undefined, stream, info) => this.onFile(name, stream, info));
     parser.on('fieldsLimit', () => this.fail(new StagingError('limit', 'Too many fields')));
     parser.on('filesLimit', () => this.fail(new StagingError('limit', 'Max images count exceeded.')));
-    parser.on('error', (err: unknown) => this.fail(parserError(err)));
+    parser.on('error', (err: unknown) => {
+      this.fail(parserError(err));
+      // busboy reports a malformed part header with a bare emit('error') and then waits for more input forever;
+      // destroying it makes it close. Deferred: the emit happens in the middle of busboy's own parsing loop.
+      process.nextTick(() => {
+        this.req.unpipe(parser);
+        parser.destroy();
+      });
+    });
     const closed = new Promise<void>((resolve) => {
       parser.once('close', () => {
         // After a parser error the request is unpiped and paused: drain the rest so the caller can reply.
@@ -463,7 +472,8 @@ class StagingSession {
     return closed;
   }
 
-  private onField(name: string, value: string, info: busboy.FieldInfo): void {
+  private onField(name: string | undefined, value: string, info: busboy.FieldInfo): void {
+    if (name === undefined) return; // a value nobody can ask for
     this.fieldCount++;
     if (this.fieldCount > this.limits.maxFields) {
       this.fail(new StagingError('limit', 'Too many fields'));
@@ -478,7 +488,7 @@ class StagingSession {
 
   // -- files --------------------------------------------------------------------------------------------------
 
-  private onFile(field: string, part: Readable, info: busboy.FileInfo): void {
+  private onFile(field: string | undefined, part: Readable, info: busboy.FileInfo): void {
     // busboy reports a truncated form on its own 'error' too; this listener only keeps the part's copy from
     // becoming an uncaught exception.
     part.on('error', () => undefined);
@@ -507,9 +517,9 @@ class StagingSession {
     if (this.active.size >= MAX_PARALLEL_WRITES) this.req.pause();
   }
 
-  private checkFilePart(field: string): StagingError | null {
+  private checkFilePart(field: string | undefined): StagingError | null {
     if (field !== 'images' || !this.filesAllowed) {
-      return new StagingError('unexpected-field', `Unexpected field ${shortName(field)}`);
+      return new StagingError('unexpected-field', `Unexpected field ${shortName(field ?? '(unnamed)')}`);
     }
     const count = this.staged.length + 1;
     const maxImages = this.opts.maxImages;

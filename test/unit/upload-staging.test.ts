@@ -361,6 +361,19 @@ test('a non-images file field is drained and reported at once, and nothing is ke
   assert.deepEqual(listDir(dir), []);
 });
 
+test('parts without a name do not crash the server: a nameless file is unexpected, a nameless field ignored', async (t) => {
+  const dir = tempDir(t);
+  const h = await startServer(t, filesInto(dir));
+  const part = (disposition: string, value: string): string =>
+    `--${BOUNDARY}\r\nContent-Disposition: form-data${disposition}\r\n\r\n${value}\r\n`;
+  const field = Buffer.from(`${part('', 'v')}${part('; name="a"', '1')}--${BOUNDARY}--\r\n`);
+  assert.deepEqual(await postMultipart(h.url, field), { fields: { a: '1' }, files: [] });
+  const file = Buffer.from(`${part('; filename="x.jpg"', 'data')}--${BOUNDARY}--\r\n`);
+  const reply = await postMultipart(h.url, file);
+  assert.deepEqual(reply, { error: 'Unexpected field (unnamed)', kind: 'unexpected-field' });
+  assert.deepEqual(listDir(dir), []);
+});
+
 test('files sent where none are accepted are reported as unexpected', async (t) => {
   const h = await startServer(t, () => ({ dir: null, acceptFiles: false }));
   const fd = new FormData();
@@ -376,6 +389,15 @@ test('truncated multipart: the NodeODM error, and no partial file left', async (
   const reply = await postMultipart(h.url, body.subarray(0, 50_000));
   assert.deepEqual(reply, { error: 'Unexpected end of multipart data', kind: 'malformed' });
   assert.deepEqual(listDir(dir), []);
+});
+
+test('a malformed part header is answered at once, not after the idle timeout', async (t) => {
+  const dir = tempDir(t);
+  const h = await startServer(t, filesInto(dir));
+  const started = Date.now();
+  const body = Buffer.from(`--${BOUNDARY}\r\nNot a header line\r\n\r\nxx\r\n--${BOUNDARY}--\r\n`);
+  assert.deepEqual(await postMultipart(h.url, body), { error: 'Malformed part header', kind: 'malformed' });
+  assert.ok(Date.now() - started < 3000);
 });
 
 test('maxImages counts files already staged; a failed request keeps none of its files', async (t) => {
