@@ -76,7 +76,13 @@ export class ClusterOdm {
       table: this.tasks,
       cloud: this.cloud,
       options,
-      uploader: new NodeUploader({ clock, logger, maxSendBytesPerSec: config.uploadMaxSpeed }),
+      // One keep-alive pool per node, shared by proxied calls and task uploads.
+      uploader: new NodeUploader({
+        clock,
+        logger,
+        maxSendBytesPerSec: config.uploadMaxSpeed,
+        agentFor: (node) => this.forwarder.agentFor(node),
+      }),
       client,
       clock,
       logger,
