@@ -26,6 +26,8 @@ export interface AppDeps {
    * original), and the bound ports are logged.
    */
   ephemeralPorts?: boolean;
+  /** Tests: a cloud provider of their own (e.g. one that accepts several user tokens). */
+  cloud?: CloudProvider;
 }
 
 /**
@@ -65,7 +67,7 @@ export class ClusterOdm {
     });
     this.nodeOps = new NodeOps({ registry: this.registry, poller: this.poller, routes: this.routes, logger });
     this.taskOps = new TaskOps({ routes: this.routes, client });
-    this.cloud = createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
+    this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
     this.forwarder = new Forwarder({ logger });
     this.tasks = new TaskTable({ file: path.join(config.dataDir, 'tasks.json'), clock, logger });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });

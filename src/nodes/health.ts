@@ -24,6 +24,8 @@ export class HealthPoller implements Service {
   private readonly opts: Required<HealthPollerOptions>;
   private timer: TimerHandle | null = null;
   private readonly inFlight = new Map<ClusterNode, Promise<boolean>>();
+  /** Last status logged per node; a node not in it has not been polled yet. */
+  private readonly known = new WeakMap<ClusterNode, boolean>();
   private active = 0;
   private readonly waiting: Array<() => void> = [];
 
@@ -57,19 +59,23 @@ export class HealthPoller implements Service {
 
   private async doRefresh(node: ClusterNode): Promise<boolean> {
     const { clock, logger, client } = this.opts;
-    const wasOnline = node.isOnline(clock.now());
+    const before = this.known.get(node);
     try {
       const info = parseNodeInfo(await client.getJson(node, '/info'));
       node.info = info;
       node.lastRefreshed = clock.now();
       node.lastSeenOnline = node.lastRefreshed;
-      if (!wasOnline) logger.info(`Node ${node.name} is online`);
+      if (before !== true) logger.info(`Node ${node.name} is online`);
+      this.known.set(node, true);
       return true;
     } catch (e: unknown) {
       node.lastRefreshed = 0;
       const msg = `Cannot update info for ${node.name}: ${errorMessage(e)}`;
-      if (wasOnline) logger.warn(`${msg} (node is now offline)`);
+      // Logged when the status changes (including a node that is unreachable from its first poll), else quietly.
+      if (before === true) logger.warn(`${msg} (node is now offline)`);
+      else if (before === undefined) logger.warn(msg);
       else logger.debug(msg);
+      this.known.set(node, false);
       return false;
     }
   }

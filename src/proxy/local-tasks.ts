@@ -16,14 +16,3 @@ export interface LocalTasks {
   /** uuids of the local tasks created with this token. */
   list(token: string | undefined): string[];
 }
-
-/** No local tasks (until the task pipeline is wired in). */
-export const NO_LOCAL_TASKS: LocalTasks = {
-  has: () => false,
-  owner: () => undefined,
-  info: () => null,
-  output: () => [],
-  cancel: async () => undefined,
-  remove: async () => undefined,
-  list: () => [],
-};

@@ -55,12 +55,10 @@ export interface ProxyHandlerDeps {
 
 /** The NodeODM-compatible request pipeline, in the original's order (SPEC §4.1). */
 export class ProxyHandler {
-  readonly options: OptionsCache;
   private readonly d: ProxyHandlerDeps;
 
   constructor(deps: ProxyHandlerDeps) {
     this.d = deps;
-    this.options = deps.options;
   }
 
   /** Entry point for every request; never throws, never leaves a request unanswered. */
@@ -120,7 +118,7 @@ export class ProxyHandler {
     if (pathname === '/info') return this.info(ctx);
     if (pathname === '/options') return this.optionsRoute(ctx);
     if (pathname === '/cache/clear') {
-      this.options.clear(ctx.token);
+      this.d.options.clear(ctx.token);
       this.d.cloud.clearCache(ctx.token);
       return sendJson(res, { ok: true });
     }
@@ -172,7 +170,7 @@ export class ProxyHandler {
     const ref = this.d.registry.referenceNode();
     if (!ref) return sendError(ctx.res, 'Cannot compute /options, no nodes are online.');
     try {
-      sendJson(ctx.res, await this.options.get(ctx.token, ctx.limits, ref));
+      sendJson(ctx.res, await this.d.options.get(ctx.token, ctx.limits, ref));
     } catch (e: unknown) {
       // The original left this request hanging (an unhandled rejection).
       sendError(ctx.res, errorMessage(e));
@@ -259,7 +257,8 @@ export class ProxyHandler {
     ctx.req.resume();
     const token = ctx.token;
     const local = this.d.local.list(token || undefined);
-    const routed = this.d.routes.entries().filter(([, r]) => ownedBy(r.token, token) && (r.token ?? '') === token);
+    // Listing is by token equality, as the original: tasks created without a token are listed for the tokenless.
+    const routed = this.d.routes.entries().filter(([, r]) => (r.token ?? '') === token);
     const alive = await mapLimit(routed, this.d.listConcurrency ?? 16, async ([uuid, r]) => {
       try {
         const info = await this.d.client.getJson(r.node, `/task/${uuid}/info`);

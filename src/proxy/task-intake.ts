@@ -125,11 +125,13 @@ export class TaskIntake implements TaskCreationHandlers {
     }
     const dir = this.dirOf(uuid);
     try {
-      const existing = (await listStagedFiles(dir)).length;
+      const maxImages = ctx.limits?.maxImages ?? null;
+      // Counting staged files lists the dir: only worth it when there is a limit to check.
+      const existing = maxImages === null ? 0 : (await listStagedFiles(dir)).length;
       const staged = await stageMultipart(req, {
         dir,
         acceptFiles: true,
-        maxImages: ctx.limits?.maxImages ?? null,
+        maxImages,
         existingFiles: existing,
         ...this.reserverFor(uuid),
       });

@@ -137,3 +137,17 @@ test('health: start polls at once and then every interval; stop ends it', async 
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(calls, 4);
 });
+
+test('health: a node unreachable from its first poll is logged once, at warn', async (t) => {
+  const { reg, poller, logger } = await setup(t, async () => {
+    throw new Error('connect ECONNREFUSED');
+  }, 1);
+  const node = reg.nth(1);
+  assert.ok(node);
+  await poller.refresh(node);
+  await poller.refresh(node);
+  assert.deepEqual(
+    logger.lines.filter((l) => l.includes('Cannot update info')).map((l) => l.split(':')[0]),
+    ['warn', 'debug'],
+  );
+});
