@@ -5,11 +5,11 @@ import { errorMessage } from './core';
 import { AdminCli, type AsrCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
-import { Forwarder, NodeUploader, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
+import { Forwarder, NodeUploader, TmpCleanup, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
-import { FileRouteStore, RouteTable, TaskTable } from './routing';
+import { ExpiryService, FileRouteStore, RouteTable, TaskTable } from './routing';
 import { JsonStateFile } from './store';
 
 export const PRODUCT_NAME = 'ClusterODM';
@@ -47,6 +47,8 @@ export class ClusterOdm {
   readonly tasks: TaskTable;
   readonly dispatcher: TaskDispatcher;
   readonly intake: TaskIntake;
+  readonly tmpCleanup: TmpCleanup;
+  readonly expiry: ExpiryService;
   private readonly deps: AppDeps;
   private readonly started: Service[] = [];
 
@@ -104,6 +106,14 @@ export class ClusterOdm {
       useSsl: config.useSsl,
       publicAddress: config.publicAddress,
     });
+    this.tmpCleanup = new TmpCleanup({
+      tmpDir: config.tmpDir,
+      table: this.tasks,
+      clock,
+      logger,
+      staleUploadsHours: config.staleUploadsTimeout,
+    });
+    this.expiry = new ExpiryService({ routes: this.routes, tasks: this.tasks, clock, logger });
     const handler = new ProxyHandler({
       registry: this.registry,
       routes: this.routes,
@@ -151,6 +161,8 @@ export class ClusterOdm {
     await this.tasks.load();
     await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
     await this.startService(this.poller);
+    await this.startService(this.expiry);
+    await this.startService(this.tmpCleanup);
     await this.startService(this.proxy);
     // Forwards interrupted by a stop are finished, resumed or failed clearly, in the background.
     void this.dispatcher

@@ -10,3 +10,4 @@ export * from './multipart-writer';
 export * from './node-uploader';
 export * from './task-dispatch';
 export * from './task-intake';
+export * from './tmp-cleanup';

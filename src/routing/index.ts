@@ -1,3 +1,4 @@
 export * from './route-table';
 export * from './route-store';
 export * from './task-table';
+export * from './expiry';

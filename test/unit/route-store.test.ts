@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { FakeClock, MemoryLogger } from '../../src/core';
 import { NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
-import { FileRouteStore, ROUTE_EXPIRY_MS, RouteTable } from '../../src/routing';
+import { ExpiryService, FileRouteStore, ROUTE_EXPIRY_MS, RouteTable, TaskTable } from '../../src/routing';
 import { JsonStateFile } from '../../src/store';
 import { tempDir } from '../helpers/tmp';
 
@@ -138,4 +138,30 @@ test('routes: a torn last journal line (crash mid-append) is ignored', async (t)
   fs.appendFileSync(path.join(dir, 'routes.json.journal'), '{"op":"put","uuid":"x","no');
   const { routes } = await open(dir, clock);
   assert.equal(routes.size(), 1);
+});
+
+test('routes: the hourly expiry service drops idle routes and task entries', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_800_000_000_000);
+  fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"localhost","port":"3001","token":""}]');
+  const { reg, routes } = await open(dir, clock);
+  const tasks = new TaskTable({ file: path.join(dir, 'tasks.json'), clock, logger: new MemoryLogger() });
+  await tasks.load();
+  const node = reg.nth(1);
+  assert.ok(node);
+  await routes.add(U1, node, undefined);
+  await tasks.put({
+    uuid: U2,
+    token: undefined,
+    phase: 'failed',
+    taskInfo: { uuid: U2, name: 'x', dateCreated: 0, status: { code: 30 }, options: [], imagesCount: 1 },
+    output: ['boom'],
+  });
+  const expiry = new ExpiryService({ routes, tasks, clock, logger: new MemoryLogger() });
+  await expiry.start();
+  t.after(() => expiry.stop());
+  clock.advance(ROUTE_EXPIRY_MS + 60 * 60 * 1000);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(routes.size(), 0);
+  assert.equal(tasks.has(U2), false);
 });

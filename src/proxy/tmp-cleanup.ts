@@ -1,0 +1,105 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import type { Clock, Logger, Service, TimerHandle } from '../core';
+import { errorMessage } from '../core';
+import type { TaskTable } from '../routing';
+import { removeDir } from './task-dispatch';
+
+const HOUR = 60 * 60 * 1000;
+/** Anything not being forwarded is removed after this long without activity, whatever the settings. */
+const MAX_AGE_MS = 48 * HOUR;
+/** A dir with no task behind it (left by a crash) is removed once it is this old; newer ones may be an init in progress. */
+const ORPHAN_GRACE_MS = HOUR;
+
+export interface TmpCleanupOptions {
+  tmpDir: string;
+  table: TaskTable;
+  clock: Clock;
+  logger: Logger;
+  /** --stale-uploads-timeout in hours; 0 = off. */
+  staleUploadsHours: number;
+  intervalMs?: number;
+}
+
+/**
+ * Sweeps tmp/ at start and every 30 minutes (SPEC §4.13). Activity is the task table's `updated` time (bumped by
+ * every upload), not a file count seen by an earlier sweep, so a restart does not reset it; and a task being
+ * forwarded is never touched, however old (the original's 48 h rule could delete it mid-forward).
+ */
+export class TmpCleanup implements Service {
+  readonly name = 'tmp cleanup';
+  private readonly o: Required<TmpCleanupOptions>;
+  private timer: TimerHandle | null = null;
+  private running: Promise<number> | null = null;
+
+  constructor(opts: TmpCleanupOptions) {
+    this.o = { intervalMs: 30 * 60 * 1000, ...opts };
+  }
+
+  async start(): Promise<void> {
+    void this.sweep();
+    this.timer = this.o.clock.setInterval(() => void this.sweep(), this.o.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) this.o.clock.clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  /** One pass; resolves to the number of dirs removed. Never rejects; passes never overlap. */
+  sweep(): Promise<number> {
+    if (!this.running) {
+      this.running = this.pass()
+        .catch((e: unknown) => {
+          this.o.logger.error(`Cannot clean up ${this.o.tmpDir}: ${errorMessage(e)}`);
+          return 0;
+        })
+        .finally(() => {
+          this.running = null;
+        });
+    }
+    return this.running;
+  }
+
+  private async pass(): Promise<number> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.o.tmpDir);
+    } catch {
+      return 0;
+    }
+    let removed = 0;
+    for (const name of names) {
+      if (name === '.gitignore') continue;
+      const reason = await this.reasonToRemove(name);
+      if (!reason) continue;
+      this.o.logger.info(`Cleaning up ${name}${reason === 'stale' ? ' [stale]' : ''}`);
+      await removeDir(path.join(this.o.tmpDir, name));
+      // An abandoned upload session ends with its files; failed or canceled tasks stay listed.
+      if (this.o.table.get(name)?.phase === 'uploading') await this.o.table.delete(name).catch(() => false);
+      removed++;
+    }
+    return removed;
+  }
+
+  private async reasonToRemove(name: string): Promise<'stale' | 'old' | null> {
+    const now = this.o.clock.now();
+    const entry = this.o.table.get(name);
+    if (entry?.phase === 'forwarding') return null;
+    if (entry?.phase === 'uploading') {
+      const idle = now - entry.updated;
+      const staleAfter = this.o.staleUploadsHours * HOUR;
+      if (staleAfter > 0 && idle > staleAfter) return 'stale';
+      return idle > MAX_AGE_MS ? 'old' : null;
+    }
+    // No live task behind the dir: finished, failed, canceled, or left by a crash.
+    let mtime: number;
+    try {
+      mtime = (await fsp.stat(path.join(this.o.tmpDir, name))).mtimeMs;
+    } catch {
+      return null;
+    }
+    return now - mtime > (entry ? 0 : ORPHAN_GRACE_MS) ? 'old' : null;
+  }
+}
