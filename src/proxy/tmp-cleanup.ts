@@ -93,13 +93,15 @@ export class TmpCleanup implements Service {
       if (staleAfter > 0 && idle > staleAfter) return 'stale';
       return idle > MAX_AGE_MS ? 'old' : null;
     }
-    // No live task behind the dir: finished, failed, canceled, or left by a crash.
+    // A finished, failed or canceled task needs its files no more.
+    if (entry) return 'old';
+    // No task behind the dir at all: left by a crash, or an init that has not recorded its task yet.
     let mtime: number;
     try {
       mtime = (await fsp.stat(path.join(this.o.tmpDir, name))).mtimeMs;
     } catch {
       return null;
     }
-    return now - mtime > (entry ? 0 : ORPHAN_GRACE_MS) ? 'old' : null;
+    return now - mtime > ORPHAN_GRACE_MS ? 'old' : null;
   }
 }
