@@ -182,3 +182,43 @@ test('task flow: tasks and routes survive a restart of ClusterODM', async (t) =>
   const info = await waitStatus(d2, init.uuid, 40);
   assert.equal(info['imagesCount'], 3);
 });
+
+test('task flow: a node that dies mid-forward: the task moves to the other node', async (t) => {
+  const { d, nodes } = await cluster(t, 2, { processingMs: 200 });
+  const [a, b] = nodes;
+  assert.ok(a && b);
+  a.configure({ uploadDelayMs: 3000 });
+  const { uuid } = (await postJson(`${d.url}/task/new`, form({}, images(3)))) as { uuid: string };
+  await waitUntil(() => a.requests.some((r) => r.path.startsWith(`/task/new/upload/${uuid}`)), {
+    timeoutMs: 10000,
+    message: 'the upload to node a never started',
+  });
+  a.setOffline(true);
+  await waitUntil(() => b.tasks().some((x) => x.uuid === uuid), { timeoutMs: 30000, message: 'task never reached node b' });
+  await waitStatus(d, uuid, 40);
+});
+
+test('task flow: a node that dies mid-download ends the client download, it never hangs', async (t) => {
+  const { d, nodes } = await cluster(t, 1, { processingMs: 50, assetSize: 200 * 1024 * 1024 });
+  const [a] = nodes;
+  assert.ok(a);
+  const { uuid } = (await postJson(`${d.url}/task/new`, form({}, images(1)))) as { uuid: string };
+  await waitStatus(d, uuid, 40);
+  const res = await fetch(`${d.url}/task/${uuid}/download/all.zip`);
+  assert.equal(res.status, 200);
+  const reader = res.body?.getReader();
+  assert.ok(reader);
+  const first = await reader.read();
+  assert.equal(first.done, false);
+  a.setOffline(true);
+  const started = Date.now();
+  await assert.rejects(async () => {
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) throw new Error('the download ended as if complete');
+    }
+  });
+  assert.ok(Date.now() - started < 10000);
+  // The proxy still serves other requests.
+  assert.equal((await fetch(`${d.url}/info`)).status, 200);
+});
