@@ -11,3 +11,4 @@ export * from './node-uploader';
 export * from './task-dispatch';
 export * from './task-intake';
 export * from './tmp-cleanup';
+export * from './guards';

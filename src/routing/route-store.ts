@@ -1,8 +1,9 @@
 import * as fsp from 'node:fs/promises';
 import type { Clock, Logger, TimerHandle } from '../core';
 import { errorMessage } from '../core';
-import { parseNodeRecord } from '../nodes';
+import { nodeKey, parseNodeRecord } from '../nodes';
 import { isNotFound, JsonStateFile } from '../store';
+import type { ClusterNode } from '../nodes';
 import type { RouteEntry, RouteStore, StoredRoute } from './route-table';
 
 
@@ -21,15 +22,76 @@ function parseStoredRoute(v: unknown, where: string): StoredRoute {
   const token = v['token'];
   if (token !== undefined && typeof token !== 'string') throw new Error(`${where}.token is not a string`);
   const accessed = typeof v['accessed'] === 'number' && Number.isFinite(v['accessed']) ? v['accessed'] : 0;
-  return { hostname: node.hostname, port: node.port, token, accessed };
+  return { nodeKey: nodeKey(node.hostname, node.port), token, accessed };
+}
+
+/** Routes as loaded: each resolved to a registered node; routes whose node is gone are listed in `dropped`. */
+export interface LoadedRoutes {
+  routes: Map<string, RouteEntry>;
+  dropped: string[];
+}
+
+/** Finds the registered node of a nodeKey. */
+export type NodeResolver = (nodeKey: string) => ClusterNode | undefined;
+
+function addRoute(out: LoadedRoutes, uuid: string, r: StoredRoute, resolve: NodeResolver): void {
+  const node = resolve(r.nodeKey);
+  if (node) out.routes.set(uuid, { node, token: r.token, accessed: r.accessed });
+  else {
+    out.routes.delete(uuid);
+    out.dropped.push(uuid);
+  }
 }
 
 /** routes.json in the original format: `{"<uuid>": {"node": {...}, "token": "...", "accessed": ms}}`. */
-export function parseRoutesFile(raw: unknown): Map<string, StoredRoute> {
+export function parseRoutesFile(raw: unknown, resolve: NodeResolver): LoadedRoutes {
   if (!isRecord(raw)) throw new Error('routes.json is not a JSON object');
-  const out = new Map<string, StoredRoute>();
-  for (const [uuid, v] of Object.entries(raw)) out.set(uuid, parseStoredRoute(v, `route ${uuid}`));
+  const out: LoadedRoutes = { routes: new Map(), dropped: [] };
+  for (const [uuid, v] of Object.entries(raw)) addRoute(out, uuid, parseStoredRoute(v, `route ${uuid}`), resolve);
   return out;
+}
+
+const TOKEN = '"((?:[^"\\\\]|\\\\.)*)"';
+/**
+ * One route as JSON.stringify writes it (the original's writer and ours): node (one level of nesting for
+ * dockerMachine), then token and accessed in either order.
+ */
+const ROUTE_ENTRY = new RegExp(
+  `"([^"\\\\]+)":\\{"node":(\\{(?:[^{}]|\\{[^{}]*\\})*\\})(?:,"token":${TOKEN})?,"accessed":(-?\\d+(?:\\.\\d+)?)(?:,"token":${TOKEN})?\\}([,}])`,
+  'y',
+);
+
+/**
+ * Fast path for large routes.json files (1,000,000 routes): one sticky regex over the text, with each distinct node
+ * object parsed once, instead of materialising the whole document. Anything unexpected (whitespace, other key
+ * orders, escapes in uuids) returns null and the generic JSON.parse path decides.
+ */
+export function parseRoutesText(text: string, resolve: NodeResolver): LoadedRoutes | null {
+  const body = text.trim();
+  const out: LoadedRoutes = { routes: new Map(), dropped: [] };
+  if (body === '{}') return out;
+  if (!body.startsWith('{"')) return null;
+  const nodes = new Map<string, { key: string; node: ClusterNode | undefined }>();
+  ROUTE_ENTRY.lastIndex = 1;
+  for (;;) {
+    const m = ROUTE_ENTRY.exec(body);
+    if (!m) return null;
+    const [, uuid = '', nodeText = '', tokenA, accessed = '0', tokenB, end] = m;
+    let node = nodes.get(nodeText);
+    if (!node) {
+      const key = parseStoredRoute({ node: JSON.parse(nodeText) as unknown }, `route ${uuid}`).nodeKey;
+      node = { key, node: resolve(key) };
+      nodes.set(nodeText, node);
+    }
+    const tokenText = tokenA ?? tokenB;
+    const token = tokenText === undefined ? undefined : tokenText.includes('\\') ? (JSON.parse(`"${tokenText}"`) as string) : tokenText;
+    if (node.node) out.routes.set(uuid, { node: node.node, token, accessed: Number(accessed) });
+    else {
+      out.routes.delete(uuid);
+      out.dropped.push(uuid);
+    }
+    if (end === '}') return ROUTE_ENTRY.lastIndex === body.length ? out : null;
+  }
 }
 
 function routeToFileJSON(r: RouteEntry): Record<string, unknown> {
@@ -57,7 +119,9 @@ export interface FileRouteStoreOptions {
  */
 export class FileRouteStore implements RouteStore {
   private readonly opts: Required<FileRouteStoreOptions>;
-  private readonly snapshot: JsonStateFile<Map<string, StoredRoute>>;
+  private readonly snapshot: JsonStateFile<LoadedRoutes>;
+  /** Set for the duration of load(): how stored routes find their nodes. */
+  private resolve: NodeResolver = () => undefined;
   private queue: Promise<void> = Promise.resolve();
   private journalLines = 0;
   private pendingTouches = new Map<string, number>();
@@ -67,7 +131,13 @@ export class FileRouteStore implements RouteStore {
 
   constructor(opts: FileRouteStoreOptions) {
     this.opts = { compactAfter: 10_000, touchFlushMs: 60_000, ...opts };
-    this.snapshot = new JsonStateFile({ file: opts.file, parse: parseRoutesFile, logger: opts.logger, clock: opts.clock });
+    this.snapshot = new JsonStateFile({
+      file: opts.file,
+      parse: (raw) => parseRoutesFile(raw, this.resolve),
+      parseText: (text) => parseRoutesText(text, this.resolve),
+      logger: opts.logger,
+      clock: opts.clock,
+    });
   }
 
   private get journal(): string {
@@ -82,15 +152,20 @@ export class FileRouteStore implements RouteStore {
     this.entriesSource = src;
   }
 
-  async load(): Promise<Map<string, StoredRoute>> {
-    const routes = (await this.snapshot.load()) ?? new Map<string, StoredRoute>();
-    await this.replay(this.oldJournal, routes);
-    this.journalLines = await this.replay(this.journal, routes);
-    this.touchTimer = this.opts.clock.setInterval(() => void this.flushTouches(), this.opts.touchFlushMs);
-    return routes;
+  async load(resolve: NodeResolver): Promise<LoadedRoutes> {
+    this.resolve = resolve;
+    try {
+      const loaded = (await this.snapshot.load()) ?? { routes: new Map<string, RouteEntry>(), dropped: [] };
+      await this.replay(this.oldJournal, loaded);
+      this.journalLines = await this.replay(this.journal, loaded);
+      this.touchTimer = this.opts.clock.setInterval(() => void this.flushTouches(), this.opts.touchFlushMs);
+      return loaded;
+    } finally {
+      this.resolve = () => undefined;
+    }
   }
 
-  private async replay(file: string, routes: Map<string, StoredRoute>): Promise<number> {
+  private async replay(file: string, routes: LoadedRoutes): Promise<number> {
     let text: string;
     try {
       text = await fsp.readFile(file, 'utf8');
@@ -115,16 +190,16 @@ export class FileRouteStore implements RouteStore {
     return count;
   }
 
-  private apply(v: unknown, routes: Map<string, StoredRoute>): void {
+  private apply(v: unknown, loaded: LoadedRoutes): void {
     if (!isRecord(v)) throw new Error('not an object');
     if (v['op'] === 'put' && typeof v['uuid'] === 'string') {
-      routes.set(v['uuid'], parseStoredRoute(v, `journal route ${v['uuid']}`));
+      addRoute(loaded, v['uuid'], parseStoredRoute(v, `journal route ${v['uuid']}`), this.resolve);
     } else if (v['op'] === 'del' && Array.isArray(v['uuids'])) {
-      for (const u of v['uuids']) if (typeof u === 'string') routes.delete(u);
+      for (const u of v['uuids']) if (typeof u === 'string') loaded.routes.delete(u);
     } else if (v['op'] === 'touch' && Array.isArray(v['at'])) {
       for (const pair of v['at']) {
         if (!Array.isArray(pair) || typeof pair[0] !== 'string' || typeof pair[1] !== 'number') continue;
-        const r = routes.get(pair[0]);
+        const r = loaded.routes.get(pair[0]);
         if (r) r.accessed = pair[1];
       }
     } else {

@@ -13,15 +13,16 @@ export interface RouteEntry {
 
 /** A route as read from disk, before its node is resolved. */
 export interface StoredRoute {
-  hostname: string;
-  port: number | string;
+  /** nodeKey(hostname, port): how the route finds its node. */
+  nodeKey: string;
   token: string | undefined;
   accessed: number;
 }
 
 /** Persistence of the route table (routes.json + journal); see route-store.ts. */
 export interface RouteStore {
-  load(): Promise<Map<string, StoredRoute>>;
+  /** Loads every route, resolving nodes with `resolve`; routes whose node is unknown come back in `dropped`. */
+  load(resolve: (nodeKey: string) => ClusterNode | undefined): Promise<{ routes: Map<string, RouteEntry>; dropped: string[] }>;
   /** Lets the store snapshot the live table when it compacts. */
   setEntriesSource(src: () => Iterable<[string, RouteEntry]>): void;
   put(uuid: string, entry: RouteEntry): Promise<void>;
@@ -32,7 +33,7 @@ export interface RouteStore {
 
 /** task uuid → node and owner token. */
 export class RouteTable {
-  private readonly routes = new Map<string, RouteEntry>();
+  private routes = new Map<string, RouteEntry>();
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly store: RouteStore;
@@ -46,16 +47,9 @@ export class RouteTable {
 
   /** Loads routes, resolving each to a registered node (by host and port); routes of unknown nodes are dropped. */
   async load(registry: NodeRegistry): Promise<number> {
-    const raw = await this.store.load();
-    const dropped: string[] = [];
-    for (const [uuid, r] of raw) {
-      const node = registry.find(r.hostname, r.port);
-      if (!node) {
-        dropped.push(uuid);
-        continue;
-      }
-      this.routes.set(uuid, { node, token: r.token, accessed: r.accessed });
-    }
+    const byKey = new Map(registry.list().map((n) => [n.key, n]));
+    const { routes, dropped } = await this.store.load((key) => byKey.get(key));
+    this.routes = routes;
     if (dropped.length > 0) await this.store.delete(dropped);
     await this.expire();
     this.logger.info(`Loaded ${this.routes.size} routes`);
@@ -111,7 +105,8 @@ export class RouteTable {
   /** Drops routes idle for more than 5 days. */
   async expire(): Promise<number> {
     const limit = this.clock.now() - ROUTE_EXPIRY_MS;
-    const old = [...this.routes].filter(([, r]) => r.accessed < limit).map(([uuid]) => uuid);
+    const old: string[] = [];
+    for (const [uuid, r] of this.routes) if (r.accessed < limit) old.push(uuid);
     for (const uuid of old) this.routes.delete(uuid);
     if (old.length > 0) {
       await this.store.delete(old);

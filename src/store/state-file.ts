@@ -7,6 +7,11 @@ export interface StateFileOptions<T> {
   file: string;
   /** Validates parsed JSON; throws with a clear message if the shape is wrong. */
   parse: (raw: unknown) => T;
+  /**
+   * Optional fast path for large files: parses the text directly, or returns null to fall back to
+   * JSON.parse + `parse` (it must accept exactly what that path accepts, or less).
+   */
+  parseText?: (text: string) => T | null;
   logger: Logger;
   clock: Clock;
   fs?: StoreFs;
@@ -67,6 +72,8 @@ export class JsonStateFile<T> {
       return { kind: 'bad', reason: errorMessage(e) };
     }
     try {
+      const fast = this.opts.parseText?.(text) ?? null;
+      if (fast !== null) return { kind: 'ok', value: fast };
       return { kind: 'ok', value: this.opts.parse(JSON.parse(text) as unknown) };
     } catch (e: unknown) {
       return { kind: 'bad', reason: errorMessage(e) };

@@ -3,10 +3,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { FakeClock, MemoryLogger } from '../../src/core';
-import { NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
-import { ExpiryService, FileRouteStore, ROUTE_EXPIRY_MS, RouteTable, TaskTable } from '../../src/routing';
+import { ClusterNode, NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
+import { ExpiryService, FileRouteStore, parseRoutesFile, parseRoutesText, ROUTE_EXPIRY_MS, RouteTable, TaskTable } from '../../src/routing';
 import { JsonStateFile } from '../../src/store';
 import { tempDir } from '../helpers/tmp';
+import { waitUntil } from '../helpers/wait';
 
 const U1 = 'b36b80e6-b9ae-4bdd-9c19-07d2ea0dadeb';
 const U2 = '4497587f-7ca0-4c6b-9fc8-a92d4012917d';
@@ -157,11 +158,65 @@ test('routes: the hourly expiry service drops idle routes and task entries', asy
     taskInfo: { uuid: U2, name: 'x', dateCreated: 0, status: { code: 30 }, options: [], imagesCount: 1 },
     output: ['boom'],
   });
-  const expiry = new ExpiryService({ routes, tasks, clock, logger: new MemoryLogger() });
+  let sweeps = 0;
+  const expiry = new ExpiryService({ routes, tasks, clock, logger: new MemoryLogger(), intervalMs: ROUTE_EXPIRY_MS + 1000 });
+  const sweep = expiry.sweep.bind(expiry);
+  expiry.sweep = async () => {
+    await sweep();
+    sweeps++;
+  };
   await expiry.start();
   t.after(() => expiry.stop());
-  clock.advance(ROUTE_EXPIRY_MS + 60 * 60 * 1000);
-  await new Promise((r) => setTimeout(r, 50));
+  clock.advance(ROUTE_EXPIRY_MS + 1000);
+  await waitUntil(() => sweeps === 1, { message: 'the timer did not sweep' });
+  await tasks.flush();
   assert.equal(routes.size(), 0);
   assert.equal(tasks.has(U2), false);
+});
+
+test('routes: the fast routes.json reader agrees with JSON.parse, and defers to it on anything unusual', () => {
+  const files = [
+    '{}',
+    JSON.stringify({
+      [U1]: { node: { hostname: 'localhost', port: '3002', token: '' }, accessed: 1795824362711 },
+      [U2]: { node: { hostname: 'localhost', port: 3001, token: 'n"t', locked: false }, token: 'us\\er"tok', accessed: 17 },
+      [U3]: {
+        node: { hostname: 'h', port: 443, token: '', dockerMachine: { name: 'clusterodm-1-x', created: 1, maxRuntime: -1, maxUploadTime: -1 } },
+        accessed: 5,
+        token: 'after',
+      },
+    }),
+  ];
+  const nodes = new Map<string, ClusterNode>();
+  const resolve = (key: string): ClusterNode | undefined => {
+    if (key.startsWith('h:')) return undefined; // a node that is not registered any more
+    const n = nodes.get(key) ?? new ClusterNode({ hostname: key, port: 1, token: '' });
+    nodes.set(key, n);
+    return n;
+  };
+  const view = (l: { routes: Map<string, { node: ClusterNode; token: string | undefined; accessed: number }>; dropped: string[] }): unknown => ({
+    routes: [...l.routes].map(([u, r]) => [u, r.node.hostname, r.token, r.accessed]),
+    dropped: l.dropped,
+  });
+  for (const text of files) {
+    const fast = parseRoutesText(text, resolve);
+    assert.ok(fast, text);
+    assert.deepEqual(view(fast), view(parseRoutesFile(JSON.parse(text), resolve)));
+  }
+  assert.deepEqual(view(parseRoutesText(files[1] ?? '', resolve) ?? { routes: new Map(), dropped: [] }), {
+    routes: [
+      [U1, 'localhost:3002', undefined, 1795824362711],
+      [U2, 'localhost:3001', 'us\\er"tok', 17],
+    ],
+    dropped: [U3],
+  });
+  // Whitespace (a hand-edited file), unknown keys, truncation: the fast path declines, the generic path decides.
+  for (const text of [
+    JSON.stringify({ [U1]: { node: { hostname: 'a', port: 1, token: '' }, accessed: 1 } }, null, 2),
+    `{"${U1}":{"node":{"hostname":"a","port":1,"token":""},"accessed":1,"extra":true}}`,
+    `{"${U1}":{"node":{"hostname":"a","port":1,"token":""},"accessed":1}`,
+  ]) {
+    assert.equal(parseRoutesText(text, resolve), null, text);
+  }
+  assert.throws(() => parseRoutesText(`{"${U1}":{"node":{"hostname":"a","port":"x","token":""},"accessed":1}}`, resolve), /port/);
 });
