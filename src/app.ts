@@ -5,7 +5,7 @@ import { errorMessage } from './core';
 import { AdminCli, type AsrCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
-import { Forwarder, NodeUploader, TmpCleanup, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
+import { CommitWindow, FloodMonitor, Forwarder, NodeUploader, TmpCleanup, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
@@ -49,6 +49,7 @@ export class ClusterOdm {
   readonly intake: TaskIntake;
   readonly tmpCleanup: TmpCleanup;
   readonly expiry: ExpiryService;
+  readonly flood: FloodMonitor;
   private readonly deps: AppDeps;
   private readonly started: Service[] = [];
 
@@ -93,6 +94,8 @@ export class ClusterOdm {
       splitmerge: config.splitmerge,
       tmpDir: config.tmpDir,
     });
+    this.flood = new FloodMonitor({ limit: config.floodLimit, clock });
+    const commits = new CommitWindow({ clock });
     this.intake = new TaskIntake({
       registry: this.registry,
       routes: this.routes,
@@ -105,6 +108,9 @@ export class ClusterOdm {
       splitmerge: config.splitmerge,
       useSsl: config.useSsl,
       publicAddress: config.publicAddress,
+      flood: this.flood,
+      commits,
+      statusesOf: (token) => this.taskOps.statusesOf(token),
     });
     this.tmpCleanup = new TmpCleanup({
       tmpDir: config.tmpDir,
@@ -124,6 +130,7 @@ export class ClusterOdm {
       clock,
       logger,
       options,
+      commits,
       creation: this.intake,
     });
     this.proxy = new ProxyServer({
@@ -160,6 +167,7 @@ export class ClusterOdm {
     await this.routes.load(this.registry);
     await this.tasks.load();
     await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
+    this.flood.start();
     await this.startService(this.poller);
     await this.startService(this.expiry);
     await this.startService(this.tmpCleanup);
@@ -188,6 +196,7 @@ export class ClusterOdm {
       await s.stop().catch((e: unknown) => logger.error(`Cannot stop ${s.name}: ${errorMessage(e)}`));
     }
     this.started.length = 0;
+    this.flood.stop();
     this.forwarder.close();
     try {
       await this.registry.save();

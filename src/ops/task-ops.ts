@@ -53,6 +53,18 @@ export class TaskOps {
     return results.filter((r) => !hasError(r));
   }
 
+  /** Status codes of the routed tasks owned by `token` (the concurrency limit counts QUEUED and RUNNING ones). */
+  async statusesOf(token: string): Promise<number[]> {
+    const mine = this.routes.entries().filter(([, r]) => (r.token ?? '') === token);
+    const infos = await mapLimit(mine, this.listConcurrency, ([uuid, route]) =>
+      this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`)),
+    );
+    return infos.flatMap((i) => {
+      const code = typeof i === 'object' && i !== null ? (i as { status?: { code?: unknown } }).status?.code : undefined;
+      return typeof code === 'number' ? [code] : [];
+    });
+  }
+
   private async call(fn: () => Promise<unknown>): Promise<unknown> {
     try {
       return await fn();

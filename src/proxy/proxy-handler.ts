@@ -7,6 +7,7 @@ import type { ClusterNode, NodeRegistry } from '../nodes';
 import type { RouteEntry, RouteTable } from '../routing';
 import { Forwarder, redactUrl } from './forwarder';
 import type { LocalTasks } from './local-tasks';
+import type { CommitWindow } from './guards';
 import type { OptionsCache } from './options-cache';
 import { sendError, sendJson, sendUnauthorized } from './respond';
 import { BodyError, parseFields, readBody } from './small-body';
@@ -48,6 +49,8 @@ export interface ProxyHandlerDeps {
   clock: Clock;
   logger: Logger;
   options: OptionsCache;
+  /** The commit window of the concurrency limit; cancel, remove and restart give a commit back. */
+  commits?: CommitWindow;
   creation?: TaskCreationHandlers | null;
   /** How many /task/<uuid>/info pings /task/list sends at once. */
   listConcurrency?: number;
@@ -216,6 +219,7 @@ export class ProxyHandler {
     const uuid = fields.get('uuid');
     if (!uuid) return sendError(res, `No uuid found in ${pathname}`);
     const action = pathname.slice('/task/'.length);
+    this.d.commits?.decrease(ctx.token);
     const route = this.ownedRoute(uuid, ctx.token);
     if (route) return this.nodeTaskAction(ctx, route, uuid, action, fields);
     if (this.ownedLocal(uuid, ctx.token)) {

@@ -74,7 +74,7 @@ export class TaskDispatcher implements LocalTasks {
     const { d } = this;
     const count = t.files.length;
     if (count < 1) throw new Error(`Not enough images (${count} files uploaded)`);
-    if (!d.splitmerge && t.files.some((f) => f.toLowerCase() === 'seed.zip')) {
+    if (!d.splitmerge && t.files.includes('seed.zip')) {
       throw new Error('Cannot use this node as a split-merge cluster.');
     }
     const approval = await d.cloud.approveNewTask(t.token ?? '', count);

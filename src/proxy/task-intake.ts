@@ -8,6 +8,15 @@ import { augmentTaskOptions, filterOptions, parseTaskOptions } from '../nodeodm'
 import type { NodeRegistry } from '../nodes';
 import { isValidUuid, type RouteTable, type TaskTable } from '../routing';
 import { writeFileAtomic } from '../store';
+import {
+  COMMIT_WINDOW_MESSAGE,
+  concurrencyLimitReached,
+  FLOOD_MESSAGE,
+  MAX_CONCURRENT_COMMIT,
+  MAX_CONCURRENT_INIT,
+  type CommitWindow,
+  type FloodMonitor,
+} from './guards';
 import type { OptionsCache } from './options-cache';
 import type { RequestContext, TaskCreationHandlers } from './proxy-handler';
 import { sendError, sendJson } from './respond';
@@ -26,6 +35,10 @@ export interface TaskIntakeDeps {
   splitmerge: boolean;
   useSsl: boolean;
   publicAddress: string;
+  flood: FloodMonitor;
+  commits: CommitWindow;
+  /** Status codes of the token's routed tasks, for the max-concurrency limit. */
+  statusesOf: (token: string) => Promise<number[]>;
 }
 
 const UPLOAD_PATH = /^\/task\/new\/upload\/([^/]+)$/;
@@ -95,6 +108,7 @@ export class TaskIntake implements TaskCreationHandlers {
     if (fields.get('zipurl')) throw new Error('File upload via URL is not available. Sorry :(');
     const ref = this.d.registry.referenceNode();
     if (!ref) throw new Error('Cannot create task, no nodes are online.');
+    await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));
     const specs = await this.d.options.get(ctx.token, ctx.limits, ref);
     filterOptions(
       augmentTaskOptions(parseTaskOptions(params.options || '[]'), {
@@ -104,6 +118,25 @@ export class TaskIntake implements TaskCreationHandlers {
       }),
       specs,
     );
+    this.checkFlood(ctx.token);
+  }
+
+  /** --flood-limit: counted at init (a refused init still counts, as the original), forgiven at commit. */
+  private checkFlood(token: string): void {
+    this.d.flood.recordInit(token);
+    if (this.d.flood.isFlooding(token)) throw new Error(FLOOD_MESSAGE);
+  }
+
+  private async checkConcurrency(ctx: RequestContext, message: string): Promise<void> {
+    const max = ctx.limits?.maxConcurrentTasks;
+    if (await concurrencyLimitReached(max, () => this.d.statusesOf(ctx.token))) throw new Error(message);
+  }
+
+  /** The limits a commit passes (also applied to single-shot /task/new, which the original let through). */
+  private async checkCommit(ctx: RequestContext): Promise<void> {
+    if (this.d.commits.check(ctx.limits?.maxConcurrentTasks, ctx.token)) throw new Error(COMMIT_WINDOW_MESSAGE);
+    await this.checkConcurrency(ctx, MAX_CONCURRENT_COMMIT);
+    this.d.flood.recordCommit(ctx.token);
   }
 
   /** The uploading task named by a path, if the caller owns it. */
@@ -163,6 +196,12 @@ export class TaskIntake implements TaskCreationHandlers {
     if (!this.uploadingTask(ctx, uuid)) return sendError(res, 'Invalid taskId: the task no longer exists.');
     const params = await readBodyJson(this.dirOf(uuid));
     if (!params) return sendError(res, `Cannot commit task ${uuid}: its upload data is missing`);
+    try {
+      await this.checkCommit(ctx);
+    } catch (e: unknown) {
+      await this.die(uuid);
+      return sendError(res, errorMessage(e));
+    }
     await this.dispatch(ctx, uuid, params);
   }
 
@@ -171,6 +210,10 @@ export class TaskIntake implements TaskCreationHandlers {
     let uuid: string;
     try {
       uuid = this.newUuid(req);
+      // Checked before any byte is stored: a refused task costs no disk.
+      this.checkFlood(ctx.token);
+      await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));
+      await this.checkCommit(ctx);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
     } catch (e: unknown) {
       req.resume();
@@ -188,6 +231,7 @@ export class TaskIntake implements TaskCreationHandlers {
       params = bodyParams(staged.fields);
     } catch (e: unknown) {
       req.resume();
+      this.d.commits.decrease(ctx.token);
       await this.die(uuid);
       return sendError(res, errorMessage(e));
     }
@@ -207,6 +251,8 @@ export class TaskIntake implements TaskCreationHandlers {
         smClusterUrl: this.smClusterUrl(ctx),
       });
     } catch (e: unknown) {
+      // The commit that was counted did not happen.
+      this.d.commits.decrease(ctx.token);
       await this.die(uuid);
       return sendError(ctx.res, errorMessage(e));
     }

@@ -42,8 +42,11 @@ export async function startDaemon(t: TestContext, dir: string, args: string[] = 
       resolve(code);
     }),
   );
-  t.after(() => {
-    if (exited === undefined) proc.kill('SIGKILL');
+  t.after(async () => {
+    if (exited === undefined) {
+      proc.kill('SIGKILL');
+      await exit;
+    }
   });
   const port = (re: RegExp): number => Number(re.exec(out)?.[1] ?? 0);
   const ready = (): boolean =>

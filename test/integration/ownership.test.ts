@@ -1,51 +1,11 @@
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
-import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { ClusterOdm } from '../../src/app';
-import type { CloudProvider } from '../../src/cloud';
-import { parseConfig } from '../../src/config';
-import { MemoryLogger, systemClock } from '../../src/core';
+import { multiUser, startApp as startAppWith } from '../helpers/app';
 import { startTestNode } from '../helpers/test-node';
-import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
 
-const APP_ROOT = path.resolve(__dirname, '..', '..', '..');
-
-/** A provider with several users (as Lightning has): each token is valid, none has limits. */
-function multiUser(tokens: string[]): CloudProvider {
-  return {
-    name: 'TestCloudProvider',
-    validate: async (token) => ({ valid: tokens.includes(token), limits: null }),
-    approveNewTask: async () => ({ approved: true, error: '' }),
-    taskFinished: async () => undefined,
-    clearCache: () => undefined,
-    authInfo: () => ({ message: 'test', loginUrl: null, registerUrl: null }),
-  };
-}
-
-async function startApp(t: TestContext): Promise<{ url: string; app: ClusterOdm }> {
-  const dir = tempDir(t);
-  const parsed = parseConfig({
-    argv: ['--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--admin-cli-port', '0'],
-    cwd: dir,
-    appRoot: APP_ROOT,
-  });
-  assert.equal(parsed.kind, 'config');
-  if (parsed.kind !== 'config') throw new Error('unreachable');
-  const app = new ClusterOdm({
-    config: parsed.config,
-    version: 'test',
-    clock: systemClock,
-    logger: new MemoryLogger(),
-    host: '127.0.0.1',
-    ephemeralPorts: true,
-    cloud: multiUser(['alice', 'bob']),
-  });
-  await app.start();
-  t.after(() => app.stop());
-  return { url: `http://127.0.0.1:${app.proxy.ports.http ?? 0}`, app };
-}
+const startApp = (t: TestContext): ReturnType<typeof startAppWith> => startAppWith(t, multiUser(['alice', 'bob']));
 
 function rawGet(url: string, rawPath: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
