@@ -28,6 +28,8 @@ export interface AppDeps {
   ephemeralPorts?: boolean;
   /** Tests: a cloud provider of their own (e.g. one that accepts several user tokens). */
   cloud?: CloudProvider;
+  /** Tests: shorter waits than the original's (5 s × retry between forward attempts, 2 s between upload retries). */
+  tuning?: { forwardRetryBaseMs?: number; uploadRetrySleepMs?: number };
 }
 
 /**
@@ -87,12 +89,14 @@ export class ClusterOdm {
         logger,
         maxSendBytesPerSec: config.uploadMaxSpeed,
         agentFor: (node) => this.forwarder.agentFor(node),
+        ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
       }),
       client,
       clock,
       logger,
       splitmerge: config.splitmerge,
       tmpDir: config.tmpDir,
+      ...(deps.tuning?.forwardRetryBaseMs !== undefined ? { retryBaseMs: deps.tuning.forwardRetryBaseMs } : {}),
     });
     this.flood = new FloodMonitor({ limit: config.floodLimit, clock });
     const commits = new CommitWindow({ clock });

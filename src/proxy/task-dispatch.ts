@@ -155,8 +155,8 @@ export class TaskDispatcher implements LocalTasks {
         }
       }
       d.logger.error(`Cannot forward task ${t.uuid} to processing node ${node.name}: ${lastError}`);
-      await d.table.markFailed(t.uuid, FINAL_FAILURE).catch((e: unknown) => this.logSaveError(t.uuid, e));
       await removeDir(t.dir);
+      await d.table.markFailed(t.uuid, FINAL_FAILURE).catch((e: unknown) => this.logSaveError(t.uuid, e));
     } finally {
       node.transients--;
       this.aborts.delete(t.uuid);

@@ -80,7 +80,7 @@ export class TaskIntake implements TaskCreationHandlers {
       const params = bodyParams(staged.fields);
       await this.validate(ctx, staged.fields, params);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
-      await writeFileAtomic(path.join(this.dirOf(uuid), 'body.json'), JSON.stringify({ ...params, error: null, fileNames: [], imagesCount: 0 }));
+      await this.writeBody(uuid, params);
       await this.d.table.put({
         uuid,
         token: ctx.token || undefined,
@@ -101,6 +101,12 @@ export class TaskIntake implements TaskCreationHandlers {
     }
     this.d.logger.info(`Task ${uuid} initialized`);
     sendJson(ctx.res, { uuid });
+  }
+
+  /** tmp/<uuid>/body.json, in the original's shape. */
+  private writeBody(uuid: string, params: BodyParams): Promise<void> {
+    const body = { ...params, error: null, fileNames: [], imagesCount: 0 };
+    return writeFileAtomic(path.join(this.dirOf(uuid), 'body.json'), JSON.stringify(body));
   }
 
   /** The checks of init: URL uploads, a node to validate against, and the options themselves. */
@@ -229,6 +235,8 @@ export class TaskIntake implements TaskCreationHandlers {
       });
       if (staged.fields.get('zipurl')) throw new Error('File upload via URL is not available. Sorry :(');
       params = bodyParams(staged.fields);
+      // Kept beside the files, as for init: a forward interrupted by a restart is resumed from them.
+      await this.writeBody(uuid, params);
     } catch (e: unknown) {
       req.resume();
       this.d.commits.decrease(ctx.token);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
-import { ClusterOdm } from '../../src/app';
+import { ClusterOdm, type AppDeps } from '../../src/app';
 import type { CloudProvider, Limits } from '../../src/cloud';
 import { parseConfig } from '../../src/config';
 import { MemoryLogger, systemClock } from '../../src/core';
@@ -22,7 +22,12 @@ export function multiUser(tokens: string[], limits: (token: string) => Limits | 
   };
 }
 
-export async function startApp(t: TestContext, cloud: CloudProvider, args: string[] = []): Promise<{ url: string; app: ClusterOdm }> {
+export async function startApp(
+  t: TestContext,
+  cloud: CloudProvider,
+  args: string[] = [],
+  tuning: AppDeps['tuning'] = {},
+): Promise<{ url: string; app: ClusterOdm; dir: string }> {
   const dir = tempDir(t);
   const parsed = parseConfig({
     argv: ['--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--admin-cli-port', '0', ...args],
@@ -39,9 +44,10 @@ export async function startApp(t: TestContext, cloud: CloudProvider, args: strin
     host: '127.0.0.1',
     ephemeralPorts: true,
     cloud,
+    tuning,
   });
   await app.start();
   t.after(() => app.stop());
-  return { url: `http://127.0.0.1:${app.proxy.ports.http ?? 0}`, app };
+  return { url: `http://127.0.0.1:${app.proxy.ports.http ?? 0}`, app, dir };
 }
 

@@ -809,8 +809,9 @@ class TestNodeServer implements TestNode {
     return undefined;
   }
 
+  /** As NodeODM: only committed tasks (and inits in flight) make a set-uuid invalid; an uncommitted one is handled at mkdir. */
   private uuidInUse(uuid: string): boolean {
-    return this.taskMap.has(uuid) || this.pendingMap.has(uuid) || this.reserved.has(uuid);
+    return this.taskMap.has(uuid) || this.reserved.has(uuid);
   }
 
   private taskFields(fields: Fields): TaskFields {
@@ -840,6 +841,15 @@ class TestNodeServer implements TestNode {
     try {
       const fields = this.taskFields(await this.readInitFields(ctx.req));
       const dir = path.join(this.dataDir, uuid);
+      const stale = this.pendingMap.get(uuid);
+      if (stale) {
+        // NodeODM's mkdir fails on the leftover of an uncommitted init; its error path then deletes that folder,
+        // so the next init with the same uuid succeeds.
+        this.pendingMap.delete(uuid);
+        await fsp.rm(stale.dir, { recursive: true, force: true });
+        sendJson(ctx.res, { error: 'Directory exists' });
+        return;
+      }
       await fsp.mkdir(dir);
       this.pendingMap.set(uuid, { uuid, dir, fields });
       sendJson(ctx.res, { uuid });
