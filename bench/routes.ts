@@ -28,17 +28,28 @@ function uuid(i: number): string {
   return `00000000-0000-4000-8000-${h}`;
 }
 
+/** A routes.json as an existing deployment would have, written in chunks so none of it stays in memory. */
+function writeRoutesFile(file: string, count: number): void {
+  const now = Date.now();
+  const fd = fs.openSync(file, 'w');
+  fs.writeSync(fd, '{');
+  for (let start = 0; start < count; start += 10_000) {
+    const parts: string[] = [];
+    for (let i = start; i < Math.min(count, start + 10_000); i++) {
+      parts.push(`"${uuid(i)}":{"node":{"hostname":"node${(i % 2) + 1}","port":${i % 2 ? '"3001"' : 3000},"token":""},"accessed":${now}}`);
+    }
+    fs.writeSync(fd, (start > 0 ? ',' : '') + parts.join(','));
+  }
+  fs.writeSync(fd, '}');
+  fs.closeSync(fd);
+}
+
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 1_000_000);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clusterodm-bench-routes-'));
   try {
     fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"node1","port":3000,"token":""},{"hostname":"node2","port":"3001","token":""}]');
-    const now = Date.now();
-    const parts: string[] = [];
-    for (let i = 0; i < count; i++) {
-      parts.push(`"${uuid(i)}":{"node":{"hostname":"node${(i % 2) + 1}","port":${i % 2 ? '"3001"' : 3000},"token":""},"accessed":${now}}`);
-    }
-    fs.writeFileSync(path.join(dir, 'routes.json'), `{${parts.join(',')}}`);
+    writeRoutesFile(path.join(dir, 'routes.json'), count);
     const size = fs.statSync(path.join(dir, 'routes.json')).size;
     const { routes, reg, ms } = await open(dir);
     const node = reg.nth(1);

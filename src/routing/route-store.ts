@@ -51,47 +51,112 @@ export function parseRoutesFile(raw: unknown, resolve: NodeResolver): LoadedRout
   return out;
 }
 
-const TOKEN = '"((?:[^"\\\\]|\\\\.)*)"';
 /**
- * One route as JSON.stringify writes it (the original's writer and ours): node (one level of nesting for
- * dockerMachine), then token and accessed in either order.
- */
-const ROUTE_ENTRY = new RegExp(
-  `"([^"\\\\]+)":\\{"node":(\\{(?:[^{}]|\\{[^{}]*\\})*\\})(?:,"token":${TOKEN})?,"accessed":(-?\\d+(?:\\.\\d+)?)(?:,"token":${TOKEN})?\\}([,}])`,
-  'y',
-);
-
-/**
- * Fast path for large routes.json files (1,000,000 routes): one sticky regex over the text, with each distinct node
- * object parsed once, instead of materialising the whole document. Anything unexpected (whitespace, other key
- * orders, escapes in uuids) returns null and the generic JSON.parse path decides.
+ * Fast path for large routes.json files (1,000,000 routes): a scanner for exactly what JSON.stringify writes (the
+ * original's writer and ours): `"<uuid>":{"node":{...},"token":"...","accessed":N}` with token before or after
+ * accessed, each distinct node object parsed once, and no intermediate objects per route. Anything unexpected
+ * (whitespace, other keys, escapes in uuids) returns null and the generic JSON.parse path decides.
  */
 export function parseRoutesText(text: string, resolve: NodeResolver): LoadedRoutes | null {
-  const body = text.trim();
+  const s = text.trim();
   const out: LoadedRoutes = { routes: new Map(), dropped: [] };
-  if (body === '{}') return out;
-  if (!body.startsWith('{"')) return null;
-  const nodes = new Map<string, { key: string; node: ClusterNode | undefined }>();
-  ROUTE_ENTRY.lastIndex = 1;
+  if (s === '{}') return out;
+  if (s.charCodeAt(0) !== 123 /* { */) return null;
+  const nodes: Array<{ text: string; node: ClusterNode | undefined }> = [];
+  let p = 1;
   for (;;) {
-    const m = ROUTE_ENTRY.exec(body);
-    if (!m) return null;
-    const [, uuid = '', nodeText = '', tokenA, accessed = '0', tokenB, end] = m;
-    let node = nodes.get(nodeText);
-    if (!node) {
-      const key = parseStoredRoute({ node: JSON.parse(nodeText) as unknown }, `route ${uuid}`).nodeKey;
-      node = { key, node: resolve(key) };
-      nodes.set(nodeText, node);
+    // "<uuid>":{"node":
+    if (s.charCodeAt(p) !== 34) return null;
+    const uuidEnd = s.indexOf('"', p + 1);
+    if (uuidEnd < 0) return null;
+    const uuid = s.slice(p + 1, uuidEnd);
+    if (uuid.includes('\\') || !s.startsWith(':{"node":{', uuidEnd + 1)) return null;
+    p = uuidEnd + 10; // at the node's "{"
+    const nodeEnd = closingBrace(s, p);
+    if (nodeEnd < 0) return null;
+    const known = knownNode(nodes, s, p, nodeEnd, uuid, resolve);
+    p = nodeEnd + 1;
+    let token: string | undefined;
+    let accessed = NaN;
+    for (let field = 0; field < 2 && s.charCodeAt(p) === 44; field++) {
+      if (token === undefined && s.startsWith(',"token":"', p)) {
+        const end = stringEnd(s, p + 10);
+        if (end < 0) return null;
+        const raw = s.slice(p + 10, end);
+        token = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+        p = end + 1;
+      } else if (Number.isNaN(accessed) && s.startsWith(',"accessed":', p)) {
+        const numEnd = numberEnd(s, p + 12);
+        if (numEnd === p + 12) return null;
+        accessed = Number(s.slice(p + 12, numEnd));
+        p = numEnd;
+      } else {
+        return null;
+      }
     }
-    const tokenText = tokenA ?? tokenB;
-    const token = tokenText === undefined ? undefined : tokenText.includes('\\') ? (JSON.parse(`"${tokenText}"`) as string) : tokenText;
-    if (node.node) out.routes.set(uuid, { node: node.node, token, accessed: Number(accessed) });
+    if (Number.isNaN(accessed) || s.charCodeAt(p) !== 125 /* } */) return null;
+    if (known) out.routes.set(uuid, { node: known, token, accessed });
     else {
       out.routes.delete(uuid);
       out.dropped.push(uuid);
     }
-    if (end === '}') return ROUTE_ENTRY.lastIndex === body.length ? out : null;
+    const sep = s.charCodeAt(p + 1);
+    p += 2;
+    if (sep === 125) return p === s.length ? out : null;
+    if (sep !== 44) return null;
   }
+}
+
+/** The node of the object text s[start..end]; distinct node objects are few, so they are compared, not parsed. */
+function knownNode(
+  nodes: Array<{ text: string; node: ClusterNode | undefined }>,
+  s: string,
+  start: number,
+  end: number,
+  uuid: string,
+  resolve: NodeResolver,
+): ClusterNode | undefined {
+  const len = end + 1 - start;
+  for (const n of nodes) if (n.text.length === len && s.startsWith(n.text, start)) return n.node;
+  const text = s.slice(start, end + 1);
+  const key = parseStoredRoute({ node: JSON.parse(text) as unknown }, `route ${uuid}`).nodeKey;
+  const entry = { text, node: resolve(key) };
+  nodes.push(entry);
+  return entry.node;
+}
+
+/** Index of the "}" closing the object opened at `start`, skipping strings; -1 if none. */
+function closingBrace(s: string, start: number): number {
+  let depth = 0;
+  for (let i = start; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 34) {
+      i = stringEnd(s, i + 1);
+      if (i < 0) return -1;
+    } else if (c === 123) depth++;
+    else if (c === 125 && --depth === 0) return i;
+  }
+  return -1;
+}
+
+/** Index of the quote ending a JSON string whose content starts at `from`; -1 if none. */
+function stringEnd(s: string, from: number): number {
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 92) i++;
+    else if (c === 34) return i;
+  }
+  return -1;
+}
+
+function numberEnd(s: string, from: number): number {
+  let i = from;
+  while (i < s.length) {
+    const c = s.charCodeAt(i);
+    if ((c >= 48 && c <= 57) || c === 45 || c === 46 || c === 43 || c === 101 || c === 69) i++;
+    else break;
+  }
+  return i;
 }
 
 function routeToFileJSON(r: RouteEntry): Record<string, unknown> {
