@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { LightningCloudProvider } from '../../src/cloud';
+import { MemoryLogger, systemClock } from '../../src/core';
 import { multiUser, startApp } from '../helpers/app';
 import { startTestNode } from '../helpers/test-node';
 
@@ -56,4 +60,48 @@ test('limits: --flood-limit refuses a token that opens too many uploads, and /ta
   assert.deepEqual(await post(`${url}/task/new/init?token=a`, new FormData()), { error: flood });
   assert.deepEqual(await post(`${url}/task/new?token=a`, images(1)), { error: flood });
   assert.ok((await post(`${url}/task/new/init?token=b`, new FormData()))['uuid'], 'other tokens are not affected');
+});
+
+test('limits: the lightning provider against a fake webodm.net API, end to end through the proxy', async (t) => {
+  const calls: string[] = [];
+  const api = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      const data = JSON.parse(body || '{}') as { token?: string; imagesCount?: number };
+      calls.push(`${req.url ?? ''} ${data.token ?? ''}`);
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/r/tokens/validate') {
+        res.end(JSON.stringify(data.token === 'good' ? { valid: true, limits: { maxImages: 5 } } : { valid: false }));
+      } else if (req.url === '/r/tasks/approve') {
+        res.end(JSON.stringify(data.imagesCount === 1 ? { approved: false, error: 'Not enough credits' } : { approved: true, error: '' }));
+      } else {
+        res.end('{}');
+      }
+    });
+  });
+  await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => api.close(() => r())));
+  const port = (api.address() as AddressInfo).port;
+  const logger = new MemoryLogger();
+  const cloud = new LightningCloudProvider({ urlBase: `http://127.0.0.1:${port}/r`, clock: systemClock, logger, cacheEnabled: true, dev: false });
+  const node = await startTestNode();
+  t.after(() => node.close());
+  const { url, app } = await startApp(t, cloud);
+  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
+  await app.nodeOps.updateAll();
+
+  assert.equal((await fetch(`${url}/info?token=bad`)).status, 401);
+  assert.equal((await fetch(`${url}/info?token=bad`)).status, 401);
+  assert.equal(calls.filter((c) => c === '/r/tokens/validate bad').length, 2, 'an invalid token is not cached');
+  const info = (await (await fetch(`${url}/info?token=good`)).json()) as { maxImages: number };
+  assert.equal(info.maxImages, 5);
+  await fetch(`${url}/info?token=good`);
+  assert.equal(calls.filter((c) => c === '/r/tokens/validate good').length, 1, 'a valid token is cached');
+  assert.deepEqual(await post(`${url}/task/new?token=good`, images(1)), { error: 'Not enough credits' });
+  assert.match(String((await post(`${url}/task/new?token=good`, images(2)))['uuid']), /^[0-9a-f-]{36}$/);
+  assert.deepEqual(await post(`${url}/task/new?token=good`, images(6)), { error: 'Max images count exceeded.' });
+  const auth = (await (await fetch(`${url}/auth/info`)).json()) as { loginUrl: string };
+  assert.equal(auth.loginUrl, `http://127.0.0.1:${port}/r/auth/getToken`);
+  assert.ok(!logger.lines.some((l) => l.includes('good')), 'tokens never appear in logs');
 });
