@@ -8,10 +8,10 @@ export interface StateFileOptions<T> {
   /** Validates parsed JSON; throws with a clear message if the shape is wrong. */
   parse: (raw: unknown) => T;
   /**
-   * Optional fast path for large files: parses the text directly, or returns null to fall back to
+   * Optional fast path for large files: parses the file's bytes directly, or returns null to fall back to
    * JSON.parse + `parse` (it must accept exactly what that path accepts, or less).
    */
-  parseText?: (text: string) => T | null;
+  parseBuffer?: (bytes: Buffer) => T | null;
   logger: Logger;
   clock: Clock;
   fs?: StoreFs;
@@ -64,17 +64,17 @@ export class JsonStateFile<T> {
   private async tryRead(
     file: string,
   ): Promise<{ kind: 'ok'; value: T } | { kind: 'missing' } | { kind: 'bad'; reason: string }> {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await this.fs.readFile(file, 'utf8');
+      bytes = await this.fs.readFile(file);
     } catch (e: unknown) {
       if (isNotFound(e)) return { kind: 'missing' };
       return { kind: 'bad', reason: errorMessage(e) };
     }
     try {
-      const fast = this.opts.parseText?.(text) ?? null;
+      const fast = this.opts.parseBuffer?.(bytes) ?? null;
       if (fast !== null) return { kind: 'ok', value: fast };
-      return { kind: 'ok', value: this.opts.parse(JSON.parse(text) as unknown) };
+      return { kind: 'ok', value: this.opts.parse(JSON.parse(bytes.toString('utf8')) as unknown) };
     } catch (e: unknown) {
       return { kind: 'bad', reason: errorMessage(e) };
     }

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { FakeClock, MemoryLogger } from '../../src/core';
 import { ClusterNode, NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
-import { ExpiryService, FileRouteStore, parseRoutesFile, parseRoutesText, ROUTE_EXPIRY_MS, RouteTable, TaskTable } from '../../src/routing';
+import { ExpiryService, FileRouteStore, parseRoutesFile, parseRoutesBuffer, ROUTE_EXPIRY_MS, RouteTable, TaskTable } from '../../src/routing';
 import { JsonStateFile } from '../../src/store';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
@@ -182,7 +182,7 @@ test('routes: the fast routes.json reader agrees with JSON.parse, and defers to 
       [U2]: { node: { hostname: 'localhost', port: 3001, token: 'n"t', locked: false }, token: 'us\\er"tok', accessed: 17 },
       [U3]: {
         node: { hostname: 'h', port: 443, token: '', dockerMachine: { name: 'clusterodm-1-x', created: 1, maxRuntime: -1, maxUploadTime: -1 } },
-        accessed: 5,
+        accessed: -5.5,
         token: 'after',
       },
     }),
@@ -199,11 +199,11 @@ test('routes: the fast routes.json reader agrees with JSON.parse, and defers to 
     dropped: l.dropped,
   });
   for (const text of files) {
-    const fast = parseRoutesText(text, resolve);
+    const fast = parseRoutesBuffer(Buffer.from(text), resolve);
     assert.ok(fast, text);
     assert.deepEqual(view(fast), view(parseRoutesFile(JSON.parse(text), resolve)));
   }
-  assert.deepEqual(view(parseRoutesText(files[1] ?? '', resolve) ?? { routes: new Map(), dropped: [] }), {
+  assert.deepEqual(view(parseRoutesBuffer(Buffer.from(files[1] ?? ''), resolve) ?? { routes: new Map(), dropped: [] }), {
     routes: [
       [U1, 'localhost:3002', undefined, 1795824362711],
       [U2, 'localhost:3001', 'us\\er"tok', 17],
@@ -216,7 +216,7 @@ test('routes: the fast routes.json reader agrees with JSON.parse, and defers to 
     `{"${U1}":{"node":{"hostname":"a","port":1,"token":""},"accessed":1,"extra":true}}`,
     `{"${U1}":{"node":{"hostname":"a","port":1,"token":""},"accessed":1}`,
   ]) {
-    assert.equal(parseRoutesText(text, resolve), null, text);
+    assert.equal(parseRoutesBuffer(Buffer.from(text), resolve), null, text);
   }
-  assert.throws(() => parseRoutesText(`{"${U1}":{"node":{"hostname":"a","port":"x","token":""},"accessed":1}}`, resolve), /port/);
+  assert.throws(() => parseRoutesBuffer(Buffer.from(`{"${U1}":{"node":{"hostname":"a","port":"x","token":""},"accessed":1}}`), resolve), /port/);
 });
