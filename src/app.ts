@@ -7,7 +7,7 @@ import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
 import { CommitWindow, FloodMonitor, Forwarder, NodeUploader, TmpCleanup, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
 import { NodeClient } from './nodeodm';
-import { HealthPoller, NodeRegistry, parseNodesFile } from './nodes';
+import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
 import { ExpiryService, FileRouteStore, RouteTable, TaskTable } from './routing';
 import { JsonStateFile } from './store';
@@ -39,6 +39,7 @@ export interface AppDeps {
 export class ClusterOdm {
   readonly registry: NodeRegistry;
   readonly poller: HealthPoller;
+  readonly history = new LoadHistory();
   readonly routes: RouteTable;
   readonly nodeOps: NodeOps;
   readonly taskOps: TaskOps;
@@ -64,7 +65,7 @@ export class ClusterOdm {
       clock,
       logger,
     });
-    this.poller = new HealthPoller({ registry: this.registry, client, clock, logger });
+    this.poller = new HealthPoller({ registry: this.registry, client, clock, logger, history: this.history });
     this.routes = new RouteTable({
       store: new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
       clock,

@@ -1,6 +1,7 @@
 import type { Clock, Logger, Service, TimerHandle } from '../core';
 import { errorMessage } from '../core';
 import { parseNodeInfo, type NodeClient } from '../nodeodm';
+import type { LoadHistory } from './load-history';
 import type { ClusterNode } from './node';
 import type { NodeRegistry } from './registry';
 
@@ -12,6 +13,8 @@ export interface HealthPollerOptions {
   intervalMs?: number;
   /** How many /info requests may be in flight at once, so hundreds of nodes never stall the poll. */
   concurrency?: number;
+  /** Where each successful poll's queue and slots are recorded (the admin page's load chart). */
+  history?: LoadHistory | null;
 }
 
 /**
@@ -30,7 +33,7 @@ export class HealthPoller implements Service {
   private readonly waiting: Array<() => void> = [];
 
   constructor(opts: HealthPollerOptions) {
-    this.opts = { intervalMs: 60_000, concurrency: 16, ...opts };
+    this.opts = { intervalMs: 60_000, concurrency: 16, history: null, ...opts };
   }
 
   async start(): Promise<void> {
@@ -65,6 +68,7 @@ export class HealthPoller implements Service {
       node.info = info;
       node.lastRefreshed = clock.now();
       node.lastSeenOnline = node.lastRefreshed;
+      this.opts.history?.record(node, node.lastRefreshed);
       if (before !== true) logger.info(`Node ${node.name} is online`);
       this.known.set(node, true);
       return true;

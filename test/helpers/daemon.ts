@@ -10,6 +10,8 @@ export interface Daemon {
   /** The plain HTTP proxy port (0 if none), and the HTTPS one (0 if none). */
   readonly proxyPort: number;
   readonly httpsPort: number;
+  /** The admin web port (0 when it is disabled, the default in tests: pass `--admin-web-port 1` to enable it). */
+  readonly webPort: number;
   /** http://127.0.0.1:<proxyPort> */
   readonly url: string;
   readonly proc: ChildProcess;
@@ -49,8 +51,14 @@ export async function startDaemon(t: TestContext, dir: string, args: string[] = 
     }
   });
   const port = (re: RegExp): number => Number(re.exec(out)?.[1] ?? 0);
+  const webEnabled = (): boolean => {
+    const i = args.lastIndexOf('--admin-web-port');
+    return i >= 0 && args[i + 1] !== '0';
+  };
   const ready = (): boolean =>
-    port(/Admin CLI listening on port (\d+)/) > 0 && port(/Starting https? proxy on (\d+)/) > 0;
+    port(/Admin CLI listening on port (\d+)/) > 0 &&
+    port(/Starting https? proxy on (\d+)/) > 0 &&
+    (!webEnabled() || port(/Admin web listening on port (\d+)/) > 0);
   await waitUntil(() => exited !== undefined || ready(), {
     timeoutMs: 20000,
     message: 'daemon did not start',
@@ -61,6 +69,7 @@ export async function startDaemon(t: TestContext, dir: string, args: string[] = 
     cliPort: port(/Admin CLI listening on port (\d+)/),
     proxyPort: port(/Starting http proxy on (\d+)/),
     httpsPort: port(/Starting https proxy on (\d+)/),
+    webPort: port(/Admin web listening on port (\d+)/),
     url: `http://127.0.0.1:${port(/Starting http proxy on (\d+)/)}`,
     proc,
     output: () => out,

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { FakeClock, MemoryLogger } from '../../src/core';
 import { NodeClient, type FetchLike } from '../../src/nodeodm';
-import { HealthPoller, NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
+import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
 import { JsonStateFile } from '../../src/store';
 import { tempDir } from '../helpers/tmp';
 
@@ -150,4 +150,37 @@ test('health: a node unreachable from its first poll is logged once, at warn', a
     logger.lines.filter((l) => l.includes('Cannot update info')).map((l) => l.split(':')[0]),
     ['warn', 'debug'],
   );
+});
+
+test('health: each successful poll is recorded in the load history (last hour only)', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock();
+  const logger = new MemoryLogger();
+  const reg = new NodeRegistry({
+    store: new JsonStateFile<NodeRecord[]>({ file: path.join(dir, 'nodes.json'), parse: parseNodesFile, logger, clock }),
+    clock,
+    logger,
+  });
+  await reg.load();
+  await reg.addUnique('a', 1);
+  const history = new LoadHistory();
+  let queue = 0;
+  const poller = new HealthPoller({
+    registry: reg,
+    client: new NodeClient({ fetch: async () => new Response(JSON.stringify({ ...INFO, taskQueueCount: queue++ })) }),
+    clock,
+    logger,
+    history,
+  });
+  const node = reg.nth(1);
+  assert.ok(node);
+  for (let i = 0; i < 3; i++) {
+    await poller.refresh(node);
+    clock.advance(30 * 60 * 1000);
+  }
+  // Three polls 30 minutes apart, read 30 minutes after the last: the first one has left the one-hour window.
+  assert.deepEqual(history.series(node, clock.now()).map((s) => [s.queue, s.slots]), [
+    [1, 2],
+    [2, 2],
+  ]);
 });
