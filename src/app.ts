@@ -5,7 +5,7 @@ import { errorMessage } from './core';
 import { AdminCli, type AsrCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
-import { CommitWindow, FloodMonitor, Forwarder, NodeUploader, TmpCleanup, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
+import { CommitWindow, FloodMonitor, Forwarder, NodeUploader, StreamForwarder, TmpCleanup, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
@@ -53,6 +53,7 @@ export class ClusterOdm {
   readonly tmpCleanup: TmpCleanup;
   readonly expiry: ExpiryService;
   readonly flood: FloodMonitor;
+  readonly streaming: StreamForwarder;
   private readonly deps: AppDeps;
   private readonly started: Service[] = [];
 
@@ -77,6 +78,15 @@ export class ClusterOdm {
     this.forwarder = new Forwarder({ logger });
     this.tasks = new TaskTable({ file: path.join(config.dataDir, 'tasks.json'), clock, logger });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
+    // One keep-alive pool per node, shared by proxied calls and task uploads.
+    const uploader = new NodeUploader({
+      clock,
+      logger,
+      maxSendBytesPerSec: config.uploadMaxSpeed,
+      agentFor: (node) => this.forwarder.agentFor(node),
+      ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
+    });
+    this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger });
     this.dispatcher = new TaskDispatcher({
       registry: this.registry,
       poller: this.poller,
@@ -84,14 +94,8 @@ export class ClusterOdm {
       table: this.tasks,
       cloud: this.cloud,
       options,
-      // One keep-alive pool per node, shared by proxied calls and task uploads.
-      uploader: new NodeUploader({
-        clock,
-        logger,
-        maxSendBytesPerSec: config.uploadMaxSpeed,
-        agentFor: (node) => this.forwarder.agentFor(node),
-        ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
-      }),
+      uploader,
+      streaming: this.streaming,
       client,
       clock,
       logger,
@@ -116,6 +120,7 @@ export class ClusterOdm {
       flood: this.flood,
       commits,
       statusesOf: (token) => this.taskOps.statusesOf(token),
+      streaming: this.streaming,
     });
     this.tmpCleanup = new TmpCleanup({
       tmpDir: config.tmpDir,
@@ -202,6 +207,7 @@ export class ClusterOdm {
     }
     this.started.length = 0;
     this.flood.stop();
+    this.streaming.stop();
     this.forwarder.close();
     try {
       await this.registry.save();

@@ -2,7 +2,7 @@ import type { Clock, Logger } from '../core';
 import { ClusterError, errorMessage } from '../core';
 import type { JsonStateFile } from '../store';
 import { ClusterNode, isValidPort, nodeKey, type NodeRecord } from './node';
-import { selectNode } from './selection';
+import { selectNode, selectStreamingNode, type Candidate } from './selection';
 
 /**
  * The ordered list of nodes (1-based numbering as the original: file order, then insertion order),
@@ -107,6 +107,25 @@ export class NodeRegistry {
     });
   }
 
+  /** The node that should receive a task's images while they are still being uploaded (see selectStreamingNode). */
+  selectForStreaming(): ClusterNode | null {
+    const now = this.clock.now();
+    const i = selectStreamingNode(this.nodes.map((n) => this.candidate(n, now)));
+    return i === null ? null : (this.nodes[i] ?? null);
+  }
+
+  private candidate(n: ClusterNode, now: number): Candidate {
+    return {
+      online: n.isOnline(now),
+      locked: n.isLocked(),
+      autoSpawned: n.isAutoSpawned(),
+      maxImages: n.maxImages(),
+      availableSlots: n.availableSlots(),
+      queueCount: n.queueCount(),
+      turn: n.turn,
+    };
+  }
+
   /**
    * Picks the best node for a task of `numImages` images from what is known now, and bumps its round-robin
    * turn (as the original, even for NODE BEST). Callers wanting fresh data refresh the nodes first.
@@ -114,15 +133,7 @@ export class NodeRegistry {
   selectBest(numImages: number): ClusterNode | null {
     const now = this.clock.now();
     const sel = selectNode(
-      this.nodes.map((n) => ({
-        online: n.isOnline(now),
-        locked: n.isLocked(),
-        autoSpawned: n.isAutoSpawned(),
-        maxImages: n.maxImages(),
-        availableSlots: n.availableSlots(),
-        queueCount: n.queueCount(),
-        turn: n.turn,
-      })),
+      this.nodes.map((n) => this.candidate(n, now)),
       numImages,
     );
     if (!sel) return null;

@@ -54,3 +54,26 @@ export function selectNode(candidates: readonly Candidate[], numImages: number):
   if (!chosen) return null;
   return { index: chosen.index, newTurn: maxTurn + 1, resetTurns };
 }
+
+/**
+ * The node that receives a task's images while the client is still uploading them (before their number is known):
+ * among nodes that could take any task and have a free slot, the one that can take the most images (no limit first),
+ * then most free slots, shortest queue, lowest turn, list order. At commit the usual policy checks the choice; if the
+ * final count does not fit, the task is re-sent from the staged copy.
+ */
+export function selectStreamingNode(candidates: readonly Candidate[]): number | null {
+  const capacity = (c: Candidate): number => c.maxImages ?? Number.POSITIVE_INFINITY;
+  let best: { c: Candidate; index: number } | null = null;
+  for (const [index, c] of candidates.entries()) {
+    if (!isEligible(c, 1) || c.availableSlots <= 0) continue;
+    if (
+      !best ||
+      capacity(c) > capacity(best.c) ||
+      (capacity(c) === capacity(best.c) &&
+        (c.availableSlots - best.c.availableSlots || best.c.queueCount - c.queueCount || best.c.turn - c.turn) > 0)
+    ) {
+      best = { c, index };
+    }
+  }
+  return best ? best.index : null;
+}

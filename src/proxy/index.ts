@@ -12,3 +12,4 @@ export * from './task-dispatch';
 export * from './task-intake';
 export * from './tmp-cleanup';
 export * from './guards';
+export * from './stream-forward';

@@ -9,6 +9,7 @@ import { LAUNCHING_OUTPUT, type RouteTable, type TaskTable } from '../routing';
 import type { LocalTasks } from './local-tasks';
 import type { NodeUploader, TaskParams } from './node-uploader';
 import type { OptionsCache } from './options-cache';
+import type { StreamForwarder, StreamSession } from './stream-forward';
 
 /** The init parameters of a task, as the original stores them in tmp/<uuid>/body.json. */
 export interface BodyParams {
@@ -47,6 +48,8 @@ export interface TaskDispatcherDeps {
   splitmerge: boolean;
   /** Where staged tasks live: tmp/<uuid>/. */
   tmpDir: string;
+  /** Tasks whose images were sent on while being uploaded. */
+  streaming?: StreamForwarder | null;
   /** Retries after the first attempt (the original: 5, with 5 s × retry between them). */
   forwardRetries?: number;
   retryBaseMs?: number;
@@ -80,9 +83,14 @@ export class TaskDispatcher implements LocalTasks {
     const approval = await d.cloud.approveNewTask(t.token ?? '', count);
     if (!approval.approved) throw new Error(approval.error);
     await d.poller.refreshAll();
+    // A task streamed during its upload gives its slot back first, so the usual choice is made as if it were not
+    // there; it keeps its node only if that choice is the same node.
+    const session = d.streaming?.take(t.uuid) ?? null;
     // Choosing the node and counting the forward against its slots happen together, so concurrent tasks
     // see each other (the original counted it only after several awaits).
     const node = d.registry.selectBest(count);
+    const streamed = session && node === session.node && !session.error ? session : null;
+    if (session && !streamed) d.streaming?.abandon(session);
     if (!node) throw new Error('No nodes available');
     node.transients++;
     let handedOver = false;
@@ -94,14 +102,16 @@ export class TaskDispatcher implements LocalTasks {
         smClusterUrl: t.smClusterUrl,
       });
       const options = filterOptions(augmented, specs);
+      const before = d.table.get(t.uuid)?.taskInfo;
       await d.table.put({
         uuid: t.uuid,
         token: t.token,
         phase: 'forwarding',
         taskInfo: {
           uuid: t.uuid,
-          name: t.params.taskName || `Task of ${new Date(d.clock.now()).toISOString()}`,
-          dateCreated: t.params.dateCreated ?? d.clock.now(),
+          // Name and date as given at init (a streamed task was initialised on its node with them).
+          name: before?.name || taskName(t.params, d.clock.now()),
+          dateCreated: before?.dateCreated ?? t.params.dateCreated ?? d.clock.now(),
           status: { code: 20 },
           options,
           imagesCount: count,
@@ -110,32 +120,30 @@ export class TaskDispatcher implements LocalTasks {
         nodeKey: node.key,
       });
       handedOver = true;
-      void this.forward(t, node, options);
+      void this.forward(t, node, options, streamed);
     } finally {
-      if (!handedOver) node.transients--;
+      if (!handedOver) {
+        node.transients--;
+        if (streamed) d.streaming?.abandon(streamed);
+      }
     }
   }
 
   private taskParams(t: StagedTask, options: unknown[]): TaskParams {
     const entry = this.d.table.get(t.uuid);
-    return {
-      name: entry?.taskInfo.name ?? t.params.taskName,
-      options,
-      dateCreated: entry?.taskInfo.dateCreated ?? this.d.clock.now(),
-      skipPostProcessing: t.params.skipPostProcessing,
-      webhook: t.params.webhook || null,
-      outputs: t.params.outputs,
-    };
+    return nodeTaskParams(t.params, options, entry?.taskInfo.name, entry?.taskInfo.dateCreated ?? this.d.clock.now());
   }
 
   /** The background forward. `node.transients` was incremented for `node` by the caller. */
-  private async forward(t: StagedTask, first: ClusterNode, options: unknown[]): Promise<void> {
+  private async forward(t: StagedTask, first: ClusterNode, options: unknown[], streamed: StreamSession | null = null): Promise<void> {
     const { d } = this;
     const ac = new AbortController();
     this.aborts.set(t.uuid, ac);
     let node = first;
     let lastError = '';
     try {
+      if (streamed && (await this.finishStreamed(t, streamed, options, ac.signal))) return;
+      if (ac.signal.aborted) return;
       for (let attempt = 0; attempt <= d.forwardRetries; attempt++) {
         try {
           const files = t.files.map((name) => ({ path: path.join(t.dir, name), name }));
@@ -160,6 +168,34 @@ export class TaskDispatcher implements LocalTasks {
     } finally {
       node.transients--;
       this.aborts.delete(t.uuid);
+    }
+  }
+
+  /**
+   * A task whose images went to its node during the upload: send what is left and commit. False (after cleaning up)
+   * when that did not work out; the caller then sends the task again from the staged copy.
+   */
+  private async finishStreamed(t: StagedTask, s: StreamSession, options: unknown[], signal: AbortSignal): Promise<boolean> {
+    const { d } = this;
+    const abort = (): void => s.ac.abort();
+    signal.addEventListener('abort', abort, { once: true });
+    try {
+      const files = t.files.map((name) => ({ path: path.join(t.dir, name), name }));
+      await d.streaming?.complete(s, files);
+      if (JSON.stringify(this.taskParams(t, options)) !== JSON.stringify(s.params)) {
+        throw new Error('the task changed since it was initialised');
+      }
+      await d.uploader.commit(s.node, t.uuid, s.ac.signal);
+      await this.landed(t, s.node);
+      return true;
+    } catch (e: unknown) {
+      if (!signal.aborted) {
+        d.logger.warn(`Task ${t.uuid} could not be completed on ${s.node.name} (${errorMessage(e)}), sending it again`);
+      }
+      s.ac.abort();
+      return false;
+    } finally {
+      signal.removeEventListener('abort', abort);
     }
   }
 
@@ -275,6 +311,23 @@ export class TaskDispatcher implements LocalTasks {
   private dirOf(uuid: string): string {
     return path.join(this.d.tmpDir, uuid);
   }
+}
+
+/** The name of a task created without one, as the original. */
+export function taskName(p: BodyParams, now: number): string {
+  return p.taskName || `Task of ${new Date(now).toISOString()}`;
+}
+
+/** What a node's /task/new/init receives for a task. */
+export function nodeTaskParams(p: BodyParams, options: unknown[], name: string | undefined, dateCreated: number): TaskParams {
+  return {
+    name: name || p.taskName,
+    options,
+    dateCreated,
+    skipPostProcessing: p.skipPostProcessing,
+    webhook: p.webhook || null,
+    outputs: p.outputs,
+  };
 }
 
 export async function removeDir(dir: string): Promise<void> {

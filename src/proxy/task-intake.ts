@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type { Clock, Logger } from '../core';
 import { errorMessage } from '../core';
 import { augmentTaskOptions, filterOptions, parseTaskOptions } from '../nodeodm';
-import type { NodeRegistry } from '../nodes';
+import type { ClusterNode, NodeRegistry } from '../nodes';
 import { isValidUuid, type RouteTable, type TaskTable } from '../routing';
 import { writeFileAtomic } from '../store';
 import {
@@ -20,7 +20,8 @@ import {
 import type { OptionsCache } from './options-cache';
 import type { RequestContext, TaskCreationHandlers } from './proxy-handler';
 import { sendError, sendJson } from './respond';
-import { listStagedFiles, removeDir, type BodyParams, type TaskDispatcher } from './task-dispatch';
+import type { StreamForwarder } from './stream-forward';
+import { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, type TaskDispatcher } from './task-dispatch';
 import { NameReserver, stageMultipart, type StagingResult } from './upload-staging';
 
 export interface TaskIntakeDeps {
@@ -39,6 +40,8 @@ export interface TaskIntakeDeps {
   commits: CommitWindow;
   /** Status codes of the token's routed tasks, for the max-concurrency limit. */
   statusesOf: (token: string) => Promise<number[]>;
+  /** Sends images on to a node while the client is still uploading (null: stage everything, then forward). */
+  streaming?: StreamForwarder | null;
 }
 
 const UPLOAD_PATH = /^\/task\/new\/upload\/([^/]+)$/;
@@ -81,20 +84,26 @@ export class TaskIntake implements TaskCreationHandlers {
       await this.validate(ctx, staged.fields, params);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
       await this.writeBody(uuid, params);
+      const now = this.d.clock.now();
+      const name = taskName(params, now);
+      const dateCreated = params.dateCreated ?? now;
       await this.d.table.put({
         uuid,
         token: ctx.token || undefined,
         phase: 'uploading',
         taskInfo: {
           uuid,
-          name: params.taskName,
-          dateCreated: params.dateCreated ?? this.d.clock.now(),
+          name,
+          dateCreated,
           status: { code: 10 },
           options: [],
           imagesCount: 0,
         },
         output: [],
       });
+      this.d.streaming?.begin(uuid, async (node) =>
+        nodeTaskParams(params, await this.nodeOptions(ctx, node, params), name, dateCreated),
+      );
     } catch (e: unknown) {
       ctx.req.resume();
       return sendError(ctx.res, errorMessage(e));
@@ -115,8 +124,14 @@ export class TaskIntake implements TaskCreationHandlers {
     const ref = this.d.registry.referenceNode();
     if (!ref) throw new Error('Cannot create task, no nodes are online.');
     await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));
-    const specs = await this.d.options.get(ctx.token, ctx.limits, ref);
-    filterOptions(
+    await this.nodeOptions(ctx, ref, params);
+    this.checkFlood(ctx.token);
+  }
+
+  /** The task's options, augmented and checked against one node's option list (throws the client's error). */
+  private async nodeOptions(ctx: RequestContext, node: ClusterNode, params: BodyParams): Promise<unknown[]> {
+    const specs = await this.d.options.get(ctx.token, ctx.limits, node);
+    return filterOptions(
       augmentTaskOptions(parseTaskOptions(params.options || '[]'), {
         limits: ctx.limits,
         splitmerge: this.d.splitmerge,
@@ -124,7 +139,6 @@ export class TaskIntake implements TaskCreationHandlers {
       }),
       specs,
     );
-    this.checkFlood(ctx.token);
   }
 
   /** --flood-limit: counted at init (a refused init still counts, as the original), forgiven at commit. */
@@ -173,6 +187,7 @@ export class TaskIntake implements TaskCreationHandlers {
         maxImages,
         existingFiles: existing,
         ...this.reserverFor(uuid),
+        onFile: (f) => this.d.streaming?.add(uuid, { path: path.join(dir, f.name), name: f.name }),
       });
       if (staged.files.length === 0) return sendError(res, 'No files uploaded.');
       await this.d.table.update(uuid, {}, { durable: false });
@@ -180,6 +195,8 @@ export class TaskIntake implements TaskCreationHandlers {
       sendJson(res, { success: true });
     } catch (e: unknown) {
       req.resume();
+      // Files of a failed request are removed again; the node may have some of them: stream no more.
+      this.d.streaming?.discard(uuid);
       sendError(res, errorMessage(e));
     }
   }
@@ -271,6 +288,7 @@ export class TaskIntake implements TaskCreationHandlers {
   /** A task that cannot go on: its staged files and table entry are removed. */
   private async die(uuid: string): Promise<void> {
     this.reservers.delete(uuid);
+    this.d.streaming?.discard(uuid);
     await removeDir(this.dirOf(uuid));
     await this.d.table.delete(uuid).catch(() => false);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { selectNode, TURN_RESET_LIMIT, type Candidate } from '../../src/nodes';
+import { selectNode, selectStreamingNode, TURN_RESET_LIMIT, type Candidate } from '../../src/nodes';
 
 function c(p: Partial<Candidate>): Candidate {
   return { online: true, locked: false, autoSpawned: false, maxImages: null, availableSlots: 1, queueCount: 0, turn: 0, ...p };
@@ -85,3 +85,20 @@ test('selection: repeated picks rotate between equal nodes', () => {
   }
   assert.deepEqual(picks, [0, 1, 2, 0, 1, 2]);
 });
+
+const streaming: Array<{ name: string; nodes: Candidate[]; expect: number | null }> = [
+  { name: 'no nodes', nodes: [], expect: null },
+  { name: 'no limit beats a limit', nodes: [c({ maxImages: 500, availableSlots: 3 }), c({ maxImages: null })], expect: 1 },
+  { name: 'the larger limit wins', nodes: [c({ maxImages: 50 }), c({ maxImages: 500 })], expect: 1 },
+  { name: 'a full node is never streamed to', nodes: [c({ availableSlots: 0 }), c({ maxImages: 10 })], expect: 1 },
+  { name: 'everyone full: no streaming', nodes: [c({ availableSlots: 0 }), c({ availableSlots: 0 })], expect: null },
+  { name: 'locked, offline and autospawned are skipped', nodes: [c({ locked: true }), c({ online: false }), c({ autoSpawned: true })], expect: null },
+  { name: 'then more free slots', nodes: [c({ availableSlots: 1 }), c({ availableSlots: 2 })], expect: 1 },
+  { name: 'then shorter queue', nodes: [c({ queueCount: 2 }), c({ queueCount: 1 })], expect: 1 },
+  { name: 'then lower turn, then list order', nodes: [c({ turn: 4 }), c({ turn: 2 }), c({ turn: 2 })], expect: 1 },
+];
+for (const tc of streaming) {
+  test(`streaming selection: ${tc.name}`, () => {
+    assert.equal(selectStreamingNode(tc.nodes), tc.expect);
+  });
+}

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { multiUser, startApp } from '../helpers/app';
+import { startTestNode } from '../helpers/test-node';
+import { waitUntil } from '../helpers/wait';
+
+function images(from: number, n: number): FormData {
+  const fd = new FormData();
+  for (let i = from; i < from + n; i++) fd.append('images', new Blob([Buffer.alloc(50_000 + i, i)]), `img${i}.jpg`);
+  return fd;
+}
+
+async function json(url: string, init?: RequestInit): Promise<Record<string, unknown>> {
+  return (await (await fetch(url, init)).json()) as Record<string, unknown>;
+}
+
+const fast = { forwardRetryBaseMs: 20, uploadRetrySleepMs: 10 };
+
+test('streaming: images reach the node while the client uploads; commit sends nothing twice', async (t) => {
+  const node = await startTestNode({ processingMs: 100 });
+  t.after(() => node.close());
+  const { url, app } = await startApp(t, multiUser(['']), [], fast);
+  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
+  await app.nodeOps.updateAll();
+  const { uuid } = (await json(`${url}/task/new/init`, { method: 'POST', body: new FormData() })) as { uuid: string };
+  for (let i = 0; i < 12; i += 4) {
+    assert.deepEqual(await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(i, 4) }), { success: true });
+  }
+  const uploads = (): number => node.requests.filter((r) => r.path.startsWith(`/task/new/upload/${uuid}`)).length;
+  // Before the client commits, the node already has the task initialised and images on the way.
+  await waitUntil(() => uploads() >= 3, { message: 'images were not streamed before commit' });
+  assert.equal(node.requests.filter((r) => r.path.startsWith('/task/new/commit')).length, 0);
+  assert.deepEqual(await json(`${url}/task/new/commit/${uuid}`, { method: 'POST' }), { uuid });
+  await waitUntil(
+    async () => ((await json(`${url}/task/${uuid}/info`))['status'] as { code?: number } | undefined)?.code === 40,
+    { timeoutMs: 15000, message: 'task never completed' },
+  );
+  assert.deepEqual(node.taskFiles(uuid).sort(), Array.from({ length: 12 }, (_, i) => `img${i}.jpg`).sort());
+  for (let i = 0; i < 12; i++) assert.equal(node.taskFileSize(uuid, `img${i}.jpg`), 50_000 + i);
+  assert.equal(node.requests.filter((r) => r.path.startsWith('/task/new/init')).length, 1, 'initialised once');
+  assert.equal(app.registry.nth(1)?.transients, 0, 'the slot is given back');
+});
+
+test('streaming: when the node chosen at commit is another one, the task is sent there and the partial copy removed', async (t) => {
+  const a = await startTestNode({ processingMs: 100 });
+  const b = await startTestNode({ processingMs: 100 });
+  t.after(() => a.close());
+  t.after(() => b.close());
+  const { url, app } = await startApp(t, multiUser(['']), [], fast);
+  assert.ok(await app.nodeOps.add('127.0.0.1', a.port));
+  assert.ok(await app.nodeOps.add('127.0.0.1', b.port));
+  await app.nodeOps.updateAll();
+  const { uuid } = (await json(`${url}/task/new/init`, { method: 'POST', body: new FormData() })) as { uuid: string };
+  await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(0, 3) });
+  await waitUntil(() => a.requests.some((r) => r.path.startsWith(`/task/new/upload/${uuid}`)), { message: 'not streamed to a' });
+  // The operator locks node a before the client commits.
+  const na = app.registry.nth(1);
+  assert.ok(na);
+  await app.nodeOps.setLocked(na, true);
+  assert.deepEqual(await json(`${url}/task/new/commit/${uuid}`, { method: 'POST' }), { uuid });
+  await waitUntil(() => b.tasks().some((x) => x.uuid === uuid), { timeoutMs: 15000, message: 'task never reached b' });
+  assert.deepEqual(b.taskFiles(uuid).sort(), ['img0.jpg', 'img1.jpg', 'img2.jpg']);
+  await waitUntil(() => a.requests.some((r) => r.path.startsWith('/task/remove')), { message: 'partial copy not removed from a' });
+  assert.equal(a.tasks().length, 0);
+  await waitUntil(() => na.transients === 0 && app.registry.nth(2)?.transients === 0, { message: 'slots not given back' });
+});
+
+test('streaming: a node that fails during the upload: the task is re-sent from the staged copy at commit', async (t) => {
+  const a = await startTestNode({ processingMs: 100 });
+  t.after(() => a.close());
+  const { url, app } = await startApp(t, multiUser(['']), [], fast);
+  assert.ok(await app.nodeOps.add('127.0.0.1', a.port));
+  await app.nodeOps.updateAll();
+  a.configure({ dropUploads: 6 }); // every retry of the first streamed batch fails
+  const { uuid } = (await json(`${url}/task/new/init`, { method: 'POST', body: new FormData() })) as { uuid: string };
+  await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(0, 2) });
+  await waitUntil(() => a.options.dropUploads === 0, { message: 'the drops were not hit' });
+  assert.deepEqual(await json(`${url}/task/new/commit/${uuid}`, { method: 'POST' }), { uuid });
+  await waitUntil(
+    async () => ((await json(`${url}/task/${uuid}/info`))['status'] as { code?: number } | undefined)?.code === 40,
+    { timeoutMs: 15000, message: 'task never completed' },
+  );
+  assert.deepEqual(a.taskFiles(uuid).sort(), ['img0.jpg', 'img1.jpg']);
+});
