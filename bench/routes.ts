@@ -1,14 +1,59 @@
-// Route table scale: how long 1,000,000 routes take to load, and what adding a route costs at that size.
-// Run: npm run build && node dist/bench/routes.js [count]
+// Route table scale: how long 1,000,000 routes take to load, what adding a route costs at that size (against a
+// 1,000-route table), and what folding the journal into routes.json (compaction, every 10,000 journal lines)
+// costs at that size.
+// Run: npm run build && node dist/bench/routes.js [count]          (human-readable)
+//      node dist/bench/routes.js --json [--dir DIR] [count]        (one JSON line; used by `npm run bench`, row e)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { MemoryLogger, systemClock } from '../src/core';
 import { NodeRegistry, parseNodesFile, type NodeRecord } from '../src/nodes';
 import { FileRouteStore, RouteTable } from '../src/routing';
 import { JsonStateFile } from '../src/store';
 
-async function open(dir: string): Promise<{ routes: RouteTable; reg: NodeRegistry; ms: number }> {
+export interface NodeSpec {
+  hostname: string;
+  /** A number or, as some deployments have it in nodes.json, a string. */
+  port: number | string;
+}
+
+/** Two nodes, one with a string port, as an existing deployment might have. */
+export const DEFAULT_NODES: readonly NodeSpec[] = [
+  { hostname: 'node1', port: 3000 },
+  { hostname: 'node2', port: '3001' },
+];
+
+export function nodesJson(nodes: readonly NodeSpec[]): string {
+  return JSON.stringify(nodes.map((n) => ({ hostname: n.hostname, port: n.port, token: '' })));
+}
+
+export function uuid(i: number): string {
+  const h = i.toString(16).padStart(12, '0');
+  return `00000000-0000-4000-8000-${h}`;
+}
+
+/** A routes.json as an existing deployment would have, written in chunks so none of it stays in memory. */
+export function writeRoutesFile(file: string, count: number, nodes: readonly NodeSpec[] = DEFAULT_NODES): void {
+  const now = Date.now();
+  const nodeText = nodes.map((n) => `{"hostname":${JSON.stringify(n.hostname)},"port":${JSON.stringify(n.port)},"token":""}`);
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, '{');
+    for (let start = 0; start < count; start += 10_000) {
+      const parts: string[] = [];
+      for (let i = start; i < Math.min(count, start + 10_000); i++) {
+        parts.push(`"${uuid(i)}":{"node":${nodeText[i % nodeText.length] ?? ''},"accessed":${now}}`);
+      }
+      fs.writeSync(fd, (start > 0 ? ',' : '') + parts.join(','));
+    }
+    fs.writeSync(fd, '}');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function open(dir: string, compactAfter?: number): Promise<{ routes: RouteTable; reg: NodeRegistry; ms: number }> {
   const logger = new MemoryLogger();
   const clock = systemClock;
   const reg = new NodeRegistry({
@@ -18,60 +63,122 @@ async function open(dir: string): Promise<{ routes: RouteTable; reg: NodeRegistr
   });
   await reg.load();
   const started = process.hrtime.bigint();
-  const routes = new RouteTable({ store: new FileRouteStore({ file: path.join(dir, 'routes.json'), clock, logger }), clock, logger });
+  const store = new FileRouteStore({ file: path.join(dir, 'routes.json'), clock, logger, ...(compactAfter ? { compactAfter } : {}) });
+  const routes = new RouteTable({ store, clock, logger });
   await routes.load(reg);
   return { routes, reg, ms: Number(process.hrtime.bigint() - started) / 1e6 };
 }
 
-function uuid(i: number): string {
-  const h = i.toString(16).padStart(12, '0');
-  return `00000000-0000-4000-8000-${h}`;
+export interface AddCost {
+  /** Routes in the table before the adds. */
+  size: number;
+  adds: number;
+  p50Ms: number;
+  meanMs: number;
+  maxMs: number;
 }
 
-/** A routes.json as an existing deployment would have, written in chunks so none of it stays in memory. */
-function writeRoutesFile(file: string, count: number): void {
-  const now = Date.now();
-  const fd = fs.openSync(file, 'w');
-  fs.writeSync(fd, '{');
-  for (let start = 0; start < count; start += 10_000) {
-    const parts: string[] = [];
-    for (let i = start; i < Math.min(count, start + 10_000); i++) {
-      parts.push(`"${uuid(i)}":{"node":{"hostname":"node${(i % 2) + 1}","port":${i % 2 ? '"3001"' : 3000},"token":""},"accessed":${now}}`);
-    }
-    fs.writeSync(fd, (start > 0 ? ',' : '') + parts.join(','));
-  }
-  fs.writeSync(fd, '}');
-  fs.closeSync(fd);
+export interface RouteScale {
+  count: number;
+  fileMiB: number;
+  loadMs: number;
+  /** V8 heap used with the table loaded (after a GC when --expose-gc is on). */
+  heapMiB: number;
+  addSmall: AddCost;
+  addLarge: AddCost;
+  /** Compaction of the table (as at shutdown, and in the background every 10,000 journal lines). */
+  compactMs: number;
+  /** Longest event-loop stall during that compaction: the proxy answers nothing meanwhile. */
+  compactStallMs: number;
 }
 
-async function main(): Promise<void> {
-  const count = Number(process.argv[2] ?? 1_000_000);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'clusterodm-bench-routes-'));
-  try {
-    fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"node1","port":3000,"token":""},{"hostname":"node2","port":"3001","token":""}]');
-    writeRoutesFile(path.join(dir, 'routes.json'), count);
-    const size = fs.statSync(path.join(dir, 'routes.json')).size;
-    const { routes, reg, ms } = await open(dir);
-    const node = reg.nth(1);
-    if (!node) throw new Error('no node');
-    const adds = 200;
+async function measureAdds(routes: RouteTable, reg: NodeRegistry, size: number, adds: number): Promise<AddCost> {
+  const node = reg.nth(1);
+  if (!node) throw new Error('no node');
+  const times: number[] = [];
+  for (let i = 0; i < adds; i++) {
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < adds; i++) await routes.add(uuid(count + i), node, 'tok');
-    const perAdd = Number(process.hrtime.bigint() - t0) / 1e6 / adds;
-    const journal = fs.statSync(path.join(dir, 'routes.json.journal')).size;
-    console.log(`routes: ${routes.size()} (${(size / 1e6).toFixed(0)} MB routes.json)`);
-    console.log(`load: ${ms.toFixed(0)} ms`);
-    console.log(`add: ${perAdd.toFixed(2)} ms per route (fsynced journal append of ~${Math.round(journal / adds)} bytes; routes.json untouched)`);
+    await routes.add(uuid(size + i), node, 'tok');
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  return {
+    size,
+    adds,
+    p50Ms: sorted[Math.floor((sorted.length - 1) / 2)] ?? NaN,
+    meanMs: times.reduce((s, t) => s + t, 0) / times.length,
+    maxMs: sorted[sorted.length - 1] ?? NaN,
+  };
+}
+
+async function tableDir(parent: string, name: string, count: number): Promise<string> {
+  const dir = path.join(parent, name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'nodes.json'), nodesJson(DEFAULT_NODES));
+  writeRoutesFile(path.join(dir, 'routes.json'), count);
+  return dir;
+}
+
+/** Loads `count` routes, adds `adds` routes at 1,000 and at `count`, then compacts the large table. */
+export async function measureRouteScale(parent: string, count: number, adds = 200): Promise<RouteScale> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const smallDir = await tableDir(parent, 'small', 1000);
+  const small = await open(smallDir);
+  const addSmall = await measureAdds(small.routes, small.reg, 1000, adds);
+  await small.routes.flush();
+  fs.rmSync(smallDir, { recursive: true, force: true });
+
+  const dir = await tableDir(parent, 'large', count);
+  const fileMiB = fs.statSync(path.join(dir, 'routes.json')).size / 1024 / 1024;
+  const large = await open(dir);
+  gc?.();
+  const heapMiB = process.memoryUsage().heapUsed / 1024 / 1024;
+  const addLarge = await measureAdds(large.routes, large.reg, count, adds);
+  const h = monitorEventLoopDelay({ resolution: 5 });
+  h.enable();
+  const t0 = process.hrtime.bigint();
+  await large.routes.flush();
+  const compactMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  h.disable();
+  fs.rmSync(dir, { recursive: true, force: true });
+  return { count, fileMiB, loadMs: large.ms, heapMiB, addSmall, addLarge, compactMs, compactStallMs: h.max / 1e6 };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const json = argv.includes('--json');
+  const dirAt = argv.indexOf('--dir');
+  const givenDir = dirAt >= 0 ? argv[dirAt + 1] : undefined;
+  const positional = argv.filter((a, i) => !a.startsWith('--') && (dirAt < 0 || i !== dirAt + 1));
+  const count = Number(positional[0] ?? 1_000_000);
+  if (!Number.isInteger(count) || count < 1) throw new Error(`bad route count: ${positional[0] ?? ''}`);
+  const parent = givenDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'clusterodm-bench-routes-'));
+  fs.mkdirSync(parent, { recursive: true });
+  try {
+    const r = await measureRouteScale(parent, count);
+    if (json) {
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      return;
+    }
+    console.log(`routes: ${count} (${r.fileMiB.toFixed(0)} MiB routes.json), heap with table loaded: ${r.heapMiB.toFixed(0)} MiB`);
+    console.log(`load: ${r.loadMs.toFixed(0)} ms`);
+    for (const a of [r.addSmall, r.addLarge]) {
+      console.log(
+        `add at ${a.size} routes: p50 ${a.p50Ms.toFixed(2)} ms, mean ${a.meanMs.toFixed(2)} ms, max ${a.maxMs.toFixed(2)} ms (${a.adds} adds; fsynced journal append, routes.json untouched)`,
+      );
+    }
+    console.log(`compaction (shutdown; in the background every 10,000 journal lines): ${r.compactMs.toFixed(0)} ms, event loop blocked up to ${r.compactStallMs.toFixed(0)} ms`);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (givenDir === undefined) fs.rmSync(parent, { recursive: true, force: true });
   }
 }
 
-main().then(
-  // The route store's batched-touch timer would keep the process alive.
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    // The route store's batched-touch timer would keep the process alive.
+    () => process.exit(0),
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}
