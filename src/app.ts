@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
 import { errorMessage } from './core';
+import { AdminWeb } from './admin-web';
 import { AdminCli, type AsrCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
@@ -44,6 +45,7 @@ export class ClusterOdm {
   readonly nodeOps: NodeOps;
   readonly taskOps: TaskOps;
   readonly cli: AdminCli | null;
+  readonly web: AdminWeb | null;
   readonly cloud: CloudProvider;
   readonly forwarder: Forwarder;
   readonly proxy: ProxyServer;
@@ -72,7 +74,7 @@ export class ClusterOdm {
       clock,
       logger,
     });
-    this.nodeOps = new NodeOps({ registry: this.registry, poller: this.poller, routes: this.routes, logger });
+    this.nodeOps = new NodeOps({ registry: this.registry, poller: this.poller, routes: this.routes, logger, history: this.history });
     this.taskOps = new TaskOps({ routes: this.routes, client });
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
     this.forwarder = new Forwarder({ logger });
@@ -153,6 +155,28 @@ export class ClusterOdm {
       logger,
       handle: (req, res) => handler.handle(req, res),
     });
+    this.web =
+      config.adminWebPort > 0
+        ? new AdminWeb({
+            port: deps.ephemeralPorts ? 0 : config.adminWebPort,
+            ...(deps.host !== undefined ? { host: deps.host } : {}),
+            password: config.adminPass,
+            version: deps.version,
+            // public/ lives in the program folder (the original resolved it against the working directory).
+            publicDir: path.resolve(__dirname, '..', '..', 'public'),
+            nodeOps: this.nodeOps,
+            taskOps: this.taskOps,
+            registry: this.registry,
+            routes: this.routes,
+            tasks: this.tasks,
+            local: this.dispatcher,
+            history: this.history,
+            asr: null,
+            clock,
+            logger,
+            client,
+          })
+        : null;
     const asr: AsrCli | null = null;
     this.cli =
       config.adminCliPort > 0
@@ -186,6 +210,7 @@ export class ClusterOdm {
     void this.dispatcher
       .resume((uuid) => this.intake.readParams(uuid))
       .catch((e: unknown) => logger.error(`Cannot resume tasks: ${errorMessage(e)}`));
+    if (this.web) await this.startService(this.web);
     if (this.cli) {
       await this.startService(this.cli);
       if (!this.deps.config.adminPass) {

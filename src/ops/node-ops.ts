@@ -1,6 +1,6 @@
 import type { Logger } from '../core';
 import { errorMessage } from '../core';
-import type { ClusterNode, HealthPoller, NodeRegistry } from '../nodes';
+import type { ClusterNode, HealthPoller, LoadHistory, NodeRegistry } from '../nodes';
 import type { RouteTable } from '../routing';
 
 /** Destroys the machine behind an autospawned node (the autoscaler implements it). */
@@ -14,6 +14,8 @@ export interface NodeOpsOptions {
   routes: RouteTable;
   logger: Logger;
   machines?: MachineDestroyer | null;
+  /** Load samples of removed nodes are dropped. */
+  history?: LoadHistory | null;
 }
 
 /** Node operations shared by the admin CLI and the admin web. */
@@ -45,6 +47,7 @@ export class NodeOps {
     }
     const routes = await this.o.routes.removeByNode(node);
     await this.o.registry.remove(node);
+    this.o.history?.forget(node);
     this.o.logger.info(`Removed node ${node.name} (${routes} routes dropped)`);
   }
 
