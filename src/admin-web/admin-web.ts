@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import express, { Router, type Express } from 'express';
 import type { Clock, Logger, Service } from '../core';
-import { errorMessage } from '../core';
+import { errorMessage, listen } from '../core';
 import { NodeClient } from '../nodeodm';
 import type { LoadHistory, NodeRegistry } from '../nodes';
 import type { NodeOps, TaskOps } from '../ops';
@@ -68,13 +68,7 @@ export class AdminWeb implements Service {
   async start(): Promise<void> {
     if (this.server) return;
     const server = http.createServer(this.app());
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: this.opts.port, host: this.opts.host }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, this.opts.port, this.opts.host);
     server.on('error', (e: Error) => this.opts.logger.error(`Admin web server error: ${errorMessage(e)}`));
     this.server = server;
     this.opts.logger.info(`Admin web listening on port ${this.port}`);

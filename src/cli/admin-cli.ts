@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import type { Clock, Logger, Service } from '../core';
-import { errorMessage } from '../core';
+import { errorMessage, listen } from '../core';
 import type { NodeOps, TaskOps } from '../ops';
 import type { RouteTable } from '../routing';
 import type { AsrCli } from './context';
@@ -54,13 +54,7 @@ export class AdminCli implements Service {
   async start(): Promise<void> {
     if (this.server) return;
     const server = net.createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: this.opts.port, host: this.opts.host }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, this.opts.port, this.opts.host);
     server.on('error', (e: Error) => this.opts.logger.error(`Admin CLI server error: ${errorMessage(e)}`));
     this.server = server;
     this.opts.logger.info(`Admin CLI listening on port ${this.port}`);

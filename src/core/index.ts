@@ -3,3 +3,4 @@ export * from './errors';
 export * from './service';
 export * from './logger';
 export * from './concurrency';
+export * from './listen';

@@ -1,9 +1,8 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { Logger, Service } from '../core';
-import { ClusterError, errorMessage } from '../core';
+import { ClusterError, errorMessage, listen } from '../core';
 
 export interface ProxyServerOptions {
   port: number;
@@ -86,14 +85,4 @@ function readTls(keyFile: string, certFile: string): { key: Buffer; cert: Buffer
   } catch (e: unknown) {
     throw new ClusterError('CONFIG_INVALID', `Cannot read the SSL key or certificate: ${errorMessage(e)}`);
   }
-}
-
-function listen(server: http.Server, port: number, host: string | undefined): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
 }

@@ -6,6 +6,7 @@ import { LightningCloudProvider } from '../../src/cloud';
 import { MemoryLogger, systemClock } from '../../src/core';
 import { multiUser, startApp } from '../helpers/app';
 import { startTestNode } from '../helpers/test-node';
+import { waitUntil } from '../helpers/wait';
 
 const UPLOAD = 'application/x-www-form-urlencoded';
 
@@ -35,8 +36,9 @@ test('limits: maxConcurrentTasks and maxImages of a cloud provider apply to init
   assert.deepEqual(await post(`${url}/task/new?token=limited`, images(4)), { error: 'Max images count exceeded.' });
   const first = await post(`${url}/task/new?token=limited`, images(2));
   assert.match(String(first['uuid']), /^[0-9a-f-]{36}$/);
-  // One task is RUNNING on its node: the next one is refused at init and on /task/new.
-  await new Promise((r) => setTimeout(r, 300));
+  // One task is RUNNING on its node (counted once it is there, as the original): the next one is refused at init
+  // and on /task/new.
+  await waitUntil(() => app.routes.has(String(first['uuid'])), { timeoutMs: 10000, message: 'the first task never reached its node' });
   assert.deepEqual(await post(`${url}/task/new/init?token=limited`, new FormData()), {
     error: 'Reached maximum number of concurrent tasks: 1. Please wait until other tasks have finished, then restart the task.',
   });
