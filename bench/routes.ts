@@ -1,12 +1,11 @@
 // Route table scale: how long 1,000,000 routes take to load, what adding a route costs at that size (against a
-// 1,000-route table), and what folding the journal into routes.json (compaction, every 10,000 journal lines)
-// costs at that size.
+// 1,000-route table, adds taking turns), and what folding the journal into routes.json (compaction: at shutdown,
+// and in the background every 10,000 journal lines) costs at that size, including how long it blocks the event loop.
 // Run: npm run build && node dist/bench/routes.js [count]          (human-readable)
 //      node dist/bench/routes.js --json [--dir DIR] [count]        (one JSON line; used by `npm run bench`, row e)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { MemoryLogger, systemClock } from '../src/core';
 import { NodeRegistry, parseNodesFile, type NodeRecord } from '../src/nodes';
 import { FileRouteStore, RouteTable } from '../src/routing';
@@ -48,6 +47,8 @@ export function writeRoutesFile(file: string, count: number, nodes: readonly Nod
       fs.writeSync(fd, (start > 0 ? ',' : '') + parts.join(','));
     }
     fs.writeSync(fd, '}');
+    // On disk before anything is measured: its writeback would otherwise slow the journal's fsyncs down.
+    fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
@@ -92,23 +93,40 @@ export interface RouteScale {
   compactStallMs: number;
 }
 
-async function measureAdds(routes: RouteTable, reg: NodeRegistry, size: number, adds: number): Promise<AddCost> {
-  const node = reg.nth(1);
-  if (!node) throw new Error('no node');
-  const times: number[] = [];
-  for (let i = 0; i < adds; i++) {
-    const t0 = process.hrtime.bigint();
-    await routes.add(uuid(size + i), node, 'tok');
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+/** Longest gap between ticks of a 1 ms timer while it runs: how long the event loop was blocked at once. */
+class StallProbe {
+  private last = performance.now();
+  max = 0;
+  private readonly timer = setInterval(() => {
+    const t = performance.now();
+    this.max = Math.max(this.max, t - this.last);
+    this.last = t;
+  }, 1);
+
+  stop(): number {
+    clearInterval(this.timer);
+    this.max = Math.max(this.max, performance.now() - this.last);
+    return this.max;
   }
+}
+
+function addCost(size: number, times: number[]): AddCost {
   const sorted = [...times].sort((a, b) => a - b);
   return {
     size,
-    adds,
+    adds: times.length,
     p50Ms: sorted[Math.floor((sorted.length - 1) / 2)] ?? NaN,
     meanMs: times.reduce((s, t) => s + t, 0) / times.length,
     maxMs: sorted[sorted.length - 1] ?? NaN,
   };
+}
+
+async function timedAdd(routes: RouteTable, reg: NodeRegistry, id: string): Promise<number> {
+  const node = reg.nth(1);
+  if (!node) throw new Error('no node');
+  const t0 = process.hrtime.bigint();
+  await routes.add(id, node, 'tok');
+  return Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
 async function tableDir(parent: string, name: string, count: number): Promise<string> {
@@ -119,29 +137,46 @@ async function tableDir(parent: string, name: string, count: number): Promise<st
   return dir;
 }
 
-/** Loads `count` routes, adds `adds` routes at 1,000 and at `count`, then compacts the large table. */
+/**
+ * Loads `count` routes, then adds routes to a 1,000-route table and to the `count`-route table in turn (so disk and
+ * GC conditions are the same for both), then compacts the large table.
+ */
 export async function measureRouteScale(parent: string, count: number, adds = 200): Promise<RouteScale> {
   const gc = (globalThis as { gc?: () => void }).gc;
   const smallDir = await tableDir(parent, 'small', 1000);
-  const small = await open(smallDir);
-  const addSmall = await measureAdds(small.routes, small.reg, 1000, adds);
-  await small.routes.flush();
-  fs.rmSync(smallDir, { recursive: true, force: true });
-
   const dir = await tableDir(parent, 'large', count);
   const fileMiB = fs.statSync(path.join(dir, 'routes.json')).size / 1024 / 1024;
+  const small = await open(smallDir);
+  gc?.();
   const large = await open(dir);
   gc?.();
   const heapMiB = process.memoryUsage().heapUsed / 1024 / 1024;
-  const addLarge = await measureAdds(large.routes, large.reg, count, adds);
-  const h = monitorEventLoopDelay({ resolution: 5 });
-  h.enable();
+  const smallTimes: number[] = [];
+  const largeTimes: number[] = [];
+  for (let i = 0; i < adds; i++) {
+    smallTimes.push(await timedAdd(small.routes, small.reg, uuid(1000 + i)));
+    largeTimes.push(await timedAdd(large.routes, large.reg, uuid(count + i)));
+  }
+  await small.routes.flush();
+  fs.rmSync(smallDir, { recursive: true, force: true });
+  // Let the probe's timer tick once before the flush starts, so its first gap is not the flush itself.
+  const probe = new StallProbe();
+  await new Promise((resolve) => setTimeout(resolve, 5));
   const t0 = process.hrtime.bigint();
   await large.routes.flush();
   const compactMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  h.disable();
+  const compactStallMs = probe.stop();
   fs.rmSync(dir, { recursive: true, force: true });
-  return { count, fileMiB, loadMs: large.ms, heapMiB, addSmall, addLarge, compactMs, compactStallMs: h.max / 1e6 };
+  return {
+    count,
+    fileMiB,
+    loadMs: large.ms,
+    heapMiB,
+    addSmall: addCost(1000, smallTimes),
+    addLarge: addCost(count, largeTimes),
+    compactMs,
+    compactStallMs,
+  };
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -163,7 +198,7 @@ async function main(argv: string[]): Promise<void> {
     console.log(`load: ${r.loadMs.toFixed(0)} ms`);
     for (const a of [r.addSmall, r.addLarge]) {
       console.log(
-        `add at ${a.size} routes: p50 ${a.p50Ms.toFixed(2)} ms, mean ${a.meanMs.toFixed(2)} ms, max ${a.maxMs.toFixed(2)} ms (${a.adds} adds; fsynced journal append, routes.json untouched)`,
+        `add at ${a.size} routes: p50 ${a.p50Ms.toFixed(2)} ms, mean ${a.meanMs.toFixed(2)} ms, max ${a.maxMs.toFixed(2)} ms (${a.adds} adds, taking turns with the other table; fsynced journal append, routes.json untouched)`,
       );
     }
     console.log(`compaction (shutdown; in the background every 10,000 journal lines): ${r.compactMs.toFixed(0)} ms, event loop blocked up to ${r.compactStallMs.toFixed(0)} ms`);

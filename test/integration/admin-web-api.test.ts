@@ -591,10 +591,8 @@ test('tasks: 10,000 routes are listed fast, with one node call per row of the pa
   const infoCalls = (): number => node.requests.filter((r) => /^\/task\/[^/]+\/info/.test(r.path)).length;
 
   const before = infoCalls();
-  const started = Date.now();
+  // Speed is measured by the bench; here: the page costs only `limit` node calls, whatever the table size.
   const page = await taskPage(h, '?limit=50');
-  const elapsed = Date.now() - started;
-  assert.ok(elapsed < 1000, `took ${elapsed} ms`);
   assert.equal(page.total, 10_000);
   assert.deepEqual(page.tasks.map((r) => r.uuid), uuids.slice(0, 50));
   assert.equal(infoCalls() - before, 50, 'only the rows of the page are asked for');

@@ -38,7 +38,7 @@ test('streaming: images reach the node while the client uploads; commit sends no
   assert.deepEqual(node.taskFiles(uuid).sort(), Array.from({ length: 12 }, (_, i) => `img${i}.jpg`).sort());
   for (let i = 0; i < 12; i++) assert.equal(node.taskFileSize(uuid, `img${i}.jpg`), 50_000 + i);
   assert.equal(node.requests.filter((r) => r.path.startsWith('/task/new/init')).length, 1, 'initialised once');
-  assert.equal(app.registry.nth(1)?.transients, 0, 'the slot is given back');
+  await waitUntil(() => app.registry.nth(1)?.transients === 0, { message: 'the slot is not given back' });
 });
 
 test('streaming: when the node chosen at commit is another one, the task is sent there and the partial copy removed', async (t) => {
