@@ -3,10 +3,26 @@ import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
 import { errorMessage } from './core';
 import { AdminWeb } from './admin-web';
-import { AdminCli, type AsrCli } from './cli';
+import { autoscalerFromFile, type Autoscaler } from './autoscaler';
+import { AdminCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
-import { CommitWindow, FloodMonitor, Forwarder, NodeUploader, StreamForwarder, TmpCleanup, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
+import {
+  CommitWebhook,
+  CommitWindow,
+  downloadsBase,
+  FloodMonitor,
+  Forwarder,
+  NodeUploader,
+  OptionsCache,
+  ProxyHandler,
+  ProxyServer,
+  S3Downloads,
+  StreamForwarder,
+  TaskDispatcher,
+  TaskIntake,
+  TmpCleanup,
+} from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
@@ -56,7 +72,11 @@ export class ClusterOdm {
   readonly expiry: ExpiryService;
   readonly flood: FloodMonitor;
   readonly streaming: StreamForwarder;
+  /** The autoscaler (--asr), or null. */
+  readonly autoscaler: Autoscaler | null;
   private readonly deps: AppDeps;
+  /** A bad --asr file or --downloads-from-s3: reported by start(), which then fails (exit 1). */
+  private readonly setupError: string | null = null;
   private readonly started: Service[] = [];
 
   constructor(deps: AppDeps) {
@@ -74,11 +94,44 @@ export class ClusterOdm {
       clock,
       logger,
     });
-    this.nodeOps = new NodeOps({ registry: this.registry, poller: this.poller, routes: this.routes, logger, history: this.history });
+    this.tasks = new TaskTable({ file: path.join(config.dataDir, 'tasks.json'), clock, logger });
+    let autoscaler: Autoscaler | null = null;
+    if (config.asr) {
+      try {
+        autoscaler = autoscalerFromFile(path.resolve(config.asr), {
+          registry: this.registry,
+          poller: this.poller,
+          routes: this.routes,
+          tasks: this.tasks,
+          client,
+          clock,
+          logger,
+          downloadsFromS3: config.downloadsFromS3 ? downloadsBase(config.downloadsFromS3) : '',
+        });
+      } catch (e: unknown) {
+        this.setupError = `Cannot initialize ASR: ${errorMessage(e)}`;
+      }
+    }
+    this.autoscaler = autoscaler;
+    let s3: S3Downloads | null = null;
+    try {
+      const base = config.downloadsFromS3 ? downloadsBase(config.downloadsFromS3) : (autoscaler?.downloadsBaseUrl() ?? '');
+      const privateStore = autoscaler && !autoscaler.s3.isPublic ? autoscaler.s3 : null;
+      if (base) s3 = new S3Downloads({ base, store: privateStore, logger });
+    } catch (e: unknown) {
+      this.setupError ??= `Invalid --downloads-from-s3 ${config.downloadsFromS3}: ${errorMessage(e)}`;
+    }
+    this.nodeOps = new NodeOps({
+      registry: this.registry,
+      poller: this.poller,
+      routes: this.routes,
+      logger,
+      history: this.history,
+      machines: autoscaler,
+    });
     this.taskOps = new TaskOps({ routes: this.routes, client });
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
     this.forwarder = new Forwarder({ logger });
-    this.tasks = new TaskTable({ file: path.join(config.dataDir, 'tasks.json'), clock, logger });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
     // One keep-alive pool per node, shared by proxied calls and task uploads.
     const uploader = new NodeUploader({
@@ -103,6 +156,7 @@ export class ClusterOdm {
       logger,
       splitmerge: config.splitmerge,
       tmpDir: config.tmpDir,
+      autoscaler,
       ...(deps.tuning?.forwardRetryBaseMs !== undefined ? { retryBaseMs: deps.tuning.forwardRetryBaseMs } : {}),
     });
     this.flood = new FloodMonitor({ limit: config.floodLimit, clock });
@@ -144,6 +198,8 @@ export class ClusterOdm {
       options,
       commits,
       creation: this.intake,
+      webhook: new CommitWebhook({ routes: this.routes, tasks: this.tasks, autoscaler, cloud: this.cloud, client, commits, logger }),
+      s3,
     });
     this.proxy = new ProxyServer({
       port: config.port,
@@ -171,13 +227,12 @@ export class ClusterOdm {
             tasks: this.tasks,
             local: this.dispatcher,
             history: this.history,
-            asr: null,
+            asr: autoscaler,
             clock,
             logger,
             client,
           })
         : null;
-    const asr: AsrCli | null = null;
     this.cli =
       config.adminCliPort > 0
         ? new AdminCli({
@@ -188,7 +243,7 @@ export class ClusterOdm {
             nodeOps: this.nodeOps,
             taskOps: this.taskOps,
             routes: this.routes,
-            asr,
+            asr: autoscaler,
             clock,
             logger,
           })
@@ -197,12 +252,22 @@ export class ClusterOdm {
 
   async start(): Promise<void> {
     const { logger } = this.deps;
+    if (this.setupError) throw new Error(this.setupError);
     await this.registry.load();
     await this.routes.load(this.registry);
     await this.tasks.load();
     await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
+    if (this.autoscaler) {
+      try {
+        await this.autoscaler.initialize();
+      } catch (e: unknown) {
+        throw new Error(`Cannot initialize ASR: ${errorMessage(e)}`);
+      }
+    }
     this.flood.start();
     await this.startService(this.poller);
+    // Vacuum and reconciliation now and every 10 minutes (nodes are loaded, so nothing of ours is mistaken for a leak).
+    if (this.autoscaler) await this.startService(this.autoscaler);
     await this.startService(this.expiry);
     await this.startService(this.tmpCleanup);
     await this.startService(this.proxy);

@@ -18,5 +18,14 @@ export function renderAsr(asr) {
     item('Max runtime', duration(asr.maxRuntime)),
     item('Max upload time', duration(asr.maxUploadTime)),
   );
+  // Machines being created, with their current step (creating, setting up, waiting for NodeODM).
+  const creating = Array.isArray(asr.creating) ? asr.creating : [];
+  replaceChildren(
+    byId('asr-creating'),
+    creating.map((c) =>
+      h('li', null, h('strong', null, c.name), ' (task ', h('code', null, c.uuid), '): ', c.step),
+    ),
+  );
+  byId('asr-creating').hidden = creating.length === 0;
   panel.hidden = false;
 }

@@ -15,7 +15,16 @@ import { taskRoutes } from './task-routes';
 
 /** What the admin page shows of the autoscaler. */
 export interface AsrWebView {
-  status(): { provider: string; pending: number; running: number; limit: number; maxRuntime: number; maxUploadTime: number };
+  status(): {
+    provider: string;
+    pending: number;
+    running: number;
+    limit: number;
+    maxRuntime: number;
+    maxUploadTime: number;
+    /** Machines being created and their current step. */
+    creating: Array<{ name: string; uuid: string; step: string; since: number }>;
+  };
 }
 
 export interface AdminWebOptions {
@@ -132,5 +141,6 @@ function asrStatus(asr: AsrWebView): Record<string, unknown> {
     limit: s.limit,
     maxRuntime: s.maxRuntime,
     maxUploadTime: s.maxUploadTime,
+    creating: s.creating.map((c) => ({ name: c.name, uuid: c.uuid, step: c.step, since: c.since })),
   };
 }

@@ -9,7 +9,7 @@ export interface AsrCli {
    * (the CLI appends CRLF and otherwise prints it as is). It should mask cloud secrets. It may throw (the CLI
    * then answers FAIL).
    */
-  viewCommand(images: number): string;
+  viewCommand(images: number): string | Promise<string>;
 }
 
 /** The services the commands operate on. */

@@ -39,10 +39,10 @@ async function taskOutput(ctx: CommandContext, args: readonly string[]): Promise
   return Array.isArray(result) ? textLines(result) : json(result);
 }
 
-function asrViewCommand(ctx: CommandContext, args: readonly string[]): string {
+async function asrViewCommand(ctx: CommandContext, args: readonly string[]): Promise<string> {
   const images = parseCount(args[0] ?? '');
   if (!ctx.deps.asr || images === null || images < 1) return INVALID;
-  return lines(ctx.deps.asr.viewCommand(images));
+  return lines(await ctx.deps.asr.viewCommand(images));
 }
 
 export const ROUTE_COMMANDS: readonly CommandSpec[] = [

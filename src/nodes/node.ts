@@ -8,6 +8,8 @@ export interface DockerMachineRecord {
   created: number;
   maxRuntime: number;
   maxUploadTime: number;
+  /** sha256 (hex) of the secret the machine's NodeODM sends with its webhook (new; the original had none). */
+  secretHash?: string;
 }
 
 /** The persisted part of a node: one element of data/nodes.json, in the original's format. */
@@ -132,6 +134,10 @@ export class ClusterNode implements NodeEndpoint {
   toPublicJSON(withRuntime: boolean): Record<string, unknown> {
     const out = this.toJSON();
     out['token'] = maskSecret(this.record.token);
+    if (this.record.dockerMachine?.secretHash !== undefined) {
+      const { secretHash: _hidden, ...dm } = this.record.dockerMachine;
+      out['dockerMachine'] = dm;
+    }
     if (withRuntime) {
       out['info'] = this.info;
       out['lastRefreshed'] = this.lastRefreshed;
@@ -154,7 +160,9 @@ function parseDockerMachine(v: unknown, where: string): DockerMachineRecord {
     if (typeof n !== 'number' || !Number.isFinite(n)) throw new Error(`${where}.dockerMachine.${k} is not a number`);
     return n;
   };
-  return { name: v['name'], created: num('created'), maxRuntime: num('maxRuntime'), maxUploadTime: num('maxUploadTime') };
+  const rec: DockerMachineRecord = { name: v['name'], created: num('created'), maxRuntime: num('maxRuntime'), maxUploadTime: num('maxUploadTime') };
+  if (typeof v['secretHash'] === 'string') rec.secretHash = v['secretHash'];
+  return rec;
 }
 
 export function isValidPort(port: unknown): boolean {

@@ -13,3 +13,5 @@ export * from './task-intake';
 export * from './tmp-cleanup';
 export * from './guards';
 export * from './stream-forward';
+export * from './commit-webhook';
+export * from './s3-downloads';

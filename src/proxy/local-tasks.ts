@@ -13,6 +13,8 @@ export interface LocalTasks {
   cancel(uuid: string): Promise<void>;
   /** Stops and forgets a task that has not reached a node. */
   remove(uuid: string): Promise<void>;
+  /** Whether the task's results were kept in S3 (it finished on an autoscaled node). */
+  inS3(uuid: string): boolean;
   /** uuids of the local tasks created with this token. */
   list(token: string | undefined): string[];
 }

@@ -8,8 +8,10 @@ import type { RouteEntry, RouteTable } from '../routing';
 import { Forwarder, redactUrl } from './forwarder';
 import type { LocalTasks } from './local-tasks';
 import type { CommitWindow } from './guards';
+import type { CommitWebhook } from './commit-webhook';
 import type { OptionsCache } from './options-cache';
 import { sendError, sendJson, sendUnauthorized } from './respond';
+import { s3AssetPath, type S3Downloads } from './s3-downloads';
 import { BodyError, parseFields, readBody } from './small-body';
 
 /** The API version ClusterODM speaks (hard-coded in the original, clients check it). */
@@ -35,8 +37,6 @@ export interface TaskCreationHandlers {
   upload(ctx: RequestContext): Promise<void>;
   commit(ctx: RequestContext): Promise<void>;
   newTask(ctx: RequestContext): Promise<void>;
-  /** The autoscaler webhook (`POST /commit`). */
-  webhook?(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void>;
 }
 
 export interface ProxyHandlerDeps {
@@ -54,6 +54,10 @@ export interface ProxyHandlerDeps {
   creation?: TaskCreationHandlers | null;
   /** How many /task/<uuid>/info pings /task/list sends at once. */
   listConcurrency?: number;
+  /** `POST /commit` (the autoscaled nodes' webhook). */
+  webhook?: CommitWebhook | null;
+  /** Downloads of tasks whose results are in S3 (--asr, --downloads-from-s3). */
+  s3?: S3Downloads | null;
 }
 
 /** The NodeODM-compatible request pipeline, in the original's order (SPEC §4.1). */
@@ -190,9 +194,21 @@ export class ProxyHandler {
     return this.d.local.has(uuid) && ownedBy(this.d.local.owner(uuid), token);
   }
 
-  private taskRoute(ctx: RequestContext, uuid: string, action: string): void {
+  private taskRoute(ctx: RequestContext, uuid: string, action: string): void | Promise<void> {
     const { req, res, url } = ctx;
     const route = this.ownedRoute(uuid, ctx.token);
+    // Results of tasks that ran on autoscaled nodes are in S3 (tasks of static nodes never are: SPEC §12 item 1).
+    if (this.d.s3 && action.startsWith('download/')) {
+      const inS3 = route ? route.node.isAutoSpawned() : this.ownedLocal(uuid, ctx.token) && this.d.local.inS3(uuid);
+      if (inS3) {
+        const asset = s3AssetPath(action);
+        if (!asset) {
+          req.resume();
+          return sendError(res, `Invalid asset ${action.slice('download/'.length)}`);
+        }
+        return this.d.s3.serve(req, res, uuid, asset);
+      }
+    }
     if (route) {
       this.d.forwarder.forward(req, res, route.node, nodePath(url, route.node));
       return;
@@ -283,7 +299,7 @@ export class ProxyHandler {
   }
 
   private async commitWebhook(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
-    if (this.d.creation?.webhook) return this.d.creation.webhook(req, res, url);
+    if (this.d.webhook) return this.d.webhook.handle(req, res, url);
     let body: Buffer;
     try {
       body = await readBody(req);

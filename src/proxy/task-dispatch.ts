@@ -1,5 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import type { Autoscaler, Reservation } from '../autoscaler';
 import type { CloudProvider } from '../cloud';
 import type { Clock, Logger } from '../core';
 import { errorMessage } from '../core';
@@ -32,6 +33,8 @@ export interface StagedTask {
   files: string[];
   /** `<public address>/?token=<user token>`, the sm-cluster value of split-merge tasks. */
   smClusterUrl: string;
+  /** `<public address>/commit?token=<user token>`, the webhook of an autoscaled node ('' when unknown). */
+  commitUrl: string;
 }
 
 export interface TaskDispatcherDeps {
@@ -50,12 +53,15 @@ export interface TaskDispatcherDeps {
   tmpDir: string;
   /** Tasks whose images were sent on while being uploaded. */
   streaming?: StreamForwarder | null;
+  /** Creates a machine for a task when every static node is full (--asr). */
+  autoscaler?: Autoscaler | null;
   /** Retries after the first attempt (the original: 5, with 5 s × retry between them). */
   forwardRetries?: number;
   retryBaseMs?: number;
 }
 
 const FINAL_FAILURE = 'Failed to forward task to processing node after 5 attempts. Try again later.';
+const AUTOSCALE_FAILED = 'No nodes available (attempted to autoscale but failed). Try again later.';
 const LOST_ON_RESTART =
   'ClusterODM was restarted while this task was being sent to a node, and its files are gone. Please create the task again.';
 
@@ -89,13 +95,21 @@ export class TaskDispatcher implements LocalTasks {
     // Choosing the node and counting the forward against its slots happen together, so concurrent tasks
     // see each other (the original counted it only after several awaits).
     const node = d.registry.selectBest(count);
-    const streamed = session && node === session.node && !session.error ? session : null;
+    // Every static node full (or none fits): a machine of its own, if the autoscaler may create one (SPEC §5 step 5).
+    // The place under the limit is taken right here, synchronously with the choice.
+    const reservation = (!node || node.availableSlots() === 0) && d.autoscaler ? d.autoscaler.reserve(count) : null;
+    const streamed = session && !reservation && node === session.node && !session.error ? session : null;
     if (session && !streamed) d.streaming?.abandon(session);
-    if (!node) throw new Error('No nodes available');
-    node.transients++;
+    // An autoscaled task's options are checked against the reference node (the machine does not exist yet).
+    const checkNode = reservation ? d.registry.referenceNode() : node;
+    if (!checkNode) {
+      if (reservation) d.autoscaler?.release(reservation);
+      throw new Error('No nodes available');
+    }
+    if (!reservation) checkNode.transients++;
     let handedOver = false;
     try {
-      const specs = await d.options.get(t.token ?? '', t.limits, node);
+      const specs = await d.options.get(t.token ?? '', t.limits, checkNode);
       const augmented = augmentTaskOptions(parseTaskOptions(t.params.options || '[]'), {
         limits: t.limits,
         splitmerge: d.splitmerge,
@@ -117,13 +131,15 @@ export class TaskDispatcher implements LocalTasks {
           imagesCount: count,
         },
         output: [LAUNCHING_OUTPUT],
-        nodeKey: node.key,
+        ...(reservation ? {} : { nodeKey: checkNode.key }),
       });
       handedOver = true;
-      void this.forward(t, node, options, streamed);
+      if (reservation) void this.forwardAutoscaled(t, reservation, options);
+      else void this.forward(t, checkNode, options, streamed);
     } finally {
       if (!handedOver) {
-        node.transients--;
+        if (reservation) d.autoscaler?.release(reservation);
+        else checkNode.transients--;
         if (streamed) d.streaming?.abandon(streamed);
       }
     }
@@ -140,35 +156,108 @@ export class TaskDispatcher implements LocalTasks {
     const ac = new AbortController();
     this.aborts.set(t.uuid, ac);
     let node = first;
-    let lastError = '';
     try {
       if (streamed && (await this.finishStreamed(t, streamed, options, ac.signal))) return;
       if (ac.signal.aborted) return;
-      for (let attempt = 0; attempt <= d.forwardRetries; attempt++) {
-        try {
-          const files = t.files.map((name) => ({ path: path.join(t.dir, name), name }));
-          await d.uploader.sendTask(node, t.uuid, this.taskParams(t, options), files, { signal: ac.signal });
-          await this.landed(t, node);
-          return;
-        } catch (e: unknown) {
-          if (ac.signal.aborted) return;
-          lastError = errorMessage(e);
-          if (attempt === d.forwardRetries) break;
-          d.logger.warn(
-            `Attempted to forward task ${t.uuid} to processing node ${node.name} but failed with: ${lastError}, attempting again (retry: ${attempt + 1})`,
-          );
-          await abortableSleep(d.clock, d.retryBaseMs * (attempt + 1), ac.signal);
-          if (ac.signal.aborted) return;
-          node = await this.switchNode(t, node);
-        }
-      }
-      d.logger.error(`Cannot forward task ${t.uuid} to processing node ${node.name}: ${lastError}`);
+      const result = await this.sendWithRetries(t, first, options, ac.signal, async (current) => {
+        node = await this.switchNode(t, current);
+        return node;
+      });
+      if (result.ok || ac.signal.aborted) return;
+      d.logger.error(`Cannot forward task ${t.uuid} to processing node ${node.name}: ${result.error}`);
       await removeDir(t.dir);
       await d.table.markFailed(t.uuid, FINAL_FAILURE).catch((e: unknown) => this.logSaveError(t.uuid, e));
     } finally {
       node.transients--;
       this.aborts.delete(t.uuid);
     }
+  }
+
+  /**
+   * Sends the staged task to `first`, retrying (6 attempts in all, 5 s × retry apart, as the original) and asking
+   * `next` for the node of each retry. Resolves once the task landed, was aborted, or every attempt failed.
+   */
+  private async sendWithRetries(
+    t: StagedTask,
+    first: ClusterNode,
+    options: unknown[],
+    signal: AbortSignal,
+    next: (current: ClusterNode) => Promise<ClusterNode>,
+  ): Promise<{ ok: true } | { ok: false; error: string }> {
+    const { d } = this;
+    let node = first;
+    let lastError = '';
+    for (let attempt = 0; attempt <= d.forwardRetries; attempt++) {
+      try {
+        const files = t.files.map((name) => ({ path: path.join(t.dir, name), name }));
+        await d.uploader.sendTask(node, t.uuid, this.taskParams(t, options), files, { signal });
+        await this.landed(t, node);
+        return { ok: true };
+      } catch (e: unknown) {
+        if (signal.aborted) return { ok: false, error: 'Aborted' };
+        lastError = errorMessage(e);
+        if (attempt === d.forwardRetries) break;
+        d.logger.warn(
+          `Attempted to forward task ${t.uuid} to processing node ${node.name} but failed with: ${lastError}, attempting again (retry: ${attempt + 1})`,
+        );
+        await abortableSleep(d.clock, d.retryBaseMs * (attempt + 1), signal);
+        if (signal.aborted) return { ok: false, error: 'Aborted' };
+        node = await next(node);
+      }
+    }
+    return { ok: false, error: lastError };
+  }
+
+  /**
+   * The background forward of an autoscaled task: a machine of its own, then the task to it (same node on every
+   * retry, as the original). Unlike the original, a failed forward or an abort destroys the machine.
+   */
+  private async forwardAutoscaled(t: StagedTask, r: Reservation, options: unknown[], existing: ClusterNode | null = null): Promise<void> {
+    const { d } = this;
+    const asr = d.autoscaler;
+    if (!asr) return;
+    const ac = new AbortController();
+    this.aborts.set(t.uuid, ac);
+    let node: ClusterNode | null = existing;
+    try {
+      if (!node) {
+        try {
+          node = await asr.createNode(
+            r,
+            { uuid: t.uuid, images: t.files.length, commitUrl: t.commitUrl, onStep: (m) => this.noteStep(t.uuid, m) },
+            ac.signal,
+          );
+        } catch (e: unknown) {
+          if (ac.signal.aborted) return;
+          d.logger.error(`Cannot create node via autoscaling: ${asr.mask(errorMessage(e))} (task ${t.uuid})`);
+          await removeDir(t.dir);
+          await d.table.markFailed(t.uuid, AUTOSCALE_FAILED).catch((err: unknown) => this.logSaveError(t.uuid, err));
+          return;
+        }
+        if (!ac.signal.aborted) {
+          await d.table.update(t.uuid, { nodeKey: node.key }).catch((e: unknown) => this.logSaveError(t.uuid, e));
+        }
+      }
+      const result = ac.signal.aborted ? null : await this.sendWithRetries(t, node, options, ac.signal, async (n) => n);
+      if (result?.ok) return;
+      if (result) {
+        d.logger.error(`Cannot forward task ${t.uuid} to processing node ${node.name}: ${result.error}`);
+        await removeDir(t.dir);
+        await d.table.markFailed(t.uuid, FINAL_FAILURE).catch((e: unknown) => this.logSaveError(t.uuid, e));
+      }
+      const gone = node;
+      await asr.destroyNode(gone).catch((e: unknown) => d.logger.error(`Cannot destroy ${gone.name}: ${asr.mask(errorMessage(e))}`));
+    } finally {
+      asr.release(r);
+      this.aborts.delete(t.uuid);
+    }
+  }
+
+  /** An autoscaler step, added to the task's output so the client sees progress. */
+  private noteStep(uuid: string, message: string): void {
+    const e = this.d.table.get(uuid);
+    if (!e || e.phase !== 'forwarding') return;
+    this.d.table.update(uuid, { output: [...e.output, message].slice(-100) }, { durable: false }).catch(() => undefined);
   }
 
   /**
@@ -247,16 +336,23 @@ export class TaskDispatcher implements LocalTasks {
       const dir = this.dirOf(entry.uuid);
       const p = await params(entry.uuid);
       const files = await listStagedFiles(dir);
-      const next = files.length > 0 && p ? d.registry.selectBest(files.length) : null;
-      if (!p || !next) {
+      // A task on its way to a machine of its own goes on to that machine (it serves no other task).
+      const own = node?.isAutoSpawned() && d.autoscaler ? node : null;
+      const next = own ?? (files.length > 0 && p ? d.registry.selectBest(files.length) : null);
+      if (!p || files.length === 0 || !next) {
         await d.table.markFailed(entry.uuid, !p || files.length === 0 ? LOST_ON_RESTART : FINAL_FAILURE);
         await removeDir(dir);
         d.logger.warn(`Task ${entry.uuid} could not be resumed after a restart`);
+        if (own) await d.autoscaler?.destroyNode(own).catch(() => undefined);
+        continue;
+      }
+      d.logger.info(`Resuming the forward of task ${entry.uuid} to ${next.name}`);
+      const t: StagedTask = { uuid: entry.uuid, token: entry.token, limits: null, params: p, dir, files, smClusterUrl: '', commitUrl: '' };
+      if (own) {
+        void this.forwardAutoscaled(t, { images: files.length, released: true }, entry.taskInfo.options, own);
         continue;
       }
       next.transients++;
-      d.logger.info(`Resuming the forward of task ${entry.uuid} to ${next.name}`);
-      const t: StagedTask = { uuid: entry.uuid, token: entry.token, limits: null, params: p, dir, files, smClusterUrl: '' };
       void this.forward(t, next, entry.taskInfo.options);
     }
   }
@@ -287,6 +383,11 @@ export class TaskDispatcher implements LocalTasks {
 
   output(uuid: string, line: number): unknown {
     return this.d.table.outputAnswer(uuid, line) ?? [];
+  }
+
+  inS3(uuid: string): boolean {
+    const e = this.d.table.get(uuid);
+    return e !== undefined && e.phase === 'finished' && typeof e.taskInfo['s3Path'] === 'string';
   }
 
   async cancel(uuid: string): Promise<void> {

@@ -274,6 +274,7 @@ export class TaskIntake implements TaskCreationHandlers {
         dir,
         files: await listStagedFiles(dir),
         smClusterUrl: this.smClusterUrl(ctx),
+        commitUrl: this.publicUrl(ctx, '/commit'),
       });
     } catch (e: unknown) {
       // The commit that was counted did not happen.
@@ -295,8 +296,13 @@ export class TaskIntake implements TaskCreationHandlers {
 
   /** `<public address>/?token=<user token>` (the public address defaults to the request's Host). */
   private smClusterUrl(ctx: RequestContext): string {
+    return this.publicUrl(ctx, '/');
+  }
+
+  /** `<public address><path>?token=<user token>`, as the original's publicAddressPath. */
+  private publicUrl(ctx: RequestContext, pathname: string): string {
     const base = this.d.publicAddress || `${this.d.useSsl ? 'https' : 'http'}://${ctx.req.headers.host ?? 'localhost'}`;
-    const u = new URL('/', base);
+    const u = new URL(pathname, base);
     if (ctx.token) u.search = `token=${encodeURIComponent(ctx.token)}`;
     return u.toString();
   }

@@ -102,6 +102,19 @@ export class RouteTable {
     return node ? all.filter(([, r]) => r.node === node) : all;
   }
 
+  /** The uuids routed to each of `nodes`, in one pass (the autoscaler's vacuum). */
+  uuidsByNode(nodes: ReadonlySet<ClusterNode>): Map<ClusterNode, string[]> {
+    const out = new Map<ClusterNode, string[]>();
+    if (nodes.size === 0) return out;
+    for (const [uuid, r] of this.routes) {
+      if (!nodes.has(r.node)) continue;
+      const list = out.get(r.node);
+      if (list) list.push(uuid);
+      else out.set(r.node, [uuid]);
+    }
+    return out;
+  }
+
   /** Drops routes idle for more than 5 days. */
   async expire(): Promise<number> {
     const limit = this.clock.now() - ROUTE_EXPIRY_MS;

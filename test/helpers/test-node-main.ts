@@ -22,6 +22,11 @@ const USAGE = `Usage: npm run test-node -- [options]
   --info-delay-ms <n>      delay before answering /info
   --drop-uploads <n>       destroy the next n upload requests mid-request
   --fail                   tasks end FAILED instead of COMPLETED
+  NodeODM's own flags, as an autoscaled machine runs it:
+  -q <n>                   max tasks running at once (as --parallel)
+  --webhook <url>          POST the task info here when a task ends
+  --s3_endpoint, --s3_bucket, --s3_access_key, --s3_secret_key, --s3_acl <v>, --s3_ignore_ssl
+                           upload each completed task's all.zip to <bucket>/<uuid>/all.zip
   --help                   show this text`;
 
 const NUMERIC_FLAGS = {
@@ -61,6 +66,14 @@ export function parseTestNodeArgs(argv: string[]): Partial<TestNodeOptions> | 'h
       'drop-uploads': text,
       fail: { type: 'boolean' },
       help: { type: 'boolean' },
+      q: { type: 'string', short: 'q' },
+      webhook: text,
+      s3_endpoint: text,
+      s3_bucket: text,
+      s3_access_key: text,
+      s3_secret_key: text,
+      s3_acl: text,
+      s3_ignore_ssl: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -74,6 +87,17 @@ export function parseTestNodeArgs(argv: string[]): Partial<TestNodeOptions> | 'h
   if (values.host !== undefined) opts.host = values.host;
   if (values.token !== undefined) opts.token = values.token;
   if (values.fail === true) opts.failTasks = true;
+  if (values.q !== undefined) opts.maxParallelTasks = parseCount('q', values.q);
+  if (values.webhook !== undefined) opts.webhook = values.webhook;
+  if (values.s3_endpoint !== undefined && values.s3_bucket !== undefined) {
+    opts.s3 = {
+      endpoint: values.s3_endpoint,
+      bucket: values.s3_bucket,
+      accessKey: values.s3_access_key ?? '',
+      secretKey: values.s3_secret_key ?? '',
+      acl: values.s3_acl ?? '',
+    };
+  }
   return opts;
 }
 

@@ -54,6 +54,18 @@ export interface TestNodeOptions {
   offline: boolean;
   /** API version reported by /info. */
   version: string;
+  /** NodeODM's `--webhook`: posted the task info when any task ends ('' = none), besides each task's own. */
+  webhook: string;
+  /** NodeODM's `--s3_*`: a completed task's all.zip is uploaded to `<bucket>/<uuid>/all.zip` before the webhooks. */
+  s3: TestNodeS3 | null;
+}
+
+export interface TestNodeS3 {
+  endpoint: string;
+  bucket: string;
+  accessKey: string;
+  secretKey: string;
+  acl: string;
 }
 
 /** NodeODM task status codes. */
@@ -129,6 +141,8 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   infoDelayMs: 0,
   offline: false,
   version: '2.2.4',
+  webhook: '',
+  s3: null,
 });
 
 /** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
@@ -1152,16 +1166,44 @@ class TestNodeServer implements TestNode {
       task.output.push('Compressing all.zip\n'); // NodeODM's exact last line, newline included
       task.status = TaskStatus.COMPLETED;
     }
-    this.callWebhook(task);
+    const upload = task.status === TaskStatus.COMPLETED && this.options.s3 ? this.uploadToS3(task, this.options.s3) : Promise.resolve();
+    void upload.then(() => {
+      this.callWebhook(task, task.webhook);
+      this.callWebhook(task, this.options.webhook || null);
+    });
     this.pump();
   }
 
-  /** POSTs the final task info to the task's webhook; failures are ignored (the test sees none). */
-  private callWebhook(task: NodeTask): void {
-    if (task.webhook === null) return;
+  /** As NodeODM with `--s3_*`: the results go to the bucket, under the task's uuid. */
+  private async uploadToS3(task: NodeTask, s3: TestNodeS3): Promise<void> {
+    const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
+    type Acl = NonNullable<ConstructorParameters<typeof PutObjectCommand>[0]['ACL']>;
+    const endpoint = /^[a-z]+:\/\//i.test(s3.endpoint) ? s3.endpoint : `https://${s3.endpoint}`;
+    const client = new S3Client({
+      region: 'us-east-1',
+      endpoint,
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey },
+    });
+    try {
+      const body = Buffer.concat([...assetChunks(this.options.assetSize)]);
+      await client.send(
+        new PutObjectCommand({ Bucket: s3.bucket, Key: `${task.uuid}/all.zip`, Body: body, ContentType: 'application/zip', ACL: (s3.acl || 'public-read') as Acl }),
+      );
+      task.output.push('Uploaded all.zip to S3');
+    } catch (e: unknown) {
+      task.output.push(`S3 upload failed: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      client.destroy();
+    }
+  }
+
+  /** POSTs the final task info to a webhook; failures are ignored (the test sees none). */
+  private callWebhook(task: NodeTask, url: string | null): void {
+    if (url === null || this.closing !== undefined) return;
     const abort = new AbortController();
     this.webhookAborts.add(abort);
-    fetch(task.webhook, {
+    fetch(url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(this.taskInfo(task)),

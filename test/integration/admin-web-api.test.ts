@@ -47,6 +47,7 @@ function tableLocalTasks(table: TaskTable): LocalTasks {
     owner: (uuid) => table.get(uuid)?.token,
     info: (uuid, withOutput) => table.infoAnswer(uuid, withOutput) ?? null,
     output: (uuid, line) => table.outputAnswer(uuid, line) ?? [],
+    inS3: () => false,
     cancel: async (uuid) => {
       await table.markCanceled(uuid);
     },
@@ -292,7 +293,15 @@ test('no password: warning with the port, no CORS headers, JSON 404 under /r/, s
 
 test('asr: the autoscaler status when there is one', async (t) => {
   const asr: AsrWebView = {
-    status: () => ({ provider: 'digitalocean', pending: 1, running: 2, limit: 5, maxRuntime: -1, maxUploadTime: 3600 }),
+    status: () => ({
+      provider: 'digitalocean',
+      pending: 1,
+      running: 2,
+      limit: 5,
+      maxRuntime: -1,
+      maxUploadTime: 3600,
+      creating: [{ name: 'clusterodm-5-abc', uuid: 'u-1', step: 'Starting NodeODM', since: 5 }],
+    }),
   };
   const h = await startWeb(t, { asr });
   assert.deepEqual(await getJson(h, '/r/asr'), {
@@ -303,6 +312,7 @@ test('asr: the autoscaler status when there is one', async (t) => {
     limit: 5,
     maxRuntime: -1,
     maxUploadTime: 3600,
+    creating: [{ name: 'clusterodm-5-abc', uuid: 'u-1', step: 'Starting NodeODM', since: 5 }],
   });
 });
 

@@ -1,0 +1,82 @@
+import type * as http from 'node:http';
+import { isFinalStatus, type Autoscaler } from '../autoscaler';
+import type { CloudProvider } from '../cloud';
+import type { Logger } from '../core';
+import { errorMessage } from '../core';
+import type { NodeClient } from '../nodeodm';
+import { isValidUuid, type RouteTable, type TaskTable } from '../routing';
+import type { CommitWindow } from './guards';
+import { sendError, sendJson } from './respond';
+import { BodyError, readBody } from './small-body';
+
+export interface CommitWebhookDeps {
+  routes: RouteTable;
+  tasks: TaskTable;
+  autoscaler: Autoscaler | null;
+  cloud: CloudProvider;
+  client: NodeClient;
+  commits: CommitWindow | undefined;
+  logger: Logger;
+}
+
+const MALFORMED = 'Malformed /commit request';
+
+/**
+ * `POST /commit`: NodeODM's webhook when a task is done (SPEC §8.6). The original trusted anyone (§12 item 24);
+ * here a task on an autoscaled node needs the secret only its machine was given (`&secret=` on the same URL), and a
+ * task on a static node counts only when the node itself says it is done. The body is never trusted for billing.
+ */
+export class CommitWebhook {
+  constructor(private readonly d: CommitWebhookDeps) {}
+
+  async handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    const { d } = this;
+    let body: unknown;
+    try {
+      body = JSON.parse((await readBody(req)).toString('utf8'));
+    } catch (e: unknown) {
+      if (e instanceof BodyError) return sendError(res, e.message);
+      d.logger.warn(MALFORMED);
+      return sendError(res, MALFORMED);
+    }
+    const uuid = typeof body === 'object' && body !== null ? (body as { uuid?: unknown }).uuid : undefined;
+    if (!isValidUuid(uuid)) {
+      d.logger.warn(`${MALFORMED}: no valid uuid`);
+      return sendError(res, MALFORMED);
+    }
+    const route = d.routes.peek(uuid);
+    if (!route) {
+      // A repeated webhook of a task already finished and saved: nothing more to do.
+      if (d.tasks.get(uuid)?.phase === 'finished') return sendJson(res, { ok: true });
+      d.logger.warn(`Refused /commit for task ${uuid}: no such task`);
+      return sendJson(res, { error: 'Unknown task' }, 403);
+    }
+    const node = route.node;
+    let taskInfo: unknown;
+    if (node.isAutoSpawned()) {
+      const asr = d.autoscaler;
+      if (!asr || !asr.verifySecret(node, url.searchParams.get('secret') ?? '')) {
+        d.logger.warn(`Refused /commit for task ${uuid}: wrong or missing secret`);
+        return sendJson(res, { error: 'Unauthorized /commit request' }, 403);
+      }
+      taskInfo = await asr.finishTask(uuid, node, route.token, body);
+      asr.scheduleCleanup(node);
+    } else {
+      try {
+        taskInfo = await d.client.getJson(node, `/task/${uuid}/info`);
+      } catch (e: unknown) {
+        d.logger.warn(`Refused /commit for task ${uuid}: cannot read it from ${node.name}: ${errorMessage(e)}`);
+        return sendJson(res, { error: 'Cannot verify the task with its node' }, 403);
+      }
+      const code = (taskInfo as { status?: { code?: unknown } } | null)?.status?.code;
+      if (typeof code !== 'number' || !isFinalStatus(code)) {
+        d.logger.warn(`Refused /commit for task ${uuid}: ${node.name} says it is not done`);
+        return sendJson(res, { error: 'Task is not done' }, 403);
+      }
+    }
+    d.logger.info(`Task ${uuid} is done (webhook from ${node.name})`);
+    d.commits?.decrease(route.token ?? '');
+    void d.cloud.taskFinished(route.token ?? '', taskInfo).catch(() => undefined);
+    sendJson(res, { ok: true });
+  }
+}
