@@ -27,12 +27,17 @@ const MAIN = path.join(__dirname, 'daemon-main.js');
  * Starts ClusterODM as a child process in `dir` (its data, tmp and log folders live there) and waits until its
  * listeners are up. The daemon is killed when the test ends if it is still running.
  */
-export async function startDaemon(t: TestContext, dir: string, args: string[] = []): Promise<Daemon> {
+export async function startDaemon(
+  t: TestContext,
+  dir: string,
+  args: string[] = [],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Daemon> {
   fs.mkdirSync(dir, { recursive: true });
   const proc = spawn(
     process.execPath,
     [MAIN, '--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--log-dir', dir, '--admin-web-port', '0', ...args],
-    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}) },
   );
   let out = '';
   proc.stdout?.on('data', (d: Buffer) => (out += d.toString()));
@@ -60,7 +65,7 @@ export async function startDaemon(t: TestContext, dir: string, args: string[] = 
     port(/Starting https? proxy on (\d+)/) > 0 &&
     (!webEnabled() || port(/Admin web listening on port (\d+)/) > 0);
   await waitUntil(() => exited !== undefined || ready(), {
-    timeoutMs: 20000,
+    timeoutMs: opts.timeoutMs ?? 20000,
     message: 'daemon did not start',
   });
   if (exited !== undefined) throw new Error(`daemon exited with ${String(exited)}:\n${out}`);

@@ -116,6 +116,7 @@ function machineFile(stateDir: string, name: string): string {
 
 function listMachines(stateDir: string): FakeMachine[] {
   const dir = path.join(stateDir, 'machines');
+  if (!fs.existsSync(dir)) return [];
   return fs
     .readdirSync(dir)
     .filter((f) => f.endsWith('.json'))

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { BUCKET, DO_TOKEN, S3_KEY, S3_SECRET, startAsrRig, type AsrRig } from '../helpers/asr-rig';
+import { CliClient } from '../helpers/cli-client';
+import { startDaemon, type Daemon } from '../helpers/daemon';
+import { assetSha256, startTestNode, type TestNode } from '../helpers/test-node';
+import { waitUntil } from '../helpers/wait';
+
+const ASSET = 200_000;
+
+interface Cluster {
+  rig: AsrRig;
+  d: Daemon;
+  cli: CliClient;
+  /** The static node; a long first task keeps it full. */
+  node: TestNode;
+}
+
+async function cluster(t: TestContext, rig: AsrRig, extraArgs: string[] = []): Promise<Cluster> {
+  const node = await startTestNode({ processingMs: 120_000, maxParallelTasks: 1 });
+  t.after(() => node.close());
+  const d = await startDaemon(t, path.join(rig.dir, 'daemon'), ['--asr', rig.asrFile, ...extraArgs], { env: rig.env });
+  const cli = await CliClient.connect(t, d.cliPort);
+  await cli.untilPrompt();
+  assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
+  assert.equal(await cli.send('NODE UPDATE'), 'OK\r\n');
+  return { rig, d, cli, node };
+}
+
+function form(n: number, prefix = 'IMG_'): FormData {
+  const fd = new FormData();
+  for (let i = 0; i < n; i++) fd.append('images', new Blob([Buffer.alloc(10_000 + i, i)]), `${prefix}${i}.JPG`);
+  return fd;
+}
+
+async function newTask(d: Daemon, n: number): Promise<string> {
+  const res = await fetch(`${d.url}/task/new`, { method: 'POST', body: form(n) });
+  const body = (await res.json()) as { uuid?: string; error?: string };
+  assert.equal(typeof body.uuid, 'string', JSON.stringify(body));
+  return body.uuid ?? '';
+}
+
+async function info(d: Daemon, uuid: string): Promise<{ status?: { code: number }; error?: string; [k: string]: unknown }> {
+  return (await (await fetch(`${d.url}/task/${uuid}/info`)).json()) as { status?: { code: number } };
+}
+
+/** Fills the static node: its only slot runs a long task. */
+async function fillStaticNode(c: Cluster): Promise<string> {
+  const uuid = await newTask(c.d, 1);
+  await waitUntil(() => c.node.tasks().length === 1, { timeoutMs: 20000, message: 'first task never reached the static node' });
+  return uuid;
+}
+
+test('autoscaler: a task that finds the static node full gets its own machine, finishes, the machine goes, results come from S3', async (t) => {
+  const rig = await startAsrRig(t, { asr: { imageSizeMapping: [{ maxImages: 50, slug: 's-4vcpu-8gb' }] }, dm: { failCreate: 2 } });
+  rig.dm.configure({ nodeArgs: ['--processing-ms', '300', '--asset-size', String(ASSET)] });
+  const c = await cluster(t, rig);
+  const out = c.d.output();
+  assert.match(out, /ASR: DigitalOceanAsrProvider/);
+  assert.match(out, /Can write to S3/);
+  assert.match(out, /Found docker-machine executable/);
+
+  const first = await fillStaticNode(c);
+  const uuid = await newTask(c.d, 3);
+  // While the machine is being made, the task answers from the task table, with the steps in its output.
+  const early = await info(c.d, uuid);
+  assert.equal(early.status?.code, 20);
+
+  // Two failed creations, each removed, regions rotating; the third attempt works.
+  await waitUntil(() => rig.dm.machines().length === 1, { timeoutMs: 30000, message: 'no machine was created' });
+  const creates = rig.dm.calls('docker-machine').filter((x) => x.args[0] === 'create');
+  assert.equal(creates.length, 3);
+  const regionOf = (args: string[]): string | undefined => args[args.indexOf('--digitalocean-region') + 1];
+  assert.deepEqual(creates.map((x) => regionOf(x.args)), ['nyc3', 'sfo2', 'nyc3']);
+  const name = creates[0]?.args.at(-1) ?? '';
+  assert.match(name, /^clusterodm-3-[A-Za-z0-9]+$/);
+  assert.deepEqual(creates[2]?.args, [
+    'create', '--driver', 'digitalocean',
+    '--digitalocean-access-token', DO_TOKEN,
+    '--digitalocean-region', 'nyc3',
+    '--digitalocean-image', 'ubuntu-16-04-x64',
+    '--digitalocean-size', 's-4vcpu-8gb',
+    '--digitalocean-monitoring=true',
+    '--digitalocean-tags', 'clusterodm',
+    name,
+  ]);
+  const rms = rig.dm.calls('docker-machine').filter((x) => x.args[0] === 'rm');
+  assert.ok(rms.length >= 2 && rms.slice(0, 2).every((x) => x.args.join(' ') === `rm -y -f ${name}`));
+
+  // The task runs on the machine, and the node is listed as autospawned.
+  await waitUntil(async () => (await c.cli.send('NODE LIST')).includes('[A]'), { timeoutMs: 30000, message: 'no [A] node' });
+  const remote = rig.dm.calls();
+  const run = remote.find((x) => x.tool === 'docker' && x.args[0] === 'run');
+  assert.ok(run, 'docker run was not called on the machine');
+  const flag = (f: string): string | undefined => run.args[run.args.indexOf(f) + 1];
+  assert.deepEqual(run.args.slice(0, 7), ['run', '-d', '-p', '3000:3000', 'opendronemap/nodeodm', '-q', '1']);
+  assert.equal(flag('--s3_access_key'), S3_KEY);
+  assert.equal(flag('--s3_secret_key'), S3_SECRET);
+  assert.equal(flag('--s3_endpoint'), rig.s3Url);
+  assert.equal(flag('--s3_bucket'), BUCKET);
+  const webhook = new URL(flag('--webhook') ?? '');
+  assert.equal(webhook.pathname, '/commit');
+  assert.match(webhook.searchParams.get('secret') ?? '', /^[\w-]{20,}$/);
+  assert.ok(remote.some((x) => x.tool === 'fallocate'), 'no swap was added');
+
+  // A forged webhook is refused and changes nothing.
+  const forged = await fetch(`${c.d.url}/commit?secret=guess`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ uuid, status: { code: 40 } }) });
+  assert.equal(forged.status, 403);
+  const unknown = await fetch(`${c.d.url}/commit`, { method: 'POST', body: JSON.stringify({ uuid: '00000000-1111-4222-8333-444444444444' }) });
+  assert.equal(unknown.status, 403);
+  const notDone = await fetch(`${c.d.url}/commit`, { method: 'POST', body: JSON.stringify({ uuid: first }) });
+  assert.equal(notDone.status, 403, 'a task still running on a static node cannot be reported done');
+  assert.equal(rig.dm.machines().length, 1);
+
+  // The real webhook: the task is saved, the machine destroyed 10 s later, the droplet gone.
+  await waitUntil(async () => (await info(c.d, uuid)).status?.code === 40, { timeoutMs: 30000, message: 'task never completed' });
+  await waitUntil(() => rig.dm.machines().length === 0 && rig.fakeDo.droplets.size === 0, { timeoutMs: 30000, message: 'machine was not destroyed' });
+  await waitUntil(async () => !(await c.cli.send('NODE LIST')).includes('[A]'), { timeoutMs: 5000, message: 'node still listed' });
+  const saved = await info(c.d, uuid);
+  assert.equal(saved.status?.code, 40);
+  assert.equal(saved['s3Path'], `${rig.s3Url}/${BUCKET}`);
+  const output = (await (await fetch(`${c.d.url}/task/${uuid}/output`)).json()) as string[];
+  assert.ok(output.includes('Uploaded all.zip to S3'), `output kept: ${JSON.stringify(output)}`);
+
+  // Its download redirects to the bucket (301, as the original), where the results are.
+  const dl = await fetch(`${c.d.url}/task/${uuid}/download/all.zip`, { redirect: 'manual' });
+  assert.equal(dl.status, 301);
+  const location = dl.headers.get('location') ?? '';
+  assert.equal(location, `${rig.s3Url}/${BUCKET}/${uuid}/all.zip`);
+  const body = Buffer.from(await (await fetch(location)).arrayBuffer());
+  assert.equal(createHash('sha256').update(body).digest('hex'), assetSha256(ASSET));
+  // The static node's task is never sent to S3.
+  const staticDl = await fetch(`${c.d.url}/task/${first}/download/all.zip`, { redirect: 'manual' });
+  assert.equal(staticDl.status, 200);
+  assert.deepEqual(await staticDl.json(), { error: 'Asset not ready' });
+  // Path tricks in the asset are refused.
+  const tricky = (await (await fetch(`${c.d.url}/task/${uuid}/download/a%2F..%2F..%2Fx`)).json()) as { error?: string };
+  assert.match(tricky.error ?? '', /Invalid asset/);
+
+  // No secret in the log.
+  const log = fs.readFileSync(path.join(c.d.dir, 'ClusterODM.log'), 'utf8') + c.d.output();
+  for (const secret of [DO_TOKEN, S3_SECRET, webhook.searchParams.get('secret') ?? 'x', flag('--token') ?? 'x']) {
+    assert.ok(!log.includes(secret), `a secret leaked into the log: ${secret.slice(0, 4)}…`);
+  }
+});
