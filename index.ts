@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ClusterOdm, PRODUCT_NAME } from './src/app';
+import { ClusterOdm, PRODUCT_NAME, type AppDeps } from './src/app';
 import { parseConfig } from './src/config';
 import { createLogger, errorMessage, systemClock } from './src/core';
 
@@ -17,7 +17,10 @@ function readVersion(): string {
 }
 
 /** Process-level wiring: flags, logger, signals, crash guards. Everything else is built by ClusterOdm. */
-export async function main(argv: string[], overrides: { host?: string; ephemeralPorts?: boolean } = {}): Promise<void> {
+export async function main(
+  argv: string[],
+  overrides: { host?: string; ephemeralPorts?: boolean; tuning?: AppDeps['tuning'] } = {},
+): Promise<void> {
   let parsed;
   try {
     parsed = parseConfig({ argv, cwd: process.cwd(), appRoot: APP_ROOT });

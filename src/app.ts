@@ -46,7 +46,13 @@ export interface AppDeps {
   /** Tests: a cloud provider of their own (e.g. one that accepts several user tokens). */
   cloud?: CloudProvider;
   /** Tests: shorter waits than the original's (5 s × retry between forward attempts, 2 s between upload retries). */
-  tuning?: { forwardRetryBaseMs?: number; uploadRetrySleepMs?: number };
+  tuning?: {
+    forwardRetryBaseMs?: number;
+    uploadRetrySleepMs?: number;
+    /** Autoscaler: delay between a task's webhook and its machine's removal (10 s), and the online-wait unit (1 s). */
+    asrCleanupDelayMs?: number;
+    asrOnlineSleepMs?: number;
+  };
 }
 
 /**
@@ -107,6 +113,8 @@ export class ClusterOdm {
           clock,
           logger,
           downloadsFromS3: config.downloadsFromS3 ? downloadsBase(config.downloadsFromS3) : '',
+          ...(deps.tuning?.asrCleanupDelayMs !== undefined ? { cleanupDelayMs: deps.tuning.asrCleanupDelayMs } : {}),
+          ...(deps.tuning?.asrOnlineSleepMs !== undefined ? { onlineSleepMs: deps.tuning.asrOnlineSleepMs } : {}),
         });
       } catch (e: unknown) {
         this.setupError = `Cannot initialize ASR: ${errorMessage(e)}`;

@@ -58,6 +58,8 @@ export interface AutoscalerDeps {
   /** Rounds of waiting for a new node to answer /info (round i sleeps i seconds; the original: 5). */
   onlineRounds?: number;
   onlineSleepMs?: number;
+  /** Delay between a task's webhook and its machine's removal (default CLEANUP_DELAY_MS). */
+  cleanupDelayMs?: number;
 }
 
 const ALNUM = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
@@ -305,7 +307,7 @@ export class Autoscaler implements Service {
   }
 
   /** After a task's webhook: the machine goes 10 s later (the original's delay, so NodeODM can finish answering). */
-  scheduleCleanup(node: ClusterNode, delayMs = CLEANUP_DELAY_MS): void {
+  scheduleCleanup(node: ClusterNode, delayMs = this.d.cleanupDelayMs ?? CLEANUP_DELAY_MS): void {
     const t = this.d.clock.setTimeout(() => {
       this.cleanups.delete(t);
       if (!this.d.registry.list().includes(node)) return;

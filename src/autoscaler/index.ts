@@ -25,6 +25,8 @@ export interface AutoscalerFromFileDeps {
   clock: Clock;
   logger: Logger;
   dockerMachineBin?: string;
+  cleanupDelayMs?: number;
+  onlineSleepMs?: number;
   /** `--downloads-from-s3`, when given; otherwise the bucket's URL. */
   downloadsFromS3?: string;
   timeouts?: Partial<DockerMachineTimeouts>;

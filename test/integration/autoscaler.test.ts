@@ -146,3 +146,102 @@ test('autoscaler: a task that finds the static node full gets its own machine, f
     assert.ok(!log.includes(secret), `a secret leaked into the log: ${secret.slice(0, 4)}…`);
   }
 });
+
+test('autoscaler: 20 concurrent tasks never exceed dropletsLimit; ASR VIEWCMD masks secrets; NODE DEL destroys the machine', async (t) => {
+  const rig = await startAsrRig(t, { asr: { dropletsLimit: 3 }, dm: { createDelayMs: 1500, nodeArgs: ['--processing-ms', '600000'] } });
+  const c = await cluster(t, rig);
+  await fillStaticNode(c);
+  const uuids = await Promise.all(Array.from({ length: 20 }, () => newTask(c.d, 2)));
+  assert.equal(new Set(uuids).size, 20);
+  // Three get a machine each; the other 17 queue on the static node (SPEC §8.4).
+  await waitUntil(() => c.node.tasks().length === 18, { timeoutMs: 60000, message: 'the other tasks did not queue on the static node' });
+  await waitUntil(async () => ((await c.cli.send('NODE LIST')).match(/\[A\]/g) ?? []).length === 3, {
+    timeoutMs: 60000,
+    message: 'three autospawned nodes expected',
+  });
+  assert.equal(rig.dm.calls('docker-machine').filter((x) => x.args[0] === 'create').length, 3);
+  assert.ok(rig.fakeDo.peak() <= 3, `peak droplets ${rig.fakeDo.peak()}`);
+  assert.equal(rig.dm.machines().length, 3);
+
+  const view = await c.cli.send('ASR VIEWCMD 5');
+  assert.match(view, /^docker-machine create --driver digitalocean --digitalocean-access-token \*{8} --digitalocean-region nyc3 --digitalocean-image ubuntu-16-04-x64 --digitalocean-size s-1vcpu-1gb --digitalocean-monitoring=true --digitalocean-tags clusterodm debug-machine\r\n$/);
+  assert.ok(!view.includes(DO_TOKEN));
+  assert.equal(await c.cli.send('ASR VIEWCMD 51'), 'FAIL\r\n', 'no size fits 51 images');
+
+  // NODE DEL of an autospawned node destroys its machine and droplet.
+  const list = await c.cli.send('NODE LIST');
+  const n = /^(\d+)\) .*\[A\]/m.exec(list)?.[1] ?? '';
+  assert.equal(await c.cli.send(`NODE DEL ${n}`), 'OK\r\n');
+  assert.equal(rig.dm.machines().length, 2);
+  assert.equal(rig.fakeDo.droplets.size, 2);
+});
+
+test('autoscaler: a failed forward destroys its machine and the task fails with a clear message', async (t) => {
+  const rig = await startAsrRig(t, { dm: { nodeArgs: ['--drop-uploads', '1000'] } });
+  const env = { ...rig.env, CLUSTERODM_TEST_TUNING: JSON.stringify({ forwardRetryBaseMs: 20, uploadRetrySleepMs: 10 }) };
+  const node = await startTestNode({ processingMs: 120_000 });
+  t.after(() => node.close());
+  const d = await startDaemon(t, path.join(rig.dir, 'daemon'), ['--asr', rig.asrFile], { env });
+  const cli = await CliClient.connect(t, d.cliPort);
+  await cli.untilPrompt();
+  await cli.send(`NODE ADD 127.0.0.1 ${node.port}`);
+  await cli.send('NODE UPDATE');
+  const c: Cluster = { rig, d, cli, node };
+  await fillStaticNode(c);
+  const uuid = await newTask(d, 2);
+  await waitUntil(async () => (await info(d, uuid)).status?.code === 30, { timeoutMs: 60000, message: 'task did not fail' });
+  const out = (await (await fetch(`${d.url}/task/${uuid}/output`)).json()) as string[];
+  assert.deepEqual(out, ['Failed to forward task to processing node after 5 attempts. Try again later.']);
+  await waitUntil(() => rig.dm.machines().length === 0 && rig.fakeDo.droplets.size === 0, { timeoutMs: 20000, message: 'the machine leaked' });
+  await waitUntil(async () => !(await cli.send('NODE LIST')).includes('[A]'), { timeoutMs: 5000, message: 'node still listed' });
+});
+
+test('autoscaler: a crash between creating a machine and registering it leaves no machine after the next start', async (t) => {
+  const rig = await startAsrRig(t, { dm: { createDelayMs: 3000 } });
+  const c = await cluster(t, rig);
+  await fillStaticNode(c);
+  const uuid = await newTask(c.d, 2);
+  await waitUntil(() => rig.dm.calls('docker-machine').some((x) => x.args[0] === 'create'), { timeoutMs: 20000, message: 'no create' });
+  await c.d.stop('SIGKILL');
+  // docker-machine goes on without us: the droplet and the machine appear.
+  await waitUntil(() => rig.dm.machines().length === 1 && rig.fakeDo.droplets.size === 1, { timeoutMs: 20000, message: 'no machine' });
+  // Also a droplet of ours that docker-machine lost, and droplets that are not ours.
+  rig.fakeDo.addDroplet({ name: 'clusterodm-7-Lost1', region: 'nyc3', size: 's', image: 'i', tags: ['clusterodm'] });
+  rig.fakeDo.addDroplet({ name: 'my-own-server', region: 'nyc3', size: 's', image: 'i', tags: ['clusterodm'] });
+  rig.fakeDo.addDroplet({ name: 'clusterodm-3-Untagged', region: 'nyc3', size: 's', image: 'i', tags: [] });
+
+  const d2 = await startDaemon(t, path.join(rig.dir, 'daemon'), ['--asr', rig.asrFile], { env: rig.env });
+  await waitUntil(() => rig.dm.machines().length === 0, { timeoutMs: 20000, message: 'the orphaned machine survived' });
+  await waitUntil(() => [...rig.fakeDo.droplets.values()].every((x) => !x.name.startsWith('clusterodm-') || x.tags.length === 0), {
+    timeoutMs: 20000,
+    message: 'a tagged droplet of ours survived',
+  });
+  assert.deepEqual([...rig.fakeDo.droplets.values()].map((x) => x.name).sort(), ['clusterodm-3-Untagged', 'my-own-server']);
+  // The task was not lost: it answers (resumed on the static node, or FAILED with a clear message).
+  const i = await info(d2, uuid);
+  assert.ok(i.status && [10, 20, 30].includes(i.status.code), JSON.stringify(i));
+});
+
+test('autoscaler: start-up stops with a clear message on a bad configuration, S3 or docker-machine', async (t) => {
+  const rig = await startAsrRig(t);
+  const tryStart = async (name: string, env = rig.env): Promise<string> => {
+    try {
+      const d = await startDaemon(t, path.join(rig.dir, name), ['--asr', rig.asrFile], { env });
+      await d.stop();
+      return 'started';
+    } catch (e: unknown) {
+      return e instanceof Error ? e.message : String(e);
+    }
+  };
+  fs.writeFileSync(rig.asrFile, JSON.stringify({ accessToken: 'x' }));
+  assert.match(await tryStart('a'), /exited with 1[\s\S]*Your ASR configuration must specify a provider key \(we didn't find it\)\./);
+  fs.writeFileSync(rig.asrFile, JSON.stringify({ provider: '../../etc/passwd' }));
+  assert.match(await tryStart('b'), /Unknown ASR provider/);
+  rig.writeAsr({ accessToken: 'CHANGEME!' });
+  assert.match(await tryStart('c'), /Cannot initialize ASR: You need to create a configuration file and set accessToken\./);
+  rig.writeAsr({ accessToken: DO_TOKEN, s3: { accessKey: S3_KEY, secretKey: S3_SECRET, endpoint: rig.s3Url, bucket: 'no-such-bucket' } });
+  assert.match(await tryStart('d'), /Cannot connect to S3\. Check your S3 configuration: NoSuchBucket/);
+  rig.writeAsr({ s3: { accessKey: S3_KEY, secretKey: S3_SECRET, endpoint: rig.s3Url, bucket: BUCKET } });
+  assert.match(await tryStart('e', { ...process.env, PATH: '/nonexistent' }), /Docker-machine not found in PATH/);
+  assert.equal(await tryStart('f'), 'started');
+});
