@@ -404,7 +404,7 @@ export class Autoscaler implements Service {
       return 'has exceeded its maximum upload time and will be forcibly deleted!';
     }
     // Offline since it was last seen online (or since we started, if we never saw it): one failed poll is not enough.
-    const lastSeen = Math.max(node.lastSeenOnline, dm.created, this.startedAt);
+    const lastSeen = node.lastSeenOnline > 0 ? Math.max(node.lastSeenOnline, dm.created) : Math.max(dm.created, this.startedAt);
     if (!online && dm.maxUploadTime > 0 && (now - lastSeen) / 1000 > dm.maxUploadTime) {
       return 'has been offline for too long and will be forcibly deleted!';
     }
