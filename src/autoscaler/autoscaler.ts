@@ -408,6 +408,10 @@ export class Autoscaler implements Service {
     if (!online && dm.maxUploadTime > 0 && (now - lastSeen) / 1000 > dm.maxUploadTime) {
       return 'has been offline for too long and will be forcibly deleted!';
     }
+    // Its tasks are done and saved, but the removal after the webhook did not happen (e.g. a restart in between).
+    if (uuids.length > 0 && uuids.every((u) => this.d.tasks.get(u)?.phase === 'finished') && !this.forwardingTo(node)) {
+      return 'has finished its task and will be deleted';
+    }
     // No webhook came (or its machine was never destroyed): a node with nothing queued or running, and no task on
     // its way to it, is idle. The original kept such machines forever with the default limits.
     if (online && now - dm.created > IDLE_GRACE_MS && node.queueCount() === 0 && !this.forwardingTo(node)) {

@@ -240,7 +240,7 @@ export class TaskDispatcher implements LocalTasks {
       }
       const result = ac.signal.aborted ? null : await this.sendWithRetries(t, node, options, ac.signal, async (n) => n);
       if (result?.ok) return;
-      if (result) {
+      if (result && !ac.signal.aborted) {
         d.logger.error(`Cannot forward task ${t.uuid} to processing node ${node.name}: ${result.error}`);
         await removeDir(t.dir);
         await d.table.markFailed(t.uuid, FINAL_FAILURE).catch((e: unknown) => this.logSaveError(t.uuid, e));

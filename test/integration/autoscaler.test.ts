@@ -55,7 +55,14 @@ async function fillStaticNode(c: Cluster): Promise<string> {
 }
 
 test('autoscaler: a task that finds the static node full gets its own machine, finishes, the machine goes, results come from S3', async (t) => {
-  const rig = await startAsrRig(t, { asr: { imageSizeMapping: [{ maxImages: 50, slug: 's-4vcpu-8gb' }] }, dm: { failCreate: 2 } });
+  const registryPass = 'reg-pa55 w0rd$(id)';
+  const rig = await startAsrRig(t, {
+    asr: {
+      imageSizeMapping: [{ maxImages: 50, slug: 's-4vcpu-8gb' }],
+      dockerRegistry: { url: 'registry.example.com', username: 'odm', password: registryPass },
+    },
+    dm: { failCreate: 2 },
+  });
   rig.dm.configure({ nodeArgs: ['--processing-ms', '300', '--asset-size', String(ASSET)] });
   const c = await cluster(t, rig);
   const out = c.d.output();
@@ -105,6 +112,9 @@ test('autoscaler: a task that finds the static node full gets its own machine, f
   assert.equal(webhook.pathname, '/commit');
   assert.match(webhook.searchParams.get('secret') ?? '', /^[\w-]{20,}$/);
   assert.ok(remote.some((x) => x.tool === 'fallocate'), 'no swap was added');
+  // The registry password goes through stdin, never on a command line.
+  const login = remote.find((x) => x.tool === 'docker' && x.args[0] === 'login');
+  assert.deepEqual(login?.args, ['login', '-u', 'odm', '--password-stdin', 'registry.example.com']);
 
   // A forged webhook is refused and changes nothing.
   const forged = await fetch(`${c.d.url}/commit?secret=guess`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ uuid, status: { code: 40 } }) });
@@ -142,7 +152,7 @@ test('autoscaler: a task that finds the static node full gets its own machine, f
 
   // No secret in the log.
   const log = fs.readFileSync(path.join(c.d.dir, 'ClusterODM.log'), 'utf8') + c.d.output();
-  for (const secret of [DO_TOKEN, S3_SECRET, webhook.searchParams.get('secret') ?? 'x', flag('--token') ?? 'x']) {
+  for (const secret of [DO_TOKEN, S3_SECRET, registryPass, webhook.searchParams.get('secret') ?? 'x', flag('--token') ?? 'x']) {
     assert.ok(!log.includes(secret), `a secret leaked into the log: ${secret.slice(0, 4)}…`);
   }
 });
@@ -244,4 +254,41 @@ test('autoscaler: start-up stops with a clear message on a bad configuration, S3
   rig.writeAsr({ s3: { accessKey: S3_KEY, secretKey: S3_SECRET, endpoint: rig.s3Url, bucket: BUCKET } });
   assert.match(await tryStart('e', { ...process.env, PATH: '/nonexistent' }), /Docker-machine not found in PATH/);
   assert.equal(await tryStart('f'), 'started');
+});
+
+test('downloads: --downloads-from-s3 without --asr redirects finished autoscaled tasks there (path kept), never static ones', async (t) => {
+  const rig = await startAsrRig(t);
+  const dir = path.join(rig.dir, 'daemon');
+  fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
+  const done = '11111111-2222-4333-8444-555555555555';
+  const now = Date.now();
+  fs.writeFileSync(
+    path.join(dir, 'data', 'tasks.json'),
+    JSON.stringify({
+      [done]: {
+        phase: 'finished',
+        taskInfo: { uuid: done, name: 'old', dateCreated: now, status: { code: 40 }, options: [], imagesCount: 3, s3Path: 'https://b.example.com' },
+        output: ['done'],
+        accessed: now,
+        updated: now,
+      },
+    }),
+  );
+  const node = await startTestNode({ processingMs: 100 });
+  t.after(() => node.close());
+  const d = await startDaemon(t, dir, ['--downloads-from-s3', 'https://cdn.example.com/odm/results/']);
+  const cli = await CliClient.connect(t, d.cliPort);
+  await cli.untilPrompt();
+  await cli.send(`NODE ADD 127.0.0.1 ${node.port}`);
+  await cli.send('NODE UPDATE');
+  const r = await fetch(`${d.url}/task/${done}/download/orthophoto.tif`, { redirect: 'manual' });
+  assert.equal(r.status, 301);
+  assert.equal(r.headers.get('location'), `https://cdn.example.com/odm/results/${done}/odm_orthophoto/odm_orthophoto.tif`);
+  // A task on a static node downloads from its node.
+  const uuid = await newTask(d, 2);
+  await waitUntil(async () => (await info(d, uuid)).status?.code === 40, { timeoutMs: 20000, message: 'static task did not complete' });
+  const dl = await fetch(`${d.url}/task/${uuid}/download/all.zip`, { redirect: 'manual' });
+  assert.equal(dl.status, 200);
+  assert.equal(dl.headers.get('content-type'), 'application/zip');
+  await dl.arrayBuffer();
 });

@@ -159,6 +159,7 @@ test('remote commands: hostile values reach NodeODM as single arguments and run 
     '--s3_acl', evil[4], '--webhook', webhook.toString(), '--token', 't$(id)',
   ]);
   assert.equal(quote('plain-1.2'), 'plain-1.2');
+  assert.equal(quote("it's"), `'it'\\''s'`);
   assert.equal(quote(''), "''");
   assert.equal(maskSecrets(`x ${quote("p'w")} p'w tok`, ["p'w", 'tok']), 'x ******** ******** ********');
 });
@@ -345,4 +346,27 @@ test('s3 downloads: private results stream from the bucket; asset paths are chec
   const r = await fetch(`http://127.0.0.1:${(rs.address() as AddressInfo).port}/`, { redirect: 'manual' });
   assert.equal(r.status, 301);
   assert.equal(r.headers.get('location'), 'https://cdn.example.com/results/u2/a%20b.tif');
+});
+
+test('docker-machine runner: a call that hangs is killed at its timeout with its whole process group; errors are masked', async (t) => {
+  const dir = tempDir(t);
+  const bin = path.join(dir, 'docker-machine');
+  const pidFile = path.join(dir, 'child.pid');
+  // Starts a grandchild (as docker-machine starts ssh) and hangs.
+  fs.writeFileSync(bin, `#!/bin/sh\nif [ "$1" = "rm" ]; then echo "failed with token s3cr3t-token" >&2; exit 3; fi\nsleep 60 &\necho $! > ${JSON.stringify(pidFile)}\nwait\n`, { mode: 0o755 });
+  const logger = new MemoryLogger();
+  const dm = new DockerMachine({ logger, bin, timeouts: { ssh: 300 }, secrets: () => ['s3cr3t-token'] });
+  await assert.rejects(dm.ssh('m', 'uptime'), /docker-machine ssh timed out after 0 s/);
+  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  await waitUntil(() => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }, { timeoutMs: 5000, message: 'the grandchild survived the timeout' });
+  await assert.rejects(dm.rm('m'), (e: Error) => e.message === 'docker-machine exited with code 3: failed with token ********');
+  assert.ok(!logger.lines.some((l) => l.includes('s3cr3t-token')));
+  await assert.rejects(new DockerMachine({ logger, bin: path.join(dir, 'none') }).checkInstalled(), /Docker-machine not found in PATH/);
 });
