@@ -33,6 +33,9 @@ export async function main(
     process.exit(0);
   }
   const config = parsed.config;
+  // Node.js 20 is this program's runtime and the AWS SDK is pinned: its multi-line "upgrade to Node 22" warning
+  // at every start would only alarm operators.
+  process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
   const logDir = config.logDir || APP_ROOT;
   const logger = createLogger({ level: config.logLevel, file: path.join(logDir, `${PRODUCT_NAME}.log`) });
   const version = readVersion();

@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import express, { Router, type Express } from 'express';
+import type { AsrStatus } from '../autoscaler';
 import type { Clock, Logger, Service } from '../core';
 import { errorMessage, listen } from '../core';
 import { NodeClient } from '../nodeodm';
@@ -15,16 +16,7 @@ import { taskRoutes } from './task-routes';
 
 /** What the admin page shows of the autoscaler. */
 export interface AsrWebView {
-  status(): {
-    provider: string;
-    pending: number;
-    running: number;
-    limit: number;
-    maxRuntime: number;
-    maxUploadTime: number;
-    /** Machines being created and their current step. */
-    creating: Array<{ name: string; uuid: string; step: string; since: number }>;
-  };
+  status(): AsrStatus;
 }
 
 export interface AdminWebOptions {

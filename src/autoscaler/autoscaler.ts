@@ -41,6 +41,18 @@ export interface MachineProgress {
   since: number;
 }
 
+/** What the admin page shows of the autoscaler. */
+export interface AsrStatus {
+  provider: string;
+  pending: number;
+  running: number;
+  limit: number;
+  maxRuntime: number;
+  maxUploadTime: number;
+  /** Machines being created and their current step. */
+  creating: MachineProgress[];
+}
+
 export interface AutoscalerDeps {
   provider: AsrProvider;
   machines: DockerMachine;
@@ -463,15 +475,7 @@ export class Autoscaler implements Service {
     return this.mask(['docker-machine', 'create', ...args, 'debug-machine'].join(' '));
   }
 
-  status(): {
-    provider: string;
-    pending: number;
-    running: number;
-    limit: number;
-    maxRuntime: number;
-    maxUploadTime: number;
-    creating: MachineProgress[];
-  } {
+  status(): AsrStatus {
     const p = this.d.provider;
     return {
       provider: p.name,

