@@ -1157,21 +1157,24 @@ class TestNodeServer implements TestNode {
   }
 
   private finishTask(task: NodeTask): void {
-    task.processingTime = Date.now() - task.startedAt;
-    task.progress = 100;
-    if (this.options.failTasks) {
-      task.output.push('Test fail');
-      task.status = TaskStatus.FAILED;
-    } else {
-      task.output.push('Compressing all.zip\n'); // NodeODM's exact last line, newline included
-      task.status = TaskStatus.COMPLETED;
-    }
-    const upload = task.status === TaskStatus.COMPLETED && this.options.s3 ? this.uploadToS3(task, this.options.s3) : Promise.resolve();
+    const s3 = this.options.s3;
+    // As NodeODM: with S3 configured, the results are uploaded before the task counts as COMPLETED.
+    const upload = !this.options.failTasks && s3 ? this.uploadToS3(task, s3) : Promise.resolve();
     void upload.then(() => {
+      if (task.status !== TaskStatus.RUNNING) return; // canceled or removed meanwhile
+      task.processingTime = Date.now() - task.startedAt;
+      task.progress = 100;
+      if (this.options.failTasks) {
+        task.output.push('Test fail');
+        task.status = TaskStatus.FAILED;
+      } else {
+        task.output.push('Compressing all.zip\n'); // NodeODM's exact last line, newline included
+        task.status = TaskStatus.COMPLETED;
+      }
       this.callWebhook(task, task.webhook);
       this.callWebhook(task, this.options.webhook || null);
+      this.pump();
     });
-    this.pump();
   }
 
   /** As NodeODM with `--s3_*`: the results go to the bucket, under the task's uuid. */

@@ -292,3 +292,27 @@ test('downloads: --downloads-from-s3 without --asr redirects finished autoscaled
   assert.equal(dl.headers.get('content-type'), 'application/zip');
   await dl.arrayBuffer();
 });
+
+test('autoscaler: with private results (s3.acl), downloads of an autoscaled task are streamed from the bucket', async (t) => {
+  const rig = await startAsrRig(t, { asr: { s3: { accessKey: S3_KEY, secretKey: S3_SECRET, endpoint: '', bucket: BUCKET, acl: 'private' }, addSwap: 0 } });
+  rig.writeAsr({ s3: { accessKey: S3_KEY, secretKey: S3_SECRET, endpoint: rig.s3Url, bucket: BUCKET, acl: 'private' } });
+  rig.dm.configure({ nodeArgs: ['--processing-ms', '200', '--asset-size', String(ASSET)] });
+  const c = await cluster(t, rig, ['--log-level', 'debug']);
+  await fillStaticNode(c);
+  const uuid = await newTask(c.d, 2);
+  await waitUntil(async () => (await info(c.d, uuid)).status?.code === 40, { timeoutMs: 40000, message: 'task never completed' });
+  const run = rig.dm.calls().find((x) => x.tool === 'docker' && x.args[0] === 'run');
+  assert.equal(run?.args[run.args.indexOf('--s3_acl') + 1], 'private', 'NodeODM is told the ACL');
+  assert.ok(!rig.dm.calls().some((x) => x.tool === 'fallocate'), 'addSwap 0 adds no swap');
+  const dl = await fetch(`${c.d.url}/task/${uuid}/download/all.zip`, { redirect: 'manual' });
+  assert.equal(dl.status, 200);
+  assert.equal(dl.headers.get('content-length'), String(ASSET));
+  const body = Buffer.from(await dl.arrayBuffer());
+  assert.equal(createHash('sha256').update(body).digest('hex'), assetSha256(ASSET));
+  const missing = await fetch(`${c.d.url}/task/${uuid}/download/odm_dem/dsm.tif`);
+  assert.equal(missing.status, 404);
+  // Debug logging shows every docker-machine call, with the secrets masked.
+  const log = fs.readFileSync(path.join(c.d.dir, 'ClusterODM.log'), 'utf8');
+  assert.match(log, /Running docker-machine create --driver digitalocean --digitalocean-access-token \*{8} /);
+  assert.ok(!log.includes(DO_TOKEN) && !log.includes(S3_SECRET) && !log.includes(S3_KEY));
+});
