@@ -170,7 +170,7 @@ export class DockerMachine {
         clearTimeout(timer);
         if (pid !== undefined) this.running.delete(pid);
         if (timedOut) {
-          reject(new DockerMachineError(`docker-machine ${args[0] ?? ''} timed out after ${Math.round(timeoutMs / 1000)} s`, null));
+          reject(new DockerMachineError(`docker-machine ${args[0] ?? ''} timed out after ${timeoutMs < 1000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`}`, null));
         } else if (code !== 0) {
           const detail = this.mask(stderr.trim().split('\n').slice(-1)[0] ?? '');
           reject(new DockerMachineError(`docker-machine exited with code ${String(code)}${detail ? `: ${detail}` : ''}`, code));
