@@ -3,10 +3,12 @@ import type { Clock, Logger, TimerHandle } from '../core';
 import { errorMessage } from '../core';
 import type { ClusterNode, NodeRegistry } from '../nodes';
 import type { NodeUploader, TaskParams, UploadFile } from './node-uploader';
-import { sameNameOnNode, teeable, teeRequest } from './upload-tee';
+import { sameNameOnNode, teeable, teeRequest, type TeeBody } from './upload-tee';
 
 /** One client upload request copied to the node as it arrives (StreamForwarder.tee). */
 export interface UploadTeeHandle {
+  /** Starts the copy: call it in the same synchronous block as the staging parser's pipe, so both see every byte. */
+  start(): void;
   /** A file of the request is staged (in upload order). */
   file(f: UploadFile, originalName: string): void;
   /** Staging ended: ok = every file is on disk and the client hears success. */
@@ -130,7 +132,7 @@ export class StreamForwarder {
     let renamed = false;
     let staged: boolean | null = null;
     let sent: { error: string | null } | null = null;
-    const body = teeRequest(req);
+    let body: TeeBody | null = null;
     const settle = (): void => {
       if (staged === null || sent === null) return;
       s.active--;
@@ -147,14 +149,18 @@ export class StreamForwarder {
       }
       this.pump(s);
     };
-    void this.d.uploader
-      .uploadBody(s.node, uuid, body, s.ac.signal)
-      .then(
-        () => (sent = { error: null }),
-        (e: unknown) => (sent = { error: errorMessage(e) }),
-      )
-      .then(settle);
     return {
+      start: () => {
+        if (body) return;
+        body = teeRequest(req);
+        void this.d.uploader
+          .uploadBody(s.node, uuid, body, s.ac.signal)
+          .then(
+            () => (sent = { error: null }),
+            (e: unknown) => (sent = { error: errorMessage(e) }),
+          )
+          .then(settle);
+      },
       file: (f, originalName) => {
         files.push(f);
         s.teeing.add(f.name);
@@ -162,7 +168,9 @@ export class StreamForwarder {
       },
       staged: (ok) => {
         if (staged !== null) return;
-        if (!ok) body.stream.destroy();
+        if (!ok) body?.stream.destroy();
+        // Never started: nothing went to the node.
+        if (!body) sent = { error: 'not started' };
         staged = ok;
         settle();
       },

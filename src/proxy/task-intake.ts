@@ -182,8 +182,10 @@ export class TaskIntake implements TaskCreationHandlers {
       const maxImages = ctx.limits?.maxImages ?? null;
       // Counting staged files lists the dir: only worth it when there is a limit to check.
       const existing = maxImages === null ? 0 : (await listStagedFiles(dir)).length;
-      // The body goes to the node as it arrives (or else each file once staged); no await between this and staging.
+      // The body goes to the node as it arrives (or else each file once staged); start() and the staging's pipe are
+      // attached in one synchronous block, so both copies see every byte.
       tee = (await this.d.streaming?.tee(uuid, req)) ?? null;
+      tee?.start();
       const staged = await stageMultipart(req, {
         dir,
         acceptFiles: true,
