@@ -241,20 +241,9 @@ function shortName(name: string): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Streaming
 
-/**
- * Bytes are handed to the file in pieces of about this size: each file write is a round trip through libuv's
- * thread pool that costs about as much CPU as copying 64 KiB, so busboy's small pieces are gathered first.
- */
-const WRITE_BYTES = 256 * 1024;
-
-/**
- * Passes bytes through, asking `admit` before each chunk so per-file and per-request byte limits cut the write;
- * gathers small chunks into pieces of WRITE_BYTES (bounded memory: one piece per file being written).
- */
+/** Passes bytes through, asking `admit` before each chunk so per-file and per-request byte limits cut the write. */
 class ByteLimiter extends Transform {
   bytes = 0;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
 
   constructor(private readonly admit: (fileBytes: number, chunkBytes: number) => StagingError | null) {
     super();
@@ -267,23 +256,7 @@ class ByteLimiter extends Transform {
       return;
     }
     this.bytes += chunk.length;
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= WRITE_BYTES) this.pushPending();
-    callback();
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.pushPending();
-    callback();
-  }
-
-  private pushPending(): void {
-    if (this.pendingBytes === 0) return;
-    const piece = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.push(piece);
+    callback(null, chunk);
   }
 }
 
