@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
 import { errorMessage } from './core';
-import { AdminWeb } from './admin-web';
+import type { AdminWeb } from './admin-web';
 import { autoscalerFromFile, type Autoscaler } from './autoscaler';
 import { AdminCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
@@ -221,7 +221,7 @@ export class ClusterOdm {
     });
     this.web =
       config.adminWebPort > 0
-        ? new AdminWeb({
+        ? new (loadAdminWeb())({
             port: deps.ephemeralPorts ? 0 : config.adminWebPort,
             ...(deps.host !== undefined ? { host: deps.host } : {}),
             password: config.adminPass,
@@ -321,4 +321,9 @@ export class ClusterOdm {
       logger.error(`Cannot save routes: ${errorMessage(e)}`);
     }
   }
+}
+
+/** express (~17 MB of RSS, ~0.1 s of start) is loaded only when the admin web is enabled. */
+function loadAdminWeb(): typeof AdminWeb {
+  return (require('./admin-web') as typeof import('./admin-web')).AdminWeb;
 }

@@ -19,6 +19,7 @@ import { pipeline, Readable, Transform, type TransformCallback } from 'node:stre
 import { ClusterError, errorMessage, type Clock, type Logger, type TimerHandle } from '../core';
 import type { NodeEndpoint } from '../nodeodm';
 import { buildMultipart, type MultipartBody, type MultipartPart } from './multipart-writer';
+import type { TeeBody } from './upload-tee';
 
 export interface TaskParams {
   name: string;
@@ -137,6 +138,23 @@ export class NodeUploader {
     const meter = new ProgressMeter(files.length, chunk.body.contentLength, this.deps.logger, onProgress);
     this.deps.logger.info(`Uploading ${files.length} files to ${node.name} for ${uuid}`);
     await this.sendChunk(node, uuid, chunk, signal, meter.lane());
+  }
+
+  /** False with --upload-max-speed: a client's body copied as is to a node (upload-tee.ts) would not be paced. */
+  get canSendRawBodies(): boolean {
+    return (this.deps.maxSendBytesPerSec ?? 0) <= 0;
+  }
+
+  /**
+   * One POST /task/new/upload/<uuid> whose multipart body is a stream given by the caller (a copy of the client's
+   * upload, see upload-tee.ts); single use, so never retried: on failure the caller sends the files from disk.
+   */
+  async uploadBody(node: UploadNode, uuid: string, body: TeeBody, signal: AbortSignal): Promise<void> {
+    const multipart: MultipartBody = { contentType: body.contentType, contentLength: body.contentLength, stream: () => body.stream };
+    const path = `/task/new/upload/${encodeURIComponent(uuid)}`;
+    const answer = await this.post(node, path, multipart, signal, this.requestTimeoutMs);
+    expectNoError(answer);
+    if (answer['success'] !== true) throw nodeError(`${node.name} did not confirm the upload`);
   }
 
   /** POST /task/new/commit/<uuid>. */

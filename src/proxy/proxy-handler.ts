@@ -3,9 +3,10 @@ import type { CloudProvider } from '../cloud';
 import type { Clock, Logger } from '../core';
 import { errorMessage, mapLimit } from '../core';
 import type { Limits, NodeClient } from '../nodeodm';
-import type { ClusterNode, NodeRegistry } from '../nodes';
+import type { NodeRegistry } from '../nodes';
 import type { RouteEntry, RouteTable } from '../routing';
 import { Forwarder, redactUrl } from './forwarder';
+import { nodePath } from './node-path';
 import type { LocalTasks } from './local-tasks';
 import type { CommitWindow } from './guards';
 import type { CommitWebhook } from './commit-webhook';
@@ -337,15 +338,6 @@ function intParam(url: URL, name: string): number | null {
   if (v === null || v.trim() === '') return null;
   const n = Number.parseInt(v, 10);
   return Number.isFinite(n) ? n : null;
-}
-
-/** The client's path and query for the node: the user token replaced by the node's (or dropped). */
-export function nodePath(url: URL, node: ClusterNode): string {
-  const q = new URLSearchParams(url.searchParams);
-  q.delete('token');
-  if (node.token) q.set('token', node.token);
-  const qs = q.toString();
-  return qs ? `${url.pathname}?${qs}` : url.pathname;
 }
 
 function setCors(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -1,7 +1,19 @@
+import type * as http from 'node:http';
 import type { Clock, Logger, TimerHandle } from '../core';
 import { errorMessage } from '../core';
 import type { ClusterNode, NodeRegistry } from '../nodes';
 import type { NodeUploader, TaskParams, UploadFile } from './node-uploader';
+import { sameNameOnNode, teeable, teeRequest, type TeeBody } from './upload-tee';
+
+/** One client upload request copied to the node as it arrives (StreamForwarder.tee). */
+export interface UploadTeeHandle {
+  /** Starts the copy: call it in the same synchronous block as the staging parser's pipe, so both see every byte. */
+  start(): void;
+  /** A file of the request is staged (in upload order). */
+  file(f: UploadFile, originalName: string): void;
+  /** Staging ended: ok = every file is on disk and the client hears success. */
+  staged(ok: boolean): void;
+}
 
 /** A task whose images go to a node while the client is still uploading them. */
 export class StreamSession {
@@ -11,6 +23,10 @@ export class StreamSession {
   params: TaskParams | null = null;
   readonly ac = new AbortController();
   readonly sent = new Set<string>();
+  /** Files on their way to the node inside a copy of the client's upload request (not in `queue`). */
+  readonly teeing = new Set<string>();
+  /** The task is initialised on the node. */
+  initialized = false;
   error: string | null = null;
   ready: Promise<void> = Promise.resolve();
   queue: UploadFile[] = [];
@@ -52,6 +68,8 @@ export interface StreamForwarderDeps {
   parallel?: number;
   /** A session with no new file for this long gives its node slot back (the task can still be committed later). */
   idleMs?: number;
+  /** How long an upload waits for the task's init on the node before it is staged without a copy to the node. */
+  teeWaitMs?: number;
 }
 
 /**
@@ -64,7 +82,7 @@ export class StreamForwarder {
   private readonly sessions = new Map<string, StreamSession>();
 
   constructor(deps: StreamForwarderDeps) {
-    this.d = { batchFiles: 4, parallel: 4, idleMs: 30 * 60 * 1000, ...deps };
+    this.d = { batchFiles: 4, parallel: 4, idleMs: 30 * 60 * 1000, teeWaitMs: 2000, ...deps };
   }
 
   /**
@@ -81,6 +99,7 @@ export class StreamForwarder {
     s.ready = (async () => {
       s.params = await paramsFor(node);
       await this.d.uploader.init(node, uuid, s.params, s.ac.signal);
+      s.initialized = true;
     })().catch((e: unknown) => {
       this.fail(s, e);
     });
@@ -94,6 +113,68 @@ export class StreamForwarder {
     this.touch(s);
     s.queue.push(file);
     this.pump(s);
+  }
+
+  /**
+   * A client upload request of a streamed task, copied as is to the task's node while it is staged (instead of
+   * each file being read back from disk once staged): null when that cannot be done (no session, no announced
+   * length, --upload-max-speed, the node's init not done within teeWaitMs); the caller then reports each staged
+   * file with `add`. Must be followed, in the same tick, by the staging parser's pipe.
+   */
+  async tee(uuid: string, req: http.IncomingMessage): Promise<UploadTeeHandle | null> {
+    const s = this.sessions.get(uuid);
+    if (!s || s.error || !this.d.uploader.canSendRawBodies || !teeable(req.headers)) return null;
+    if (!s.initialized) await raceTimeout(s.ready, this.d.teeWaitMs, this.d.clock);
+    if (!s.initialized || s.error || this.sessions.get(uuid) !== s) return null;
+    this.touch(s);
+    s.active++;
+    const files: UploadFile[] = [];
+    let renamed = false;
+    let staged: boolean | null = null;
+    let sent: { error: string | null } | null = null;
+    let body: TeeBody | null = null;
+    const settle = (): void => {
+      if (staged === null || sent === null) return;
+      s.active--;
+      for (const f of files) s.teeing.delete(f.name);
+      if (!staged) {
+        // The client was told the upload failed: the intake discards the session (and the node's partial task).
+      } else if (renamed) {
+        this.fail(s, new Error('a file was renamed while staged, so the node holds it under another name'));
+      } else if (sent.error === null) {
+        for (const f of files) s.sent.add(f.name);
+      } else if (!s.ac.signal.aborted) {
+        this.d.logger.warn(`Copying an upload of task ${uuid} to ${s.node.name} failed (${sent.error}); sending its files from disk`);
+        s.queue.push(...files);
+      }
+      this.pump(s);
+    };
+    return {
+      start: () => {
+        if (body) return;
+        body = teeRequest(req);
+        void this.d.uploader
+          .uploadBody(s.node, uuid, body, s.ac.signal)
+          .then(
+            () => (sent = { error: null }),
+            (e: unknown) => (sent = { error: errorMessage(e) }),
+          )
+          .then(settle);
+      },
+      file: (f, originalName) => {
+        files.push(f);
+        s.teeing.add(f.name);
+        if (!sameNameOnNode(f.name, originalName)) renamed = true;
+      },
+      staged: (ok) => {
+        if (staged !== null) return;
+        if (!ok) body?.stream.destroy();
+        // Never started: nothing went to the node.
+        if (!body) sent = { error: 'not started' };
+        staged = ok;
+        settle();
+      },
+    };
   }
 
   private pump(s: StreamSession): void {
@@ -150,7 +231,7 @@ export class StreamForwarder {
 
   /** Sends the files not sent yet, waits for everything in flight; throws if anything failed. */
   async complete(s: StreamSession, files: readonly UploadFile[]): Promise<void> {
-    for (const f of files) if (!s.sent.has(f.name) && !s.queue.some((q) => q.name === f.name)) s.queue.push(f);
+    for (const f of files) if (!s.sent.has(f.name) && !s.teeing.has(f.name) && !s.queue.some((q) => q.name === f.name)) s.queue.push(f);
     this.pump(s);
     await s.whenSettled();
     if (s.error) throw new Error(s.error);
@@ -177,4 +258,15 @@ export class StreamForwarder {
   stop(): void {
     for (const uuid of [...this.sessions.keys()]) this.take(uuid)?.ac.abort();
   }
+}
+
+/** Waits for `p`, at most `ms` (p never rejects here: the session records its own failure). */
+function raceTimeout(p: Promise<void>, ms: number, clock: Clock): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = clock.setTimeout(resolve, ms);
+    void p.finally(() => {
+      clock.clearTimeout(timer);
+      resolve();
+    });
+  });
 }

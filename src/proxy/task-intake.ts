@@ -20,7 +20,7 @@ import {
 import type { OptionsCache } from './options-cache';
 import type { RequestContext, TaskCreationHandlers } from './proxy-handler';
 import { sendError, sendJson } from './respond';
-import type { StreamForwarder } from './stream-forward';
+import type { StreamForwarder, UploadTeeHandle } from './stream-forward';
 import { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, type TaskDispatcher } from './task-dispatch';
 import { NameReserver, stageMultipart, type StagingResult } from './upload-staging';
 
@@ -177,24 +177,35 @@ export class TaskIntake implements TaskCreationHandlers {
       return sendError(res, 'Invalid taskId: the task no longer exists.');
     }
     const dir = this.dirOf(uuid);
+    let tee: UploadTeeHandle | null = null;
     try {
       const maxImages = ctx.limits?.maxImages ?? null;
       // Counting staged files lists the dir: only worth it when there is a limit to check.
       const existing = maxImages === null ? 0 : (await listStagedFiles(dir)).length;
+      // The body goes to the node as it arrives (or else each file once staged); start() and the staging's pipe are
+      // attached in one synchronous block, so both copies see every byte.
+      tee = (await this.d.streaming?.tee(uuid, req)) ?? null;
+      tee?.start();
       const staged = await stageMultipart(req, {
         dir,
         acceptFiles: true,
         maxImages,
         existingFiles: existing,
         ...this.reserverFor(uuid),
-        onFile: (f) => this.d.streaming?.add(uuid, { path: path.join(dir, f.name), name: f.name }),
+        onFile: (f) => {
+          const file = { path: path.join(dir, f.name), name: f.name };
+          if (tee) tee.file(file, f.originalName);
+          else this.d.streaming?.add(uuid, file);
+        },
       });
+      tee?.staged(staged.files.length > 0);
       if (staged.files.length === 0) return sendError(res, 'No files uploaded.');
       await this.d.table.update(uuid, {}, { durable: false });
       this.d.logger.debug(`Task ${uuid}: ${staged.files.length} files uploaded`);
       sendJson(res, { success: true });
     } catch (e: unknown) {
       req.resume();
+      tee?.staged(false);
       // Files of a failed request are removed again; the node may have some of them: stream no more.
       this.d.streaming?.discard(uuid);
       sendError(res, errorMessage(e));

@@ -25,11 +25,12 @@ let tmpCounter = 0;
 /**
  * Writes `data` to `file` so that a crash at any moment leaves either the old or the new complete file:
  * write a temp file in the same directory, fsync it, rename it over the target, fsync the directory.
- * With `backup`, the previous version is first copied to `<file>.bak` (the "last good copy").
+ * With `backup`, the previous version is first copied to `<file>.bak` (the "last good copy"). `data` may come in
+ * pieces (an async iterable), so a large file is written without being built as one string first.
  */
 export async function writeFileAtomic(
   file: string,
-  data: string | Uint8Array,
+  data: string | Uint8Array | AsyncIterable<string>,
   opts: { fs?: StoreFs; backup?: boolean; mode?: number } = {},
 ): Promise<void> {
   const fs = opts.fs ?? realFs;
@@ -39,7 +40,8 @@ export async function writeFileAtomic(
   let handle: fsp.FileHandle | null = null;
   try {
     handle = await fs.open(tmp, 'w', opts.mode ?? 0o600);
-    await handle.writeFile(data);
+    if (typeof data === 'string' || data instanceof Uint8Array) await handle.writeFile(data);
+    else for await (const piece of data) await writeAll(handle, Buffer.from(piece, 'utf8'));
     await handle.sync();
     await handle.close();
     handle = null;
@@ -57,6 +59,16 @@ export async function writeFileAtomic(
     throw e;
   }
   await syncDir(dir, fs);
+}
+
+/** One write call may write less than asked (a full disk answers with an error only on the next call). */
+async function writeAll(handle: fsp.FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await handle.write(buf, off, buf.length - off);
+    if (bytesWritten <= 0) throw new Error('write made no progress');
+    off += bytesWritten;
+  }
 }
 
 /** fsync of the directory makes the rename itself durable; not supported everywhere, so best effort. */

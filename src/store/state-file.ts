@@ -25,7 +25,7 @@ export class JsonStateFile<T> {
   private readonly opts: StateFileOptions<T>;
   private readonly fs: StoreFs;
   private writing: Promise<void> | null = null;
-  private queued: { serialize: () => string; waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> } | null =
+  private queued: { serialize: () => string | AsyncIterable<string>; waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> } | null =
     null;
 
   constructor(opts: StateFileOptions<T>) {
@@ -84,7 +84,7 @@ export class JsonStateFile<T> {
    * Saves the state produced by `serialize` (called when the write actually starts, so it sees the newest state).
    * Resolves once a write that includes the state at the time of the call is durable; rejects if that write failed.
    */
-  save(serialize: () => string): Promise<void> {
+  save(serialize: () => string | AsyncIterable<string>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (this.queued) {
         this.queued.serialize = serialize;

@@ -220,3 +220,38 @@ test('routes: the fast routes.json reader agrees with JSON.parse, and defers to 
   }
   assert.throws(() => parseRoutesBuffer(Buffer.from(`{"${U1}":{"node":{"hostname":"a","port":"x","token":""},"accessed":1}}`), resolve), /port/);
 });
+
+test('routes: a compaction in slices writes what JSON.stringify would, and changes made while it runs survive a restart', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_800_000_000_000);
+  fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"localhost","port":"3001","token":"nt"},{"hostname":"h2","port":3002,"token":""}]');
+  const uuid = (i: number): string => `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
+  {
+    const { reg, routes } = await open(dir, clock);
+    const [a, b] = [reg.nth(1), reg.nth(2)];
+    assert.ok(a && b);
+    // More routes than one slice, with and without owner tokens (one needing escapes).
+    for (let i = 0; i < 12_000; i++) {
+      const token = i % 3 === 0 ? undefined : i % 3 === 1 ? 'tok' : 'q"\\';
+      await routes.add(uuid(i), i % 2 ? a : b, token);
+    }
+    const flushing = routes.flush();
+    // Changes while the slices are written: each one is in the new journal as well.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await routes.remove(uuid(11_999));
+    await routes.add(uuid(20_000), a, 'late');
+    await flushing;
+  }
+  const { routes } = await open(dir, clock);
+  assert.equal(routes.size(), 12_000);
+  assert.equal(routes.peek(uuid(11_999)), undefined);
+  assert.equal(routes.peek(uuid(20_000))?.token, 'late');
+  assert.equal(routes.peek(uuid(2))?.token, 'q"\\');
+  // With no change during the compaction, routes.json is byte for byte JSON.stringify of the table.
+  await routes.flush();
+  const again: Record<string, unknown> = {};
+  for (const [u, r] of routes.entries()) {
+    again[u] = { node: r.node.toJSON(), ...(r.token !== undefined ? { token: r.token } : {}), accessed: r.accessed };
+  }
+  assert.equal(fs.readFileSync(path.join(dir, 'routes.json'), 'utf8'), JSON.stringify(again));
+});
