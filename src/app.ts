@@ -7,6 +7,7 @@ import { AdminCli, type AsrCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
 import { CommitWindow, FloodMonitor, Forwarder, NodeUploader, StreamForwarder, TmpCleanup, OptionsCache, ProxyHandler, ProxyServer, TaskDispatcher, TaskIntake } from './proxy';
+import type { ProxyTimeouts } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
@@ -30,7 +31,13 @@ export interface AppDeps {
   /** Tests: a cloud provider of their own (e.g. one that accepts several user tokens). */
   cloud?: CloudProvider;
   /** Tests: shorter waits than the original's (5 s × retry between forward attempts, 2 s between upload retries). */
-  tuning?: { forwardRetryBaseMs?: number; uploadRetrySleepMs?: number };
+  tuning?: {
+    forwardRetryBaseMs?: number;
+    uploadRetrySleepMs?: number;
+    proxyTimeouts?: Partial<ProxyTimeouts>;
+    /** How long a silent node is waited for (/info polls, proxied calls, task uploads); defaults 10 s / 5 min / 5 min. */
+    nodeTimeoutMs?: number;
+  };
 }
 
 /**
@@ -62,7 +69,8 @@ export class ClusterOdm {
   constructor(deps: AppDeps) {
     this.deps = deps;
     const { config, clock, logger } = deps;
-    const client = new NodeClient();
+    const nodeTimeoutMs = deps.tuning?.nodeTimeoutMs;
+    const client = new NodeClient(nodeTimeoutMs !== undefined ? { timeoutMs: nodeTimeoutMs } : {});
     this.registry = new NodeRegistry({
       store: new JsonStateFile({ file: path.join(config.dataDir, 'nodes.json'), parse: parseNodesFile, logger, clock }),
       clock,
@@ -77,7 +85,7 @@ export class ClusterOdm {
     this.nodeOps = new NodeOps({ registry: this.registry, poller: this.poller, routes: this.routes, logger, history: this.history });
     this.taskOps = new TaskOps({ routes: this.routes, client });
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
-    this.forwarder = new Forwarder({ logger });
+    this.forwarder = new Forwarder({ logger, ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}) });
     this.tasks = new TaskTable({ file: path.join(config.dataDir, 'tasks.json'), clock, logger });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
     // One keep-alive pool per node, shared by proxied calls and task uploads.
@@ -87,6 +95,7 @@ export class ClusterOdm {
       maxSendBytesPerSec: config.uploadMaxSpeed,
       agentFor: (node) => this.forwarder.agentFor(node),
       ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
+      ...(nodeTimeoutMs !== undefined ? { requestTimeoutMs: nodeTimeoutMs } : {}),
     });
     this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger });
     this.dispatcher = new TaskDispatcher({
@@ -154,6 +163,7 @@ export class ClusterOdm {
       ...(deps.host !== undefined ? { host: deps.host } : {}),
       logger,
       handle: (req, res) => handler.handle(req, res),
+      ...(deps.tuning?.proxyTimeouts ? { timeouts: deps.tuning.proxyTimeouts } : {}),
     });
     this.web =
       config.adminWebPort > 0

@@ -100,7 +100,14 @@ export async function startLoggedApp(
 ): Promise<LoggedApp> {
   const dir = tempDir(t);
   const parsed = parseConfig({
-    argv: ['--data-dir', nodePath.join(dir, 'data'), '--tmp-dir', nodePath.join(dir, 'tmp'), '--admin-cli-port', '0', ...args],
+    argv: [
+      '--data-dir',
+      nodePath.join(dir, 'data'),
+      '--tmp-dir',
+      nodePath.join(dir, 'tmp'),
+      ...(args.includes('--admin-cli-port') ? [] : ['--admin-cli-port', '0']),
+      ...args,
+    ],
     cwd: dir,
     appRoot: APP_ROOT,
   });
@@ -134,7 +141,8 @@ export interface RawAnswer {
  * Sends raw bytes to 127.0.0.1:port and reads the answer until the server closes the connection (the request
  * should say `Connection: close`). Rejects if nothing ends within `timeoutMs` (a hang).
  */
-export function rawRequest(port: number, bytes: Buffer, timeoutMs = 15_000): Promise<RawAnswer> {
+export function rawRequest(port: number, bytes: Buffer, opts: { timeoutMs?: number; halfClose?: boolean } = {}): Promise<RawAnswer> {
+  const timeoutMs = opts.timeoutMs ?? 15_000;
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -148,8 +156,11 @@ export function rawRequest(port: number, bytes: Buffer, timeoutMs = 15_000): Pro
       clearTimeout(timer);
       resolve(parseAnswer(Buffer.concat(chunks)));
     });
-    // The server may answer (and close) before it read everything: that is fine.
-    s.write(bytes, () => s.end());
+    // The server may answer (and close) before it read everything: that is fine. A half-close (FIN) tells it the
+    // request is all there is; Node then abandons answers still being computed, so only garbage is sent that way.
+    s.write(bytes, () => {
+      if (opts.halfClose) s.end();
+    });
   });
 }
 
