@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { CliClient } from '../helpers/cli-client';
+import { waitUntil } from '../helpers/wait';
 import { startTestNode } from '../helpers/test-node';
 import { form, images, json, seedFrom, startLoggedApp } from './support';
 
@@ -104,7 +105,8 @@ test('fuzz: the admin CLI answers every hostile input with a reply and a prompt'
         }
         s.write(bytes.subarray(at));
         // IAC SE ends any telnet subnegotiation the input opened; then a command whose answer marks the end.
-        s.write(Buffer.from([IAC, 0xf0, 0x0d, 0x0a]));
+        // (IAC SE twice: once for a subnegotiation, once more if the input ended on an IAC inside one.)
+        s.write(Buffer.from([IAC, 0xf0, IAC, 0xf0, 0x0d, 0x0a]));
         s.write('NODE BEST 1\r\n');
         const done = (): boolean => closed || /(?:\n|> )1\) 127\.0\.0\.1:\d+ [^\n]*\r\n#> $/.test(out.slice(-300)) || out.endsWith('No best node available\r\n#> ');
         await until(done, 'the CLI stopped answering');
@@ -139,7 +141,7 @@ test('fuzz: before login, hostile input gets nothing but a closed connection (an
     fc.asyncProperty(lineArb, async (line) => {
       const cli = await CliClient.connect(t, port);
       assert.match(await cli.untilPrompt(), /\$> $/);
-      cli.socket.write(Buffer.concat([line, Buffer.from([IAC, 0xf0]), Buffer.from('\r\nNODE LIST\r\n')]));
+      cli.socket.write(Buffer.concat([line, Buffer.from([IAC, 0xf0, IAC, 0xf0]), Buffer.from('\r\nNODE LIST\r\n')]));
       await cli.waitClosed(15_000);
       assert.doesNotMatch(cli.transcript, /#> /, 'never logged in');
       assert.doesNotMatch(cli.transcript, /Sup3r-Secret-Pass/);
@@ -158,6 +160,20 @@ test('fuzz: before login, hostile input gets nothing but a closed connection (an
     }),
   );
   for (const ms of attempts) assert.ok(ms >= 900, `a failed login took only ${ms} ms`);
+  // Right after a failure even the right password is refused from that address: parallel guessing gains nothing.
+  const guess = await CliClient.connect(t, port);
+  await guess.untilPrompt();
+  guess.socket.write('LOGIN guess\r\n');
+  await waitUntil(() => logger.lines.filter((l) => l.includes('Failed admin CLI login')).length >= 6, { message: 'no failure logged' });
+  const right = await CliClient.connect(t, port);
+  await right.untilPrompt();
+  right.socket.write('LOGIN Sup3r-Secret-Pass\r\n');
+  await right.waitClosed(15_000);
+  assert.doesNotMatch(right.transcript, /#> /, 'refused inside the penalty window');
+  await guess.waitClosed(15_000);
+  const later = await CliClient.connect(t, port);
+  await later.untilPrompt();
+  assert.match(await later.send('LOGIN Sup3r-Secret-Pass'), /^OK/, 'after the window the right password works');
   assert.ok(logger.lines.filter((l) => l.includes('Failed admin CLI login')).length >= 5);
   assert.ok(!logger.lines.some((l) => l.includes('Sup3r-Secret-Pass') || l.includes('guess')), 'no password in the log');
 });
