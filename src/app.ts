@@ -23,6 +23,7 @@ import {
   TaskIntake,
   TmpCleanup,
 } from './proxy';
+import type { ProxyTimeouts } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
@@ -52,6 +53,9 @@ export interface AppDeps {
     /** Autoscaler: delay between a task's webhook and its machine's removal (10 s), and the online-wait unit (1 s). */
     asrCleanupDelayMs?: number;
     asrOnlineSleepMs?: number;
+    proxyTimeouts?: Partial<ProxyTimeouts>;
+    /** How long a silent node is waited for (/info polls, proxied calls, task uploads); defaults 10 s / 5 min / 5 min. */
+    nodeTimeoutMs?: number;
   };
 }
 
@@ -88,7 +92,8 @@ export class ClusterOdm {
   constructor(deps: AppDeps) {
     this.deps = deps;
     const { config, clock, logger } = deps;
-    const client = new NodeClient();
+    const nodeTimeoutMs = deps.tuning?.nodeTimeoutMs;
+    const client = new NodeClient(nodeTimeoutMs !== undefined ? { timeoutMs: nodeTimeoutMs } : {});
     this.registry = new NodeRegistry({
       store: new JsonStateFile({ file: path.join(config.dataDir, 'nodes.json'), parse: parseNodesFile, logger, clock }),
       clock,
@@ -139,7 +144,7 @@ export class ClusterOdm {
     });
     this.taskOps = new TaskOps({ routes: this.routes, client });
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
-    this.forwarder = new Forwarder({ logger });
+    this.forwarder = new Forwarder({ logger, ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}) });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
     // One keep-alive pool per node, shared by proxied calls and task uploads.
     const uploader = new NodeUploader({
@@ -148,6 +153,7 @@ export class ClusterOdm {
       maxSendBytesPerSec: config.uploadMaxSpeed,
       agentFor: (node) => this.forwarder.agentFor(node),
       ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
+      ...(nodeTimeoutMs !== undefined ? { requestTimeoutMs: nodeTimeoutMs } : {}),
     });
     this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger });
     this.dispatcher = new TaskDispatcher({
@@ -218,6 +224,7 @@ export class ClusterOdm {
       ...(deps.host !== undefined ? { host: deps.host } : {}),
       logger,
       handle: (req, res) => handler.handle(req, res),
+      ...(deps.tuning?.proxyTimeouts ? { timeouts: deps.tuning.proxyTimeouts } : {}),
     });
     this.web =
       config.adminWebPort > 0

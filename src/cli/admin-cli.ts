@@ -40,6 +40,8 @@ export class AdminCli implements Service {
   private readonly opts: AdminCliOptions;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
+  /** Failed-login penalties per address, shared by every session. */
+  private readonly penalties = new Map<string, number>();
 
   constructor(opts: AdminCliOptions) {
     this.opts = opts;
@@ -82,6 +84,7 @@ export class AdminCli implements Service {
         idleTimeoutMs: this.opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
         loginDelayMs: this.opts.loginDelayMs ?? DEFAULT_LOGIN_DELAY_MS,
         maxLineBytes: this.opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
+        penalties: this.penalties,
       });
     } catch (e: unknown) {
       logger.error(`Admin CLI cannot serve ${socket.remoteAddress ?? '?'}: ${errorMessage(e)}`);

@@ -14,7 +14,12 @@ export interface SessionOptions {
   readonly loginDelayMs: number;
   readonly idleTimeoutMs: number;
   readonly maxLineBytes: number;
+  /** Shared by every session: per address, until when logins are refused unchecked after a failure. */
+  readonly penalties?: Map<string, number>;
 }
+
+/** The penalty map never holds more addresses than this (an address flood cannot grow memory). */
+const MAX_PENALIZED_ADDRESSES = 10_000;
 
 /** With more inputs than this waiting, reading from the socket pauses until the session catches up. */
 const MAX_QUEUED_INPUTS = 32;
@@ -158,16 +163,34 @@ export class CliSession {
   }
 
   private async login(password: string): Promise<boolean> {
-    if (passwordMatches(password, this.opts.password)) {
+    // After a failure, an address's logins are refused unchecked for the delay: guessing on many connections at
+    // once gains nothing over one guess at a time.
+    const addr = this.socket.remoteAddress ?? '?';
+    const now = this.opts.deps.clock.now();
+    const blocked = (this.opts.penalties?.get(addr) ?? 0) > now;
+    if (!blocked && passwordMatches(password, this.opts.password)) {
       this.loggedIn = true;
       this.log().info(`Admin CLI login from ${this.remote}`);
       return true;
     }
-    this.log().warn(`Failed admin CLI login from ${this.remote}`);
+    this.penalize(addr, now);
+    this.log().warn(`Failed admin CLI login from ${this.remote}${blocked ? ' (refused unchecked: too soon after a failure)' : ''}`);
     // Slows down guessing: this connection answers nothing more until the delay is over, then it is closed.
     await this.opts.deps.clock.sleep(this.opts.loginDelayMs);
     this.ending = true;
     return false;
+  }
+
+  private penalize(addr: string, now: number): void {
+    const p = this.opts.penalties;
+    if (!p) return;
+    p.delete(addr);
+    p.set(addr, now + this.opts.loginDelayMs);
+    // Insertion order is expiry order (every penalty has the same length): prune from the front.
+    for (const [a, until] of p) {
+      if (until > now && p.size <= MAX_PENALIZED_ADDRESSES) break;
+      p.delete(a);
+    }
   }
 
   /** Writes, waiting while the client is not reading (so a flood of commands cannot fill memory with replies). */

@@ -19,14 +19,14 @@ export class TaskOps {
   async info(uuid: string): Promise<unknown> {
     const route = this.routes.lookup(uuid);
     if (!route) return null;
-    return this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`));
+    return redactTokens(await this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`)));
   }
 
   async output(uuid: string, line: number): Promise<unknown> {
     const route = this.routes.lookup(uuid);
     if (!route) return null;
-    return this.call(() =>
-      this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/output`, { line }),
+    return redactTokens(
+      await this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/output`, { line })),
     );
   }
 
@@ -50,7 +50,7 @@ export class TaskOps {
     const results = await mapLimit(entries, this.listConcurrency, ([uuid, route]) =>
       this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`)),
     );
-    return results.filter((r) => !hasError(r));
+    return results.filter((r) => !hasError(r)).map(redactTokens);
   }
 
   /** Status codes of the routed tasks owned by `token` (the concurrency limit counts QUEUED and RUNNING ones). */
@@ -76,4 +76,17 @@ export class TaskOps {
 
 function hasError(v: unknown): boolean {
   return typeof v === 'object' && v !== null && 'error' in v;
+}
+
+/**
+ * Admin answers never show a user's token: a split-merge task's `sm-cluster` option (and ODM's output echoing it)
+ * holds `?token=<user token>`. Every `token=` value in any string is masked.
+ */
+export function redactTokens(v: unknown): unknown {
+  if (typeof v === 'string') return v.replace(/([?&]token=)[^&\s"'#]+/gi, '$1***');
+  if (Array.isArray(v)) return v.map(redactTokens);
+  if (typeof v === 'object' && v !== null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactTokens(x)]));
+  }
+  return v;
 }

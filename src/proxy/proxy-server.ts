@@ -15,7 +15,20 @@ export interface ProxyServerOptions {
   host?: string;
   logger: Logger;
   handle: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  /** Tests: shorter socket timeouts than the defaults below. */
+  timeouts?: Partial<ProxyTimeouts>;
 }
+
+export interface ProxyTimeouts {
+  /** A client must send its request headers within this time (slowloris). */
+  headersMs: number;
+  /** An idle keep-alive connection is closed after this long. */
+  keepAliveMs: number;
+  /** A connection on which nothing moves in either direction for this long is closed (a stalled body or reader). */
+  idleMs: number;
+}
+
+export const DEFAULT_PROXY_TIMEOUTS: Readonly<ProxyTimeouts> = { headersMs: 60_000, keepAliveMs: 65_000, idleMs: 5 * 60_000 };
 
 interface Listener {
   server: http.Server;
@@ -54,11 +67,17 @@ export class ProxyServer implements Service {
     const tls = useSsl ? readTls(o.sslKey, o.sslCert) : null;
     if (o.ephemeral) for (const p of plan) p.port = 0;
     for (const p of plan) {
-      const server = p.secure && tls ? https.createServer(tls, o.handle) : http.createServer(o.handle);
-      // Slow or idle clients must not hold sockets forever (slowloris); uploads keep their own idle timer.
-      server.headersTimeout = 60_000;
-      server.requestTimeout = 0;
-      server.keepAliveTimeout = 65_000;
+      const to = { ...DEFAULT_PROXY_TIMEOUTS, ...o.timeouts };
+      // headersTimeout is only enforced at this interval (30 s by default, longer than a short test timeout).
+      const checking = { connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(to.headersMs / 4))) };
+      const server =
+        p.secure && tls ? https.createServer({ ...tls, ...checking }, o.handle) : http.createServer(checking, o.handle);
+      // Slow or idle clients must not hold sockets forever (slowloris); uploads keep their own idle timer too.
+      server.headersTimeout = to.headersMs;
+      server.requestTimeout = 0; // an upload may take hours
+      server.keepAliveTimeout = to.keepAliveMs;
+      // A body that stops arriving (e.g. a cancel request trickled byte by byte, then nothing) ends the connection.
+      server.timeout = to.idleMs;
       const port = await listen(server, p.port, o.host);
       this.listeners.push({ server, secure: p.secure, port });
       o.logger.info(`Starting ${p.secure ? 'https' : 'http'} proxy on ${port}`);

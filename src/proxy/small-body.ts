@@ -77,7 +77,11 @@ function multipartFields(body: Buffer, contentType: string): Promise<Map<string,
       return;
     }
     bb.on('field', (name, value) => out.set(name, value));
-    bb.on('file', (_name, stream) => stream.resume());
+    bb.on('file', (_name, stream) => {
+      // A form cut off inside a file part errors that part too: without a listener, an uncaught exception.
+      stream.on('error', () => undefined);
+      stream.resume();
+    });
     bb.on('close', () => resolve(out));
     bb.on('error', (e: unknown) => reject(new BodyError(e instanceof Error ? e.message : 'Malformed multipart body')));
     bb.end(body);

@@ -306,8 +306,9 @@ export class TaskDispatcher implements LocalTasks {
 
   private async landed(t: StagedTask, node: ClusterNode): Promise<void> {
     await this.d.routes.add(t.uuid, node, t.token);
-    await this.d.table.delete(t.uuid);
+    // Files before the table entry: a kill in between leaves an entry that a restart resolves, never an orphan dir.
     await removeDir(t.dir);
+    await this.d.table.delete(t.uuid);
     this.d.logger.info(`Task ${t.uuid} is on ${node.name}`);
   }
 
@@ -326,11 +327,13 @@ export class TaskDispatcher implements LocalTasks {
     await d.poller.refreshAll();
     for (const entry of pending) {
       const node = d.registry.list().find((n) => n.key === entry.nodeKey);
-      if (node && (await this.nodeHasTask(node, entry.uuid))) {
-        await d.routes.add(entry.uuid, node, entry.token);
-        await d.table.delete(entry.uuid);
+      // A route written just before the stop means the task landed (its node may just be offline right now).
+      const routed = d.routes.has(entry.uuid);
+      if (routed || (node && (await this.nodeHasTask(node, entry.uuid)))) {
+        if (!routed && node) await d.routes.add(entry.uuid, node, entry.token);
         await removeDir(this.dirOf(entry.uuid));
-        d.logger.info(`Task ${entry.uuid} was already on ${node.name}`);
+        await d.table.delete(entry.uuid);
+        d.logger.info(`Task ${entry.uuid} was already on ${node?.name ?? 'its node'}`);
         continue;
       }
       const dir = this.dirOf(entry.uuid);
@@ -353,6 +356,8 @@ export class TaskDispatcher implements LocalTasks {
         continue;
       }
       next.transients++;
+      // Recorded first: a second restart must look for the task on this node, or it would be sent to a third.
+      if (entry.nodeKey !== next.key) await d.table.update(entry.uuid, { nodeKey: next.key }).catch((e: unknown) => this.logSaveError(entry.uuid, e));
       void this.forward(t, next, entry.taskInfo.options);
     }
   }

@@ -75,14 +75,16 @@ export class TaskIntake implements TaskCreationHandlers {
   }
 
   async init(ctx: RequestContext): Promise<void> {
-    let uuid: string;
+    let uuid = '';
     let staged: StagingResult;
+    let created = false;
     try {
       uuid = this.newUuid(ctx.req);
       staged = await stageMultipart(ctx.req, { dir: null, acceptFiles: false });
       const params = bodyParams(staged.fields);
       await this.validate(ctx, staged.fields, params);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
+      created = true;
       await this.writeBody(uuid, params);
       const now = this.d.clock.now();
       const name = taskName(params, now);
@@ -106,6 +108,8 @@ export class TaskIntake implements TaskCreationHandlers {
       );
     } catch (e: unknown) {
       ctx.req.resume();
+      // A full or read-only disk fails body.json or the task table after the dir was made: no dir is left behind.
+      if (created) await this.die(uuid);
       return sendError(ctx.res, errorMessage(e));
     }
     this.d.logger.info(`Task ${uuid} initialized`);

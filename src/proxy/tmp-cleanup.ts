@@ -31,12 +31,15 @@ export class TmpCleanup implements Service {
   private readonly o: Required<TmpCleanupOptions>;
   private timer: TimerHandle | null = null;
   private running: Promise<number> | null = null;
+  /** Dirs older than this start with no task behind them were left by the previous run (a crash): no grace. */
+  private startedAt = Number.NEGATIVE_INFINITY;
 
   constructor(opts: TmpCleanupOptions) {
     this.o = { intervalMs: 30 * 60 * 1000, ...opts };
   }
 
   async start(): Promise<void> {
+    this.startedAt = this.o.clock.now();
     void this.sweep();
     this.timer = this.o.clock.setInterval(() => void this.sweep(), this.o.intervalMs);
   }
@@ -102,6 +105,6 @@ export class TmpCleanup implements Service {
     } catch {
       return null;
     }
-    return now - mtime > ORPHAN_GRACE_MS ? 'old' : null;
+    return now - mtime > ORPHAN_GRACE_MS || mtime < this.startedAt - 1000 ? 'old' : null;
   }
 }
