@@ -305,7 +305,14 @@ export class TaskDispatcher implements LocalTasks {
   }
 
   private async landed(t: StagedTask, node: ClusterNode): Promise<void> {
-    await this.d.routes.add(t.uuid, node, t.token);
+    try {
+      await this.d.routes.add(t.uuid, node, t.token);
+    } catch (e: unknown) {
+      // The task is on its node: sending it again would destroy it there. The route is in memory; the table entry
+      // and the files stay, so a restart finds the task on this node and records the route then.
+      this.d.logger.error(`Task ${t.uuid} is on ${node.name} but its route cannot be saved: ${errorMessage(e)}`);
+      return;
+    }
     // Files before the table entry: a kill in between leaves an entry that a restart resolves, never an orphan dir.
     await removeDir(t.dir);
     await this.d.table.delete(t.uuid);

@@ -243,7 +243,9 @@ test('crash consistency: 200 task creations survive 20+ SIGKILLs of the daemon',
       failed++;
       assert.equal(tasksFile[uuid]?.phase, 'failed', `failed task ${uuid} is kept in tasks.json`);
     }
-    if (leftovers.includes(uuid)) {
+    // A kill between "route saved" and "files removed" leaves the files of a task still marked forwarding: the next
+    // start resolves it (checked below). Any other leftover is a leak.
+    if (leftovers.includes(uuid) && !(statusCode(info) === 40 && tasksFile[uuid]?.phase === 'forwarding')) {
       assert.fail(
         `finished task ${uuid} (status ${statusCode(info)}, ${tracked.find((x) => x.uuid === uuid)?.kind}, ` +
           `phase ${tasksFile[uuid]?.phase ?? 'none'}) left a tmp dir: ${fs.readdirSync(path.join(dir, 'tmp', uuid)).join(',')}`,
@@ -271,6 +273,12 @@ test('crash consistency: 200 task creations survive 20+ SIGKILLs of the daemon',
     const left = fs.readdirSync(tmp).map((n) => `${n} ${fs.statSync(path.join(tmp, n)).mtimeMs} [${fs.readdirSync(path.join(tmp, n)).join(',')}]`);
     throw new Error(`${String(e)}: ${left.join('; ')}\n${again.output().slice(-3000)}`);
   });
+  // After a clean stop, no finished task is still waiting to be resolved.
+  assert.equal(await again.stop('SIGTERM'), 0);
+  const tasksAfter = JSON.parse(fs.readFileSync(path.join(data, 'tasks.json'), 'utf8')) as Record<string, { phase: string }>;
+  for (const [uuid, info] of final) {
+    assert.equal(tasksAfter[uuid]?.phase, statusCode(info) === 30 ? 'failed' : undefined, `task ${uuid} after the restart`);
+  }
   process.stdout.write(
     `# crash consistency: ${kills} kills survived; ${onNodes} tasks on nodes, ${failed} FAILED with a reason, ` +
       `${tracked.filter((x) => x.refused).length} refused at commit, ${leftovers.length - sessions.size} orphan tmp dirs of unanswered requests (swept at the next start), ` +

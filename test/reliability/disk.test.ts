@@ -17,7 +17,8 @@ import { form, images, json, startLoggedApp, statusCode } from './support';
 
 interface SmallDisk {
   dir: string;
-  remount: (mode: 'ro' | 'rw') => void;
+  /** Remounts read-only or read-write (retried while a write in progress keeps the mount busy). */
+  remount: (mode: 'ro' | 'rw') => Promise<void>;
   /** Unmounts when the test ends: call it after starting the app, so that it runs after the app has stopped. */
   unmountAtEnd: () => void;
 }
@@ -36,7 +37,18 @@ function smallDisk(t: TestContext, kib: number): SmallDisk {
   });
   return {
     dir,
-    remount: (mode) => execFileSync('mount', ['-o', `remount,${mode}`, dir]),
+    remount: (mode) =>
+      waitUntil(
+        () => {
+          try {
+            execFileSync('mount', ['-o', `remount,${mode}`, dir], { stdio: 'ignore' });
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs: 10_000, intervalMs: 5, message: `cannot remount ${mode}` },
+      ),
     unmountAtEnd: () => {
       registered = true;
       t.after(unmount);
@@ -106,13 +118,13 @@ test('disk: a read-only tmp dir refuses uploads clearly and keeps what it holds'
   const uuid = String((await json(`${url}/task/new/init`, { method: 'POST', body: form({}) }))['uuid']);
   assert.deepEqual(await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: form({}, images(2)) }), { success: true });
   const stored = fs.readdirSync(path.join(tmp, uuid)).sort();
-  disk.remount('ro');
+  await disk.remount('ro');
   const up = await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: form({}, images(1, 'ro')) });
   assert.match(String(up['error']), /EROFS|read-only/i, JSON.stringify(up));
   const single = await json(`${url}/task/new`, { method: 'POST', body: form({}, images(1)) });
   assert.match(String(single['error']), /EROFS|read-only/i, JSON.stringify(single));
   assert.deepEqual(fs.readdirSync(path.join(tmp, uuid)).sort(), stored);
-  disk.remount('rw');
+  await disk.remount('rw');
   assert.deepEqual(await json(`${url}/task/new/commit/${uuid}`, { method: 'POST', body: form({}) }), { uuid });
   await waitUntil(async () => statusCode(await json(`${url}/task/${uuid}/info`)) === 40, { timeoutMs: 20_000, message: 'never completed' });
   assert.equal(node.taskFiles(uuid).length, 2);
@@ -134,7 +146,7 @@ test('disk: an unwritable data dir: FAIL on the CLI, an error in the log, the pr
   await app.routes.flush();
   const snapshot = new Map(fs.readdirSync(data).map((f) => [f, fs.readFileSync(path.join(data, f), 'utf8')]));
 
-  disk.remount('ro');
+  await disk.remount('ro');
   assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${nodes[1]?.port}`), 'FAIL\r\n');
   assert.equal(await cli.send('NODE LOCK 1'), 'FAIL\r\n');
   assert.match(await cli.send('NODE LIST'), /^1\) 127\.0\.0\.1:\d+ \[online\] [^\n]*\r\n\r\n$/, 'memory matches the disk: one node, unlocked');
@@ -144,8 +156,34 @@ test('disk: an unwritable data dir: FAIL on the CLI, an error in the log, the pr
   assert.match(String(init['error']), /EROFS|read-only/i, JSON.stringify(init));
   for (const [f, text] of snapshot) assert.equal(fs.readFileSync(path.join(data, f), 'utf8'), text, `${f} unchanged`);
 
-  disk.remount('rw');
+  await disk.remount('rw');
   assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${nodes[1]?.port}`), 'OK\r\n');
   assert.equal((JSON.parse(fs.readFileSync(path.join(data, 'nodes.json'), 'utf8')) as unknown[]).length, 2);
   assert.equal(statusCode(await json(`${url}/task/${uuid}/info`)) !== undefined, true, 'the routed task still answers');
+});
+
+test('disk: a data dir that turns read-only while a task is forwarded: the task lands once and is not re-sent', async (t) => {
+  const disk = smallDisk(t, 1024);
+  const node = await startTestNode({ processingMs: 100, uploadDelayMs: 1500 });
+  t.after(() => node.close());
+  const data = path.join(disk.dir, 'data');
+  const { url, app, logger } = await startLoggedApp(t, ['--data-dir', data], { cloud: multiUser(['']), tuning: { forwardRetryBaseMs: 20, uploadRetrySleepMs: 10 } });
+  disk.unmountAtEnd();
+  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
+  await app.nodeOps.updateAll();
+  const uuid = String((await json(`${url}/task/new`, { method: 'POST', body: form({}, images(2)) }))['uuid']);
+  await waitUntil(() => node.requests.some((r) => r.path.startsWith(`/task/new/upload/${uuid}`)), { message: 'upload never started' });
+  await disk.remount('ro'); // the route cannot be saved when the task lands
+  await waitUntil(() => logger.lines.some((l) => l.startsWith('error: ') && l.includes(uuid)), { timeoutMs: 20_000, message: 'nothing logged' });
+  await waitUntil(async () => statusCode(await json(`${url}/task/${uuid}/info`)) === 40, { timeoutMs: 20_000, message: 'the task never completed' });
+  assert.equal(node.tasks().filter((x) => x.uuid === uuid).length, 1);
+  assert.ok(!node.requests.some((r) => r.path.startsWith('/task/remove')), 'the landed task was not removed and sent again');
+  assert.equal(node.requests.filter((r) => r.path.startsWith('/task/new/commit')).length, 1, 'committed once');
+  // Once the disk is back, a restart finds the task on its node (its table entry still says where it went).
+  await disk.remount('rw');
+  await app.stop();
+  const again = await startLoggedApp(t, ['--data-dir', data], { cloud: multiUser(['']) });
+  t.after(() => fs.rmSync(disk.dir, { recursive: true, force: true })); // after this app's stop, too
+  await waitUntil(() => again.app.routes.has(uuid) && !again.app.tasks.has(uuid), { timeoutMs: 20_000, message: 'the route was not recovered' });
+  assert.equal(statusCode(await json(`${again.url}/task/${uuid}/info`)), 40);
 });

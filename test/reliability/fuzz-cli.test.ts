@@ -13,7 +13,7 @@ import { waitUntil } from '../helpers/wait';
 import { startTestNode } from '../helpers/test-node';
 import { form, images, json, seedFrom, startLoggedApp } from './support';
 
-const RUNS = Number(process.env['FUZZ_CLI_RUNS'] ?? 4000);
+const RUNS = Number(process.env['FUZZ_CLI_RUNS'] ?? 3000);
 const COMMANDS = ['HELP', 'NODE ADD', 'NODE DEL', 'NODE INFO', 'NODE LIST', 'NODE LOCK', 'NODE UNLOCK', 'NODE UPDATE', 'NODE BEST',
   'ROUTE INFO', 'ROUTE LIST', 'TASK LIST', 'TASK INFO', 'TASK OUTPUT', 'TASK CANCEL', 'TASK REMOVE', 'ASR VIEWCMD', '!!', 'LOGIN', 'QUIT',
   'node', 'route', 'task', 'NODE', 'TASK X', 'ROUTE X'];
