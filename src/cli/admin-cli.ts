@@ -25,6 +25,8 @@ export interface AdminCliOptions {
   logger: Logger;
   /** Idle connections are closed after this long (default 30 min). */
   idleTimeoutMs?: number;
+  /** With a password, connections must log in within this long (default 60 s). */
+  loginTimeoutMs?: number;
   /** Wait before closing a connection after a wrong password (default 1 s). */
   loginDelayMs?: number;
   /** Longer input lines are dropped and answered INVALID (default 4096 bytes). */
@@ -33,6 +35,7 @@ export interface AdminCliOptions {
 
 const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60 * 1000;
 const DEFAULT_LOGIN_DELAY_MS = 1000;
+const DEFAULT_LOGIN_TIMEOUT_MS = 60 * 1000;
 
 /** The telnet admin CLI (port 8080 by default): one CliSession per connection. */
 export class AdminCli implements Service {
@@ -82,6 +85,7 @@ export class AdminCli implements Service {
         password: this.opts.password,
         version: this.opts.version,
         idleTimeoutMs: this.opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        loginTimeoutMs: this.opts.loginTimeoutMs ?? DEFAULT_LOGIN_TIMEOUT_MS,
         loginDelayMs: this.opts.loginDelayMs ?? DEFAULT_LOGIN_DELAY_MS,
         maxLineBytes: this.opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
         penalties: this.penalties,

@@ -13,6 +13,8 @@ export interface SessionOptions {
   readonly version: string;
   readonly loginDelayMs: number;
   readonly idleTimeoutMs: number;
+  /** With a password: a connection not logged in this long after it opened is closed, whatever it sends. */
+  readonly loginTimeoutMs: number;
   readonly maxLineBytes: number;
   /** Shared by every session: per address, until when logins are refused unchecked after a failure. */
   readonly penalties?: Map<string, number>;
@@ -64,6 +66,16 @@ export class CliSession {
       repeatPrevious: () => this.execute(this.previous),
     };
     this.listen();
+    if (!this.loggedIn) {
+      // The idle timeout restarts on every byte, so a guest dribbling bytes could hold a connection forever.
+      const clock = opts.deps.clock;
+      const timer = clock.setTimeout(() => {
+        if (this.loggedIn || this.closed) return;
+        this.log().warn(`Admin CLI ${this.remote} did not log in within ${opts.loginTimeoutMs} ms, closing`);
+        socket.destroy();
+      }, opts.loginTimeoutMs);
+      socket.once('close', () => clock.clearTimeout(timer));
+    }
     this.log().debug(`Admin CLI connection from ${this.remote}`);
     void this.write(this.banner());
   }

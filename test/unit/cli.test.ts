@@ -513,6 +513,22 @@ test('idle connections are closed', async (t) => {
   assert.ok(h.logger.lines.some((l) => /^debug: Admin CLI .* idle for 150 ms, closing$/.test(l)));
 });
 
+test('with a password, a connection that does not log in in time is closed even if it keeps sending bytes', async (t) => {
+  const h = await startCli(t, { password: 'pw', loginTimeoutMs: 400 });
+  const guest = await connected(t, h);
+  // An unfinished telnet subnegotiation, a byte at a time: never a whole line, so the idle timer keeps restarting.
+  guest.socket.write(Buffer.from([255, 250, 24]));
+  const drip = setInterval(() => guest.socket.write(Buffer.from([1])), 50);
+  t.after(() => clearInterval(drip));
+  const admin = await connected(t, h);
+  assert.equal(await admin.send('LOGIN pw'), 'OK\r\nHELP for help\r\n#> ');
+  await guest.closed;
+  clearInterval(drip);
+  assert.ok(h.logger.lines.some((l) => /^warn: Admin CLI .* did not log in within 400 ms, closing$/.test(l)));
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await admin.send('NODE LIST'), '\r\n#> ', 'a logged-in session stays');
+});
+
 test('stop() closes the server and open connections; port 0 gives a real port', async (t) => {
   const h = await startCli(t);
   assert.ok(h.cli.port > 0);
