@@ -141,6 +141,7 @@ export class ClusterOdm {
       logger,
       history: this.history,
       machines: autoscaler,
+      connections: { forget: (node) => this.forwarder.forget(node) },
     });
     this.taskOps = new TaskOps({ routes: this.routes, client });
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });

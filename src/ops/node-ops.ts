@@ -16,6 +16,8 @@ export interface NodeOpsOptions {
   machines?: MachineDestroyer | null;
   /** Load samples of removed nodes are dropped. */
   history?: LoadHistory | null;
+  /** Kept-alive connections to removed nodes are closed. */
+  connections?: { forget(node: ClusterNode): void } | null;
 }
 
 /** Node operations shared by the admin CLI and the admin web. */
@@ -48,6 +50,7 @@ export class NodeOps {
     const routes = await this.o.routes.removeByNode(node);
     await this.o.registry.remove(node);
     this.o.history?.forget(node);
+    this.o.connections?.forget(node);
     this.o.logger.info(`Removed node ${node.name} (${routes} routes dropped)`);
   }
 

@@ -148,6 +148,14 @@ export class Forwarder {
     sendError(res, `Proxy redirect error: ${msg}`);
   }
 
+  /** A removed node: its kept-alive connections are closed now rather than when the node closes them. */
+  forget(node: NodeEndpoint): void {
+    const up = this.upstreams.get(node.baseUrl);
+    if (!up) return;
+    for (const [base, u] of this.upstreams) if (u.agent === up.agent) this.upstreams.delete(base);
+    up.agent.destroy();
+  }
+
   close(): void {
     for (const u of new Set([...this.upstreams.values()].map((x) => x.agent))) u.destroy();
     this.upstreams.clear();
