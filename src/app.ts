@@ -50,9 +50,6 @@ export interface AppDeps {
   tuning?: {
     forwardRetryBaseMs?: number;
     uploadRetrySleepMs?: number;
-    /** Autoscaler: delay between a task's webhook and its machine's removal (10 s), and the online-wait unit (1 s). */
-    asrCleanupDelayMs?: number;
-    asrOnlineSleepMs?: number;
     proxyTimeouts?: Partial<ProxyTimeouts>;
     /** How long a silent node is waited for (/info polls, proxied calls, task uploads); defaults 10 s / 5 min / 5 min. */
     nodeTimeoutMs?: number;
@@ -118,8 +115,6 @@ export class ClusterOdm {
           clock,
           logger,
           downloadsFromS3: config.downloadsFromS3 ? downloadsBase(config.downloadsFromS3) : '',
-          ...(deps.tuning?.asrCleanupDelayMs !== undefined ? { cleanupDelayMs: deps.tuning.asrCleanupDelayMs } : {}),
-          ...(deps.tuning?.asrOnlineSleepMs !== undefined ? { onlineSleepMs: deps.tuning.asrOnlineSleepMs } : {}),
         });
       } catch (e: unknown) {
         this.setupError = `Cannot initialize ASR: ${errorMessage(e)}`;

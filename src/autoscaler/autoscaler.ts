@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock, Logger, Service, TimerHandle } from '../core';
-import { errorMessage } from '../core';
-import { TaskStatus, type NodeClient } from '../nodeodm';
+import { abortableSleep, errorMessage } from '../core';
+import type { NodeClient } from '../nodeodm';
 import { ClusterNode, type HealthPoller, type NodeRegistry } from '../nodes';
 import type { RouteTable, TaskInfo, TaskTable } from '../routing';
 import type { DockerMachine } from './docker-machine';
@@ -13,6 +13,7 @@ export const VACUUM_INTERVAL_MS = 10 * 60 * 1000;
 /** How long after a task's webhook its machine is destroyed (as the original). */
 export const CLEANUP_DELAY_MS = 10_000;
 /** An autospawned node holding no task for this long after its creation is destroyed (no leaked machines). */
+const ONLINE_ROUNDS = 5;
 export const IDLE_GRACE_MS = 30 * 60 * 1000;
 /** Names of the machines we create: clusterodm-<images>-<random>. */
 export const MACHINE_NAME = /^clusterodm-\d+-[A-Za-z0-9]+$/;
@@ -67,11 +68,6 @@ export interface AutoscalerDeps {
   /** Base URL of the results (`--downloads-from-s3` or the bucket's), recorded as the task's s3Path. */
   downloadsBase?: string;
   random?: (bytes: number) => Buffer;
-  /** Rounds of waiting for a new node to answer /info (round i sleeps i seconds; the original: 5). */
-  onlineRounds?: number;
-  onlineSleepMs?: number;
-  /** Delay between a task's webhook and its machine's removal (default CLEANUP_DELAY_MS). */
-  cleanupDelayMs?: number;
 }
 
 const ALNUM = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
@@ -226,7 +222,7 @@ export class Autoscaler implements Service {
         } catch (e: unknown) {
           logger.warn(`Cannot create machine ${name}: ${this.mask(errorMessage(e))}`);
           await machines.rm(name, true).catch(() => undefined);
-          if (attempt < retries) await sleep(clock, provider.failureSleepMs(attempt), signal);
+          if (attempt < retries) await abortableSleep(clock, provider.failureSleepMs(attempt), signal);
         }
       }
       if (!created) throw new Error(`Cannot create machine (attempted ${retries} times)`);
@@ -276,13 +272,12 @@ export class Autoscaler implements Service {
   }
 
   private async waitOnline(node: ClusterNode, step: (m: string) => void, signal: AbortSignal): Promise<void> {
-    const rounds = this.d.onlineRounds ?? 5;
-    const sleepMs = this.d.onlineSleepMs ?? 1000;
-    for (let i = 1; i <= rounds; i++) {
+    // As the original: 5 rounds, round i sleeping i seconds.
+    for (let i = 1; i <= ONLINE_ROUNDS; i++) {
       if (signal.aborted) throw new Error('Aborted');
       if (await this.d.poller.refresh(node)) return;
       step(`Waiting for ${node.name} to get online... (${i})`);
-      await sleep(this.d.clock, sleepMs * i, signal);
+      await abortableSleep(this.d.clock, 1000 * i, signal);
     }
     if (await this.d.poller.refresh(node)) return;
     throw new Error('No nodes available (spawned a new node, but the node did not get online).');
@@ -319,7 +314,7 @@ export class Autoscaler implements Service {
   }
 
   /** After a task's webhook: the machine goes 10 s later (the original's delay, so NodeODM can finish answering). */
-  scheduleCleanup(node: ClusterNode, delayMs = this.d.cleanupDelayMs ?? CLEANUP_DELAY_MS): void {
+  scheduleCleanup(node: ClusterNode, delayMs = CLEANUP_DELAY_MS): void {
     const t = this.d.clock.setTimeout(() => {
       this.cleanups.delete(t);
       if (!this.d.registry.list().includes(node)) return;
@@ -341,8 +336,9 @@ export class Autoscaler implements Service {
     let info: unknown = null;
     let output: string[] = [];
     try {
-      info = await client.getJson(node, `/task/${uuid}/info`);
-      const out = await client.getJson(node, `/task/${uuid}/output`, { line: -MAX_OUTPUT_LINES });
+      // Info and the last lines of output in one request.
+      info = await client.getJson(node, `/task/${uuid}/info`, { with_output: -MAX_OUTPUT_LINES });
+      const out = (info as { output?: unknown } | null)?.output;
       if (Array.isArray(out)) output = out.filter((l): l is string => typeof l === 'string');
     } catch (e: unknown) {
       logger.warn(`Autoscaler: cannot read task ${uuid} from ${node.name}: ${errorMessage(e)}`);
@@ -501,8 +497,9 @@ function asTaskInfo(v: unknown, uuid: string): TaskInfo | null {
   const code = (status as { code?: unknown }).code;
   if (typeof code !== 'number') return null;
   const num = (x: unknown, d: number): number => (typeof x === 'number' && Number.isFinite(x) ? x : d);
+  const { output: _output, ...rest } = o;
   const info: TaskInfo = {
-    ...o,
+    ...rest,
     uuid,
     name: typeof o['name'] === 'string' ? o['name'] : '',
     dateCreated: num(o['dateCreated'], 0),
@@ -515,22 +512,3 @@ function asTaskInfo(v: unknown, uuid: string): TaskInfo | null {
   return info;
 }
 
-/** Whether a NodeODM status code is final. */
-export function isFinalStatus(code: number): boolean {
-  return code === TaskStatus.COMPLETED || code === TaskStatus.FAILED || code === TaskStatus.CANCELED;
-}
-
-function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = (): void => {
-      clock.clearTimeout(t);
-      resolve();
-    };
-    const t = clock.setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}

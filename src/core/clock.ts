@@ -11,6 +11,25 @@ export interface Clock {
   sleep(ms: number): Promise<void>;
 }
 
+/**
+ * Waits `ms` on `clock`, ending early (resolving) when `signal` aborts; the timer is cleared either way, so an
+ * aborted wait leaves nothing behind.
+ */
+export function abortableSleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const onAbort = (): void => {
+      clock.clearTimeout(timer);
+      resolve();
+    };
+    const timer = clock.setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),

@@ -9,6 +9,11 @@ export const TaskStatus = {
 } as const;
 export type TaskStatusCode = (typeof TaskStatus)[keyof typeof TaskStatus];
 
+/** Whether a status code is final: the task will not run any more (what NodeODM's webhook reports). */
+export function isFinalStatus(code: number): boolean {
+  return code === TaskStatus.COMPLETED || code === TaskStatus.FAILED || code === TaskStatus.CANCELED;
+}
+
 /** The `/info` answer of a node. Kept whole (NODE INFO shows it); the known fields are checked. */
 export interface NodeInfo {
   readonly version?: string;

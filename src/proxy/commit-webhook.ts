@@ -1,9 +1,9 @@
 import type * as http from 'node:http';
-import { isFinalStatus, type Autoscaler } from '../autoscaler';
+import type { Autoscaler } from '../autoscaler';
 import type { CloudProvider } from '../cloud';
 import type { Logger } from '../core';
 import { errorMessage } from '../core';
-import type { NodeClient } from '../nodeodm';
+import { isFinalStatus, type NodeClient } from '../nodeodm';
 import { isValidUuid, type RouteTable, type TaskTable } from '../routing';
 import type { CommitWindow } from './guards';
 import { sendError, sendJson } from './respond';

@@ -16,7 +16,7 @@ import { setMaxListeners } from 'node:events';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
-import { ClusterError, errorMessage, type Clock, type Logger, type TimerHandle } from '../core';
+import { abortableSleep, ClusterError, errorMessage, type Clock, type Logger, type TimerHandle } from '../core';
 import type { NodeEndpoint } from '../nodeodm';
 import { buildMultipart, type MultipartBody, type MultipartPart } from './multipart-writer';
 import type { TeeBody } from './upload-tee';
@@ -116,7 +116,7 @@ export class NodeUploader {
       this.deps.logger.warn(
         `${node.name} already holds a copy of task ${uuid} (${String(answer['error'])}), removing it before init`,
       );
-      if (attempt > 1) await abortableSleep(this.deps.clock, this.retrySleepMs, signal);
+      if (attempt > 1) await sleepOrThrow(this.deps.clock, this.retrySleepMs, signal);
       await this.removePartial(node, uuid, signal);
       answer = await send();
     }
@@ -233,7 +233,7 @@ export class NodeUploader {
           throw nodeError(`${errorMessage(e)}: maximum upload retries (${retries}) exceeded`, e);
         }
         this.deps.logger.warn(`File upload to ${node.name} failed, retrying... (${attempt + 1}) [task ${uuid}: ${errorMessage(e)}]`);
-        await abortableSleep(this.deps.clock, this.retrySleepMs, signal);
+        await sleepOrThrow(this.deps.clock, this.retrySleepMs, signal);
       }
     }
   }
@@ -393,20 +393,11 @@ async function runAllOrCancel(jobs: Array<(signal: AbortSignal) => Promise<void>
   if (failure) throw failure.error;
 }
 
-/** clock.setTimeout rather than clock.sleep so that an abort also clears the timer. */
-function abortableSleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(abortedError());
-    const onAbort = (): void => {
-      clock.clearTimeout(timer);
-      reject(abortedError());
-    };
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+
+/** Waits between retries; an abort ends the wait with the abort error. */
+async function sleepOrThrow(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  await abortableSleep(clock, ms, signal);
+  if (signal.aborted) throw abortedError();
 }
 
 // ----- progress -----

@@ -2,7 +2,7 @@ import type * as http from 'node:http';
 import { S3NotFound, type S3Store } from '../autoscaler';
 import type { Logger } from '../core';
 import { errorMessage } from '../core';
-import { sendError, sendJson } from './respond';
+import { sendJson } from './respond';
 
 export interface S3DownloadsOptions {
   /** Base URL of the results: `--downloads-from-s3` (path kept), or the autoscaler's bucket URL. */
@@ -78,5 +78,3 @@ export class S3Downloads {
     obj.body.pipe(res);
   }
 }
-
-export { sendError };

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Autoscaler, Reservation } from '../autoscaler';
 import type { CloudProvider } from '../cloud';
 import type { Clock, Logger } from '../core';
-import { errorMessage } from '../core';
+import { abortableSleep, errorMessage } from '../core';
 import { augmentTaskOptions, filterOptions, parseTaskOptions, type Limits, type NodeClient } from '../nodeodm';
 import type { ClusterNode, HealthPoller, NodeRegistry } from '../nodes';
 import { LAUNCHING_OUTPUT, type RouteTable, type TaskTable } from '../routing';
@@ -456,17 +456,3 @@ export async function listStagedFiles(dir: string): Promise<string[]> {
   }
 }
 
-function abortableSleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clock.clearTimeout(timer);
-      resolve();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}

@@ -5,6 +5,7 @@ import { ClusterOdm, type AppDeps } from '../../src/app';
 import type { CloudProvider, Limits } from '../../src/cloud';
 import { parseConfig } from '../../src/config';
 import { MemoryLogger, systemClock } from '../../src/core';
+import { startTestNode, type TestNode, type TestNodeOptions } from './test-node';
 import { tempDir } from './tmp';
 
 /** Starts the whole daemon in-process (ephemeral ports, no admin CLI) with a cloud provider of the test's. */
@@ -51,3 +52,21 @@ export async function startApp(
   return { url: `http://127.0.0.1:${app.proxy.ports.http ?? 0}`, app, dir };
 }
 
+
+/**
+ * One test node behind an in-process daemon with short retry waits, and a task initialised through it (with no
+ * options): the start of every upload-streaming test.
+ */
+export async function appWithInitTask(
+  t: TestContext,
+  nodeOpts: Partial<TestNodeOptions> = {},
+): Promise<{ node: TestNode; url: string; app: ClusterOdm; uuid: string }> {
+  const node = await startTestNode({ processingMs: 100, ...nodeOpts });
+  t.after(() => node.close());
+  const { url, app } = await startApp(t, multiUser(['']), [], { forwardRetryBaseMs: 20, uploadRetrySleepMs: 10 });
+  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
+  await app.nodeOps.updateAll();
+  const init = (await (await fetch(`${url}/task/new/init`, { method: 'POST', body: new FormData() })).json()) as { uuid?: unknown };
+  assert.equal(typeof init.uuid, 'string', JSON.stringify(init));
+  return { node, url, app, uuid: init.uuid as string };
+}

@@ -291,6 +291,25 @@ test('downloads: --downloads-from-s3 without --asr redirects finished autoscaled
   assert.equal(dl.status, 200);
   assert.equal(dl.headers.get('content-type'), 'application/zip');
   await dl.arrayBuffer();
+  // A static node started with --webhook may report it: accepted because the node itself says the task is done.
+  const hook = await fetch(`${d.url}/commit`, { method: 'POST', body: JSON.stringify({ uuid, status: { code: 40 } }) });
+  assert.equal(hook.status, 200);
+  assert.deepEqual(await hook.json(), { ok: true });
+  assert.match(d.output(), new RegExp(`Task ${uuid} is done \\(webhook from 127\\.0\\.0\\.1:${node.port}\\)`));
+});
+
+test('autoscaler: when no machine can be created, the task fails with the original message and nothing is left', async (t) => {
+  const rig = await startAsrRig(t, { asr: { createRetries: 2 }, dm: { failCreate: 10 } });
+  const c = await cluster(t, rig);
+  await fillStaticNode(c);
+  const uuid = await newTask(c.d, 2);
+  await waitUntil(async () => (await info(c.d, uuid)).status?.code === 30, { timeoutMs: 30000, message: 'task did not fail' });
+  const out = (await (await fetch(`${c.d.url}/task/${uuid}/output`)).json()) as string[];
+  assert.deepEqual(out, ['No nodes available (attempted to autoscale but failed). Try again later.']);
+  assert.equal(rig.dm.calls('docker-machine').filter((x) => x.args[0] === 'create').length, 2);
+  assert.equal(rig.dm.machines().length, 0);
+  assert.match(c.d.output(), /Cannot create node via autoscaling: Cannot create machine \(attempted 2 times\)/);
+  assert.ok(!fs.existsSync(path.join(c.d.dir, 'tmp', uuid)), 'staged files removed');
 });
 
 test('autoscaler: with private results (s3.acl), downloads of an autoscaled task are streamed from the bucket', async (t) => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { multiUser, startApp } from '../helpers/app';
+import { appWithInitTask, multiUser, startApp } from '../helpers/app';
 import { startTestNode } from '../helpers/test-node';
 import { waitUntil } from '../helpers/wait';
 
@@ -17,12 +17,7 @@ async function json(url: string, init?: RequestInit): Promise<Record<string, unk
 const fast = { forwardRetryBaseMs: 20, uploadRetrySleepMs: 10 };
 
 test('streaming: images reach the node while the client uploads; commit sends nothing twice', async (t) => {
-  const node = await startTestNode({ processingMs: 100 });
-  t.after(() => node.close());
-  const { url, app } = await startApp(t, multiUser(['']), [], fast);
-  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
-  await app.nodeOps.updateAll();
-  const { uuid } = (await json(`${url}/task/new/init`, { method: 'POST', body: new FormData() })) as { uuid: string };
+  const { node, url, app, uuid } = await appWithInitTask(t);
   for (let i = 0; i < 12; i += 4) {
     assert.deepEqual(await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(i, 4) }), { success: true });
   }

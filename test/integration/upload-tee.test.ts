@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { test } from 'node:test';
-import { multiUser, startApp } from '../helpers/app';
-import { startTestNode } from '../helpers/test-node';
+import { appWithInitTask } from '../helpers/app';
 import { waitUntil } from '../helpers/wait';
 
 function images(names: string[], size = 40_000): FormData {
@@ -22,16 +21,10 @@ async function completed(url: string, uuid: string): Promise<void> {
   );
 }
 
-const fast = { forwardRetryBaseMs: 20, uploadRetrySleepMs: 10 };
 const range = (from: number, n: number): string[] => Array.from({ length: n }, (_, i) => `img${from + i}.jpg`);
 
 test('upload tee: each client upload reaches the node as one request, copied as it arrives; nothing is sent twice', async (t) => {
-  const node = await startTestNode({ processingMs: 100 });
-  t.after(() => node.close());
-  const { url, app } = await startApp(t, multiUser(['']), [], fast);
-  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
-  await app.nodeOps.updateAll();
-  const { uuid } = (await json(`${url}/task/new/init`, { method: 'POST', body: new FormData() })) as { uuid: string };
+  const { node, url, uuid } = await appWithInitTask(t);
   // 5 files per upload: read back from disk they would go in batches of 4 (two node requests per upload).
   for (let i = 0; i < 15; i += 5) {
     assert.deepEqual(await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(range(i, 5)) }), { success: true });
@@ -47,12 +40,7 @@ test('upload tee: each client upload reaches the node as one request, copied as 
 });
 
 test('upload tee: a name the staging changes (a repeated file name, non-ASCII) ends with the staged names on the node', async (t) => {
-  const node = await startTestNode({ processingMs: 100 });
-  t.after(() => node.close());
-  const { url, app } = await startApp(t, multiUser(['']), [], fast);
-  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
-  await app.nodeOps.updateAll();
-  const { uuid } = (await json(`${url}/task/new/init`, { method: 'POST', body: new FormData() })) as { uuid: string };
+  const { node, url, uuid } = await appWithInitTask(t);
   await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(['a.jpg', 'b.jpg']) });
   await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(['a.jpg', 'é.jpg'], 30_000) });
   assert.deepEqual(await json(`${url}/task/new/commit/${uuid}`, { method: 'POST' }), { uuid });
@@ -63,12 +51,7 @@ test('upload tee: a name the staging changes (a repeated file name, non-ASCII) e
 });
 
 test('upload tee: a client that goes away mid-upload leaves no partial file on the node; the task still completes', async (t) => {
-  const node = await startTestNode({ processingMs: 100 });
-  t.after(() => node.close());
-  const { url, app } = await startApp(t, multiUser(['']), [], fast);
-  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
-  await app.nodeOps.updateAll();
-  const { uuid } = (await json(`${url}/task/new/init`, { method: 'POST', body: new FormData() })) as { uuid: string };
+  const { node, url, uuid } = await appWithInitTask(t);
   await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(['ok.jpg']) });
   // Half of a multipart body of announced length, then the connection drops.
   const boundary = 'XyZboundary';
@@ -88,12 +71,7 @@ test('upload tee: a client that goes away mid-upload leaves no partial file on t
 });
 
 test('upload tee: a node that drops the copied upload gets those files from the staged copy', async (t) => {
-  const node = await startTestNode({ processingMs: 100 });
-  t.after(() => node.close());
-  const { url, app } = await startApp(t, multiUser(['']), [], fast);
-  assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
-  await app.nodeOps.updateAll();
-  const { uuid } = (await json(`${url}/task/new/init`, { method: 'POST', body: new FormData() })) as { uuid: string };
+  const { node, url, uuid } = await appWithInitTask(t);
   node.configure({ dropUploads: 1 });
   assert.deepEqual(await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(range(0, 3)) }), { success: true });
   // Sent again from disk before the commit: the node holds them while the client has not committed yet.

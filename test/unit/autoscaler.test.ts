@@ -286,6 +286,29 @@ test('vacuum: an idle machine whose webhook never came keeps its task info and o
   assert.equal(r.routes.has(uuid), false);
 });
 
+test('vacuum: a machine whose task is done and saved (a restart lost the cleanup after its webhook) is destroyed at once', async (t) => {
+  const r = await scalerRig(t);
+  const now = r.clock.now();
+  const done = await r.spawned('clusterodm-1-done', { created: now - 60_000 });
+  const busy = await r.spawned('clusterodm-1-busy', { created: now - 60_000 });
+  setOnline(done, now, 0);
+  setOnline(busy, now, 1);
+  const uuid = '11111111-2222-4333-8444-000000000001';
+  await r.routes.add(uuid, done, undefined);
+  await r.routes.add('11111111-2222-4333-8444-000000000002', busy, undefined);
+  await r.tasks.put({
+    uuid,
+    token: undefined,
+    phase: 'finished',
+    taskInfo: { uuid, name: 't', dateCreated: now, status: { code: 40 }, options: [], imagesCount: 1 },
+    output: ['done'],
+  });
+  await r.scaler.vacuum();
+  assert.deepEqual(r.machines(), ['clusterodm-1-busy']);
+  assert.ok(r.logger.lines.includes(`warn: ${done.name} has finished its task and will be deleted`));
+  assert.equal(r.tasks.get(uuid)?.phase, 'finished', 'the saved task stays');
+});
+
 test('reserve: the limit is taken synchronously, so concurrent tasks never exceed it', async (t) => {
   const r = await scalerRig(t, { dropletsLimit: 2 });
   const a = r.scaler.reserve(5);
