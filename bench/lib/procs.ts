@@ -8,6 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { NODE_FLAGS } from '../../src/core';
 import { stopChild, trackChild } from './cleanup';
 
 const DIST = path.resolve(__dirname, '..', '..');
@@ -129,7 +130,8 @@ export async function startDaemon(opts: { name: string; dir: string; nodeFlags?:
   const { dir } = opts;
   fs.mkdirSync(dir, { recursive: true });
   const args = ['--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--log-dir', dir, '--admin-web-port', '0', ...(opts.args ?? [])];
-  const s = spawnNode(opts.name, opts.nodeFlags ?? [], DAEMON_MAIN, args, dir, { ...process.env, TMPDIR: dir });
+  // The V8 flags the shipped entry point (index.js) runs the daemon with; --daemon-node-flags come after them.
+  const s = spawnNode(opts.name, [...NODE_FLAGS, ...(opts.nodeFlags ?? [])], DAEMON_MAIN, args, dir, { ...process.env, TMPDIR: dir });
   const startMs = await s.until((t) => PROXY_RE.test(t) && CLI_RE.test(t), opts.timeoutMs ?? 60_000);
   const proxyPort = Number(PROXY_RE.exec(s.out.start)?.[1]);
   const cliPort = Number(CLI_RE.exec(s.out.start)?.[1]);

@@ -4,3 +4,4 @@ export * from './service';
 export * from './logger';
 export * from './concurrency';
 export * from './listen';
+export * from './node-flags';

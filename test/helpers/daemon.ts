@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
+import { NODE_FLAGS } from '../../src/core';
 import { waitUntil } from './wait';
 
 export interface Daemon {
@@ -36,7 +37,8 @@ export async function startDaemon(
   fs.mkdirSync(dir, { recursive: true });
   const proc = spawn(
     process.execPath,
-    [MAIN, '--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--log-dir', dir, '--admin-web-port', '0', ...args],
+    // The V8 flags the shipped entry point (index.js) runs the daemon with.
+    [...NODE_FLAGS, MAIN, '--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--log-dir', dir, '--admin-web-port', '0', ...args],
     { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}) },
   );
   let out = '';

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseConfig, type Config } from '../../src/config';
+import { NODE_FLAGS } from '../../src/core';
 import { parseNodesFile } from '../../src/nodes';
 import { parseRoutesFile } from '../../src/routing';
 
@@ -240,7 +241,7 @@ function docker(): DockerFacts {
   );
   const entrypoint = words(ep.args);
   assert.equal(all(final, 'CMD').length, 0, 'a CMD is passed to the program as flags: put defaults in ENTRYPOINT');
-  const config = configFor(entrypoint.slice(2), workdir, 'Dockerfile ENTRYPOINT');
+  const config = configFor(nodeCommand(entrypoint).args, workdir, 'Dockerfile ENTRYPOINT');
   const volumes = all(final, 'VOLUME').flatMap((v) => words(v.args));
   dockerFacts = { text, stages, final, workdir, entrypoint, config, volumes };
   return dockerFacts;
@@ -256,10 +257,12 @@ test('Dockerfile: every stage is FROM node:20-slim, which satisfies package.json
   assert.ok(20 >= Number(min[1]), `node:20 does not satisfy engines.node "${engines}"`);
 });
 
-test('Dockerfile: ENTRYPOINT runs the program entry point with flags the program accepts', () => {
+test('Dockerfile: ENTRYPOINT runs the program entry point with NODE_FLAGS and flags the program accepts', () => {
   const { entrypoint, workdir } = docker();
-  assert.match(entrypoint[0] ?? '', /(^|\/)node$/, 'ENTRYPOINT must start with node');
-  assert.equal(entrypoint[1], path.posix.join(workdir, 'index.js'), 'ENTRYPOINT must run <WORKDIR>/index.js');
+  const cmd = nodeCommand(entrypoint);
+  assert.match(cmd.node, /(^|\/)node$/, 'ENTRYPOINT must start with node');
+  assert.deepEqual(cmd.nodeFlags, [...NODE_FLAGS], 'ENTRYPOINT must give node the NODE_FLAGS of src/core/node-flags.ts (no second process)');
+  assert.equal(cmd.script, path.posix.join(workdir, 'index.js'), 'ENTRYPOINT must run <WORKDIR>/index.js');
   const main = (JSON.parse(read('package.json')) as { main?: string }).main;
   assert.equal(main, 'index.js', 'package.json main is no longer index.js: update the ENTRYPOINT');
 });
@@ -473,7 +476,7 @@ function compose(): ComposeFacts {
   const command = cluster['command'];
   const extra = Array.isArray(command) ? command.map(String) : typeof command === 'string' ? command.split(/\s+/) : [];
   const d = docker();
-  const config = configFor([...d.entrypoint.slice(2), ...extra], d.workdir, 'clusterodm command');
+  const config = configFor([...nodeCommand(d.entrypoint).args, ...extra], d.workdir, 'clusterodm command');
   composeFacts = { all, cluster, config };
   return composeFacts;
 }
@@ -550,12 +553,13 @@ test('systemd unit: ExecStart runs index.js from the program folder with flags t
   assert.ok(path.posix.isAbsolute(workdir), 'WorkingDirectory must be an absolute path');
   const user = one('User') ?? '';
   assert.ok(user !== '' && user !== 'root', 'the unit must run as a non-root User');
-  const argv = (one('ExecStart') ?? '').replace(/^[-@+!:]+/, '').split(/\s+/).filter((w) => w !== '');
-  assert.match(argv[0] ?? '', /^\/.*\/node$/, 'ExecStart must run node by absolute path');
-  const script = path.posix.resolve(workdir, argv[1] ?? '');
+  const cmd = nodeCommand((one('ExecStart') ?? '').replace(/^[-@+!:]+/, '').split(/\s+/).filter((w) => w !== ''));
+  assert.match(cmd.node, /^\/.*\/node$/, 'ExecStart must run node by absolute path');
+  assert.deepEqual(cmd.nodeFlags, [...NODE_FLAGS], 'ExecStart must give node the NODE_FLAGS of src/core/node-flags.ts');
+  const script = path.posix.resolve(workdir, cmd.script);
   assert.equal(path.posix.basename(script), 'index.js', 'ExecStart must run index.js');
   assert.equal(path.posix.dirname(script), workdir, 'ExecStart must run the index.js of the WorkingDirectory');
-  configFor(argv.slice(2), workdir, 'ExecStart');
+  configFor(cmd.args, workdir, 'ExecStart');
   assert.equal(one('Restart'), 'always');
 });
 
@@ -569,4 +573,18 @@ test('systemd unit: stops the daemon with a signal index.ts handles', () => {
     assert.ok(m, `ExecStop=${stop}: cannot tell which signal it sends`);
     assert.ok(handled.has(normalizeSignal(m[1] ?? '')), `ExecStop sends ${m[1]}, which index.ts does not handle`);
   }
+});
+
+/** `node [node flags] script [args]` split into its parts. */
+function nodeCommand(argv: readonly string[]): { node: string; nodeFlags: string[]; script: string; args: string[] } {
+  const i = argv.findIndex((w, k) => k > 0 && !w.startsWith('-'));
+  return { node: argv[0] ?? '', nodeFlags: argv.slice(1, i < 0 ? argv.length : i), script: argv[i] ?? '', args: i < 0 ? [] : argv.slice(i + 1) };
+}
+
+test('package.json: `npm start` runs index.js with NODE_FLAGS', () => {
+  const start = (JSON.parse(read('package.json')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+  const cmd = nodeCommand(start.split(/\s+/).filter((w) => w !== ''));
+  assert.equal(cmd.node, 'node');
+  assert.deepEqual(cmd.nodeFlags, [...NODE_FLAGS], 'npm start must give node the NODE_FLAGS of src/core/node-flags.ts');
+  assert.equal(cmd.script, 'index.js');
 });

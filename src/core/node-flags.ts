@@ -1,0 +1,76 @@
+import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+
+/**
+ * V8 flags ClusterODM runs with, however it is started (`node index.js`, `npm start`, Docker, systemd).
+ *
+ * `--initial-heap-size=64`: a floor of 64 MiB under V8's old-generation limit. Every socket read allocates a fresh
+ * 64 KiB buffer; V8 counts that external memory against the old-generation limit, and a daemon with a small heap
+ * (~8 MiB live, few routes) gets a limit only ~16 MiB above it. V8 then starts a full (incremental) mark-compact
+ * about every 60 ms while data flows, long before a cheap scavenge would free those buffers: measured on a 256 MiB
+ * download, 73 mark-compacts with ~60 ms of background marking each, and 4.5–5.4 ms of CPU per MiB instead of
+ * 2.0–2.4 (`npm run bench -- --only b`; the bare reference proxy, with its smaller heap, never entered that
+ * cycle). 48 MiB still let a few through; 64 MiB none. Large heaps (many routes) are not affected: their limit has
+ * room. The flag only moves the limit: garbage is still collected, at most ~64 MiB of it is held.
+ *
+ * V8 reads it only at process start (`v8.setFlagsFromString` is too late, and NODE_OPTIONS refuses it), hence
+ * `withNodeFlags` below. `--no-incremental-marking`, which can be set at run time, was measured and rejected: with
+ * it V8 let the old generation grow to hundreds of MiB of garbage before collecting.
+ */
+export const NODE_FLAGS: readonly string[] = ['--initial-heap-size=64'];
+
+/** The flags of NODE_FLAGS that `execArgv` does not set (by name: `--initial-heap-size=128` counts as set). */
+export function missingNodeFlags(execArgv: readonly string[], wanted: readonly string[] = NODE_FLAGS): string[] {
+  const name = (f: string): string => (f.split('=')[0] ?? f).replace(/_/g, '-');
+  const have = new Set(execArgv.map(name));
+  return wanted.filter((f) => !have.has(name(f)));
+}
+
+export interface RespawnOptions {
+  /** The script to run again (index.js). */
+  script: string;
+  argv: readonly string[];
+  execArgv?: readonly string[];
+  env?: NodeJS.ProcessEnv;
+  spawn?: (cmd: string, args: readonly string[], opts: SpawnOptions) => ChildProcess;
+  /** Where signals arrive and the exit goes (this process by default). */
+  proc?: Pick<NodeJS.Process, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'pid' | 'execPath'>;
+}
+
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP'] as const;
+
+/**
+ * Runs `script` in a child node with the missing NODE_FLAGS, or returns false when nothing is missing (or
+ * CLUSTERODM_NO_RESPAWN=1): the caller then runs in this process. The parent only waits: stdio is shared,
+ * SIGINT/SIGTERM/SIGQUIT/SIGHUP are passed on (a stop by Docker or systemd reaches the daemon), and the parent ends
+ * as the child did (same exit code, or the same signal). Giving the flags on the command line
+ * (`node --initial-heap-size=64 index.js`) avoids the second process.
+ */
+export function withNodeFlags(opts: RespawnOptions): boolean {
+  const env = opts.env ?? process.env;
+  const proc = opts.proc ?? process;
+  const missing = missingNodeFlags(opts.execArgv ?? process.execArgv);
+  if (missing.length === 0 || env['CLUSTERODM_NO_RESPAWN'] === '1') return false;
+  const spawn = opts.spawn ?? nodeSpawn;
+  const child = spawn(proc.execPath, [...missing, ...(opts.execArgv ?? process.execArgv), opts.script, ...opts.argv], {
+    stdio: 'inherit',
+    env: { ...env, CLUSTERODM_NO_RESPAWN: '1' },
+  });
+  for (const sig of FORWARDED) {
+    proc.on(sig, () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    });
+  }
+  child.on('error', (e: Error) => {
+    process.stderr.write(`Cannot start ClusterODM: ${e.message}\n`);
+    proc.exit(1);
+  });
+  child.on('exit', (code, signal) => {
+    if (signal) {
+      for (const sig of FORWARDED) proc.removeAllListeners(sig);
+      proc.kill(proc.pid, signal);
+      return;
+    }
+    proc.exit(code ?? 1);
+  });
+  return true;
+}
