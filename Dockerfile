@@ -83,5 +83,5 @@ STOPSIGNAL SIGTERM
 
 # The program folder (/var/www) is read-only for the daemon, so the log file goes to logs/. A later
 # `--log-dir` given to `docker run` wins (the last flag counts).
-# --initial-heap-size=64: see src/core/node-flags.ts (given here, so index.js needs no second process).
-ENTRYPOINT ["node", "--initial-heap-size=64", "/var/www/index.js", "--log-dir", "/var/www/logs"]
+# --initial-heap-size=48: see src/core/node-flags.ts (given here, so index.js needs no second process).
+ENTRYPOINT ["node", "--initial-heap-size=48", "/var/www/index.js", "--log-dir", "/var/www/logs"]

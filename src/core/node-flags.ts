@@ -3,20 +3,21 @@ import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:c
 /**
  * V8 flags ClusterODM runs with, however it is started (`node index.js`, `npm start`, Docker, systemd).
  *
- * `--initial-heap-size=64`: a floor of 64 MiB under V8's old-generation limit. Every socket read allocates a fresh
+ * `--initial-heap-size=48`: a floor of 48 MiB under V8's old-generation limit. Every socket read allocates a fresh
  * 64 KiB buffer; V8 counts that external memory against the old-generation limit, and a daemon with a small heap
  * (~8 MiB live, few routes) gets a limit only ~16 MiB above it. V8 then starts a full (incremental) mark-compact
- * about every 60 ms while data flows, long before a cheap scavenge would free those buffers: measured on a 256 MiB
- * download, 73 mark-compacts with ~60 ms of background marking each, and 4.5–5.4 ms of CPU per MiB instead of
- * 2.0–2.4 (`npm run bench -- --only b`; the bare reference proxy, with its smaller heap, never entered that
- * cycle). 48 MiB still let a few through; 64 MiB none. Large heaps (many routes) are not affected: their limit has
- * room. The flag only moves the limit: garbage is still collected, at most ~64 MiB of it is held.
+ * about every 60 ms while data flows, long before a cheap scavenge would free those buffers: measured on four
+ * 256 MiB downloads, 73 mark-compacts with ~60 ms of background marking each, and 4.5–5.4 ms of CPU per MiB
+ * (the bare reference proxy, with its smaller heap, never entered that cycle: 2.2–2.4). With a 48 MiB floor: 4
+ * mark-compacts, 2.2 ms/MiB; 64 MiB removed the last ones but cost memory (peak RSS of 10 uploads of 1 GiB:
+ * 150.5 MB, over the 150 MB target; 147.2 MB at 48). Large heaps (many routes) are not affected: their limit has
+ * room. The flag only moves the limit: garbage is still collected.
  *
  * V8 reads it only at process start (`v8.setFlagsFromString` is too late, and NODE_OPTIONS refuses it), hence
  * `withNodeFlags` below. `--no-incremental-marking`, which can be set at run time, was measured and rejected: with
  * it V8 let the old generation grow to hundreds of MiB of garbage before collecting.
  */
-export const NODE_FLAGS: readonly string[] = ['--initial-heap-size=64'];
+export const NODE_FLAGS: readonly string[] = ['--initial-heap-size=48'];
 
 /** The flags of NODE_FLAGS that `execArgv` does not set (by name: `--initial-heap-size=128` counts as set). */
 export function missingNodeFlags(execArgv: readonly string[], wanted: readonly string[] = NODE_FLAGS): string[] {
@@ -43,7 +44,7 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP'] as const;
  * CLUSTERODM_NO_RESPAWN=1): the caller then runs in this process. The parent only waits: stdio is shared,
  * SIGINT/SIGTERM/SIGQUIT/SIGHUP are passed on (a stop by Docker or systemd reaches the daemon), and the parent ends
  * as the child did (same exit code, or the same signal). Giving the flags on the command line
- * (`node --initial-heap-size=64 index.js`) avoids the second process.
+ * (`node --initial-heap-size=48 index.js`) avoids the second process.
  */
 export function withNodeFlags(opts: RespawnOptions): boolean {
   const env = opts.env ?? process.env;
