@@ -2,3 +2,4 @@ export * from './route-table';
 export * from './route-store';
 export * from './task-table';
 export * from './expiry';
+export * from './route-map';

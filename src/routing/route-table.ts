@@ -1,5 +1,6 @@
 import type { Clock, Logger } from '../core';
 import type { ClusterNode, NodeRegistry } from '../nodes';
+import { RouteMap } from './route-map';
 
 /** Routes not accessed for this long are dropped (as the original). */
 export const ROUTE_EXPIRY_MS = 5 * 24 * 60 * 60 * 1000;
@@ -22,7 +23,7 @@ export interface StoredRoute {
 /** Persistence of the route table (routes.json + journal); see route-store.ts. */
 export interface RouteStore {
   /** Loads every route, resolving nodes with `resolve`; routes whose node is unknown come back in `dropped`. */
-  load(resolve: (nodeKey: string) => ClusterNode | undefined): Promise<{ routes: Map<string, RouteEntry>; dropped: string[] }>;
+  load(resolve: (nodeKey: string) => ClusterNode | undefined): Promise<{ routes: RouteMap; dropped: string[] }>;
   /** Lets the store snapshot the live table when it compacts. */
   setEntriesSource(src: () => Iterable<[string, RouteEntry]>): void;
   put(uuid: string, entry: RouteEntry): Promise<void>;
@@ -33,7 +34,7 @@ export interface RouteStore {
 
 /** task uuid → node and owner token. */
 export class RouteTable {
-  private routes = new Map<string, RouteEntry>();
+  private routes = new RouteMap();
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly store: RouteStore;
@@ -91,7 +92,7 @@ export class RouteTable {
   }
 
   async removeByNode(node: ClusterNode): Promise<number> {
-    const gone = [...this.routes].filter(([, r]) => r.node === node).map(([uuid]) => uuid);
+    const gone = this.routes.keysWhere((n) => n === node);
     for (const uuid of gone) this.routes.delete(uuid);
     if (gone.length > 0) await this.store.delete(gone);
     return gone.length;
@@ -106,11 +107,12 @@ export class RouteTable {
   uuidsByNode(nodes: ReadonlySet<ClusterNode>): Map<ClusterNode, string[]> {
     const out = new Map<ClusterNode, string[]>();
     if (nodes.size === 0) return out;
-    for (const [uuid, r] of this.routes) {
-      if (!nodes.has(r.node)) continue;
-      const list = out.get(r.node);
+    for (const uuid of this.routes.keysWhere((n) => nodes.has(n))) {
+      const node = this.routes.get(uuid)?.node;
+      if (!node) continue;
+      const list = out.get(node);
       if (list) list.push(uuid);
-      else out.set(r.node, [uuid]);
+      else out.set(node, [uuid]);
     }
     return out;
   }
@@ -118,8 +120,7 @@ export class RouteTable {
   /** Drops routes idle for more than 5 days. */
   async expire(): Promise<number> {
     const limit = this.clock.now() - ROUTE_EXPIRY_MS;
-    const old: string[] = [];
-    for (const [uuid, r] of this.routes) if (r.accessed < limit) old.push(uuid);
+    const old = this.routes.keysWhere((_, accessed) => accessed < limit);
     for (const uuid of old) this.routes.delete(uuid);
     if (old.length > 0) {
       await this.store.delete(old);

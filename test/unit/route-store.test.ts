@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { FakeClock, MemoryLogger } from '../../src/core';
 import { ClusterNode, NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
-import { ExpiryService, FileRouteStore, parseRoutesFile, parseRoutesBuffer, ROUTE_EXPIRY_MS, RouteTable, TaskTable } from '../../src/routing';
+import { ExpiryService, FileRouteStore, parseRoutesFile, parseRoutesBuffer, ROUTE_EXPIRY_MS, RouteMap, RouteTable, TaskTable, type LoadedRoutes } from '../../src/routing';
 import { JsonStateFile } from '../../src/store';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
@@ -194,7 +194,7 @@ test('routes: the fast routes.json reader agrees with JSON.parse, and defers to 
     nodes.set(key, n);
     return n;
   };
-  const view = (l: { routes: Map<string, { node: ClusterNode; token: string | undefined; accessed: number }>; dropped: string[] }): unknown => ({
+  const view = (l: LoadedRoutes): unknown => ({
     routes: [...l.routes].map(([u, r]) => [u, r.node.hostname, r.token, r.accessed]),
     dropped: l.dropped,
   });
@@ -203,7 +203,7 @@ test('routes: the fast routes.json reader agrees with JSON.parse, and defers to 
     assert.ok(fast, text);
     assert.deepEqual(view(fast), view(parseRoutesFile(JSON.parse(text), resolve)));
   }
-  assert.deepEqual(view(parseRoutesBuffer(Buffer.from(files[1] ?? ''), resolve) ?? { routes: new Map(), dropped: [] }), {
+  assert.deepEqual(view(parseRoutesBuffer(Buffer.from(files[1] ?? ''), resolve) ?? { routes: new RouteMap(), dropped: [] }), {
     routes: [
       [U1, 'localhost:3002', undefined, 1795824362711],
       [U2, 'localhost:3001', 'us\\er"tok', 17],
