@@ -175,7 +175,9 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
       this.reserve(Math.max(16, this.baseCount * 2), Math.max(this.keyUsed + len, this.keyBytes.length * 2));
     }
     const i = this.baseCount++;
-    this.keyBytes.set(b.subarray(start, end), this.keyUsed);
+    // A loop, not set(subarray): no view object per route.
+    const kb = this.keyBytes;
+    for (let k = 0, o = this.keyUsed; k < len; k++) kb[o + k] = b[start + k] ?? 0;
     this.keyStart[i] = this.keyUsed;
     this.keyLen[i] = len;
     this.keyUsed += len;
