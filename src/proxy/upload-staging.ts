@@ -109,8 +109,6 @@ const MAX_OPEN_ATTEMPTS = 1000;
  * many files are pending, which bounds what is buffered to about one socket read.
  */
 const MAX_PARALLEL_WRITES = 16;
-/** Bytes a staged file may hold in memory while its writes catch up (see writeFile). */
-const WRITE_BUFFER_BYTES = 256 * 1024;
 /** User-controlled names are echoed in error messages; keep those short. */
 const MAX_NAME_IN_MESSAGE = 200;
 
@@ -554,9 +552,7 @@ class StagingSession {
       // The call may have failed while this file waited for a slot: then there is nothing to create.
       if (limiter.destroyed) throw limiter.errored ?? new StagingError('aborted', 'Upload aborted');
       const { name, handle } = await this.openUnique(first);
-      // 256 KiB of room: while one write is in the thread pool, the next chunks queue and go out as one writev
-      // (100 MiB in 64 KiB writes cost ~180 ms of CPU, ~120 ms this way).
-      const out = fs.createWriteStream(path.join(this.dirOrThrow(), name), { fd: handle, highWaterMark: WRITE_BUFFER_BYTES });
+      const out = fs.createWriteStream(path.join(this.dirOrThrow(), name), { fd: handle });
       try {
         await pipeline(limiter, out);
       } finally {
