@@ -66,6 +66,22 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
     this.appendBase(b, start, end, h, node, token, accessed);
   }
 
+  /** Gives back the room a size hint reserved beyond the routes actually read (after a load). */
+  trim(): void {
+    const n = this.baseCount;
+    if (this.keyStart.length === n && this.keyBytes.length === this.keyUsed) return;
+    this.keyStart = this.keyStart.slice(0, n);
+    this.keyLen = this.keyLen.slice(0, n);
+    this.nodeIdx = this.nodeIdx.slice(0, n);
+    this.accessedAt = this.accessedAt.slice(0, n);
+    this.tokenIdx = this.tokenIdx.slice(0, n);
+    this.deleted = this.deleted.slice(0, n);
+    this.keyBytes = this.keyBytes.slice(0, this.keyUsed);
+    let cap = 16;
+    while (cap < n * 2) cap *= 2;
+    if (cap < this.slots.length) this.rehash(cap);
+  }
+
   get(uuid: string): RouteEntry | undefined {
     const i = this.findString(uuid);
     if (i >= 0 && this.deleted[i] === 0) {

@@ -136,7 +136,11 @@ export function parseRoutesBuffer(b: Buffer, resolve: NodeResolver): LoadedRoute
       out.dropped.push(uuid);
     }
     p++;
-    if (b[p] === CLOSE) return p === end - 1 ? out : null;
+    if (b[p] === CLOSE) {
+      if (p !== end - 1) return null;
+      out.routes.trim();
+      return out;
+    }
     if (b[p] !== COMMA) return null;
     p++;
   }

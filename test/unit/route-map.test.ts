@@ -11,7 +11,8 @@ type Op =
   | { op: 'addBytes'; key: string; node: number; token: string | undefined; accessed: number }
   | { op: 'set'; key: string; node: number; token: string | undefined; accessed: number }
   | { op: 'delete'; key: string }
-  | { op: 'get'; key: string; bump: number };
+  | { op: 'get'; key: string; bump: number }
+  | { op: 'trim' };
 
 const key = fc.constantFrom(...KEYS);
 const fields = { node: fc.integer({ min: 0, max: 2 }), token: fc.option(fc.constantFrom('', 'tok', 'other'), { nil: undefined }), accessed: fc.integer() };
@@ -20,13 +21,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('set' as const), key, ...fields }),
   fc.record({ op: fc.constant('delete' as const), key }),
   fc.record({ op: fc.constant('get' as const), key, bump: fc.integer() }),
+  fc.record({ op: fc.constant('trim' as const) }),
 );
 
 function view(m: Iterable<[string, RouteEntry]>): Array<[string, string, string | undefined, number]> {
   return [...m].map(([k, r]) => [k, r.node.hostname, r.token, r.accessed]);
 }
 
-test('route map: behaves as a Map (order, values, size, has) under random adds from bytes, sets, deletes and reads', () => {
+test('route map: behaves as a Map (order, values, size, has) under random adds from bytes, sets, deletes, reads and trims', () => {
   fc.assert(
     fc.property(fc.array(opArb, { maxLength: 60 }), fc.boolean(), (ops, hinted) => {
       const m = hinted ? new RouteMap({ count: 4, keyBytes: 8 }) : new RouteMap();
@@ -39,6 +41,8 @@ test('route map: behaves as a Map (order, values, size, has) under random adds f
             m.addBytes(b, 2, 2 + o.key.length, entry.node, entry.token, entry.accessed);
           } else m.set(o.key, entry);
           model.set(o.key, { ...entry });
+        } else if (o.op === 'trim') {
+          m.trim();
         } else if (o.op === 'delete') {
           assert.equal(m.delete(o.key), model.delete(o.key));
         } else {
@@ -73,7 +77,10 @@ test('route map: 100,000 routes from bytes grow the base and stay findable; iter
   const b = Buffer.from(Array.from({ length: 100_000 }, (_, i) => uuid(i)).join(''), 'latin1');
   for (let i = 0; i < 100_000; i++) m.addBytes(b, i * 36, i * 36 + 36, NODES[i % 3] as ClusterNode, i % 2 ? 'tok' : undefined, i);
   assert.equal(m.size, 100_000);
+  m.trim();
   for (const i of [0, 1, 4_095, 65_536, 99_999]) assert.deepEqual(m.get(uuid(i))?.accessed, i);
+  m.addBytes(b, 0, 36, NODES[2] as ClusterNode, undefined, -1); // after a trim the base still takes changes
+  assert.equal(m.get(uuid(0))?.node, NODES[2]);
   assert.equal(m.get(uuid(100_000)), undefined);
   let seen = 0;
   for (const [k] of m) {
