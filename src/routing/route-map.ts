@@ -238,50 +238,35 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
   }
 
   private findBytes(b: Uint8Array, start: number, end: number, h: number): number {
-    if (this.slots.length === 0) return -1;
-    const mask = this.slots.length - 1;
-    const len = end - start;
-    for (let p = h & mask; ; p = (p + 1) & mask) {
-      const v = this.slots[p] ?? 0;
-      if (v === 0) return -1;
-      const i = v - 1;
-      if (this.keyLen[i] !== len) continue;
-      const s = this.keyStart[i] ?? 0;
-      let same = true;
-      for (let k = 0; k < len; k++) {
-        if (this.keyBytes[s + k] !== b[start + k]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return i;
-    }
+    return this.probe(h, end - start, (s, len) => {
+      for (let k = 0; k < len; k++) if (this.keyBytes[s + k] !== b[start + k]) return false;
+      return true;
+    });
   }
 
   private findString(uuid: string): number {
     if (this.baseCount === 0) return -1;
-    const len = uuid.length;
     let h = FNV_OFFSET;
-    for (let k = 0; k < len; k++) {
+    for (let k = 0; k < uuid.length; k++) {
       const c = uuid.charCodeAt(k);
       if (c >= 0x80) return -1; // base keys are plain ASCII
       h = Math.imul(h ^ c, FNV_PRIME);
     }
+    return this.probe(h, uuid.length, (s, len) => {
+      for (let k = 0; k < len; k++) if (this.keyBytes[s + k] !== uuid.charCodeAt(k)) return false;
+      return true;
+    });
+  }
+
+  /** The base index of the key of length `len` with hash `h` for which `same(keyStart, len)` holds; -1 if none. */
+  private probe(h: number, len: number, same: (start: number, len: number) => boolean): number {
+    if (this.slots.length === 0) return -1;
     const mask = this.slots.length - 1;
     for (let p = h & mask; ; p = (p + 1) & mask) {
       const v = this.slots[p] ?? 0;
       if (v === 0) return -1;
       const i = v - 1;
-      if (this.keyLen[i] !== len) continue;
-      const s = this.keyStart[i] ?? 0;
-      let same = true;
-      for (let k = 0; k < len; k++) {
-        if (this.keyBytes[s + k] !== uuid.charCodeAt(k)) {
-          same = false;
-          break;
-        }
-      }
-      if (same) return i;
+      if (this.keyLen[i] === len && same(this.keyStart[i] ?? 0, len)) return i;
     }
   }
 }
