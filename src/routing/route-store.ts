@@ -64,13 +64,14 @@ const ACCESSED_PREFIX = Buffer.from(',"accessed":');
 /**
  * Fast path for large routes.json files (1,000,000 routes): a byte scanner for exactly what JSON.stringify writes
  * (the original's writer and ours): `"<uuid>":{"node":{...},"token":"...","accessed":N}`, token before or after
- * accessed. It works on the file's bytes, so no 100 MB string is built, and each uuid becomes its own small string
- * (a slice of a big string would keep all of it alive). Each distinct node object is parsed once. Anything
+ * accessed. It works on the file's bytes, so no 100 MB string is built, and the uuid bytes go straight into the
+ * RouteMap's compact base (no string or object per route). Each distinct node object is parsed once. Anything
  * unexpected (whitespace, other keys, non-ASCII or escaped uuids) returns null and the generic JSON.parse path
  * decides.
  */
 export function parseRoutesBuffer(b: Buffer, resolve: NodeResolver): LoadedRoutes | null {
-  // Sized for ~90 bytes per route (what JSON.stringify writes is ~115): no regrowth, little slack.
+  // Room for one route per 90 bytes (JSON.stringify writes ~115 per route with a plain node), so the base rarely
+  // regrows; trim() gives the slack back at the end.
   const estimate = Math.ceil(b.length / 90);
   const out: LoadedRoutes = { routes: new RouteMap({ count: estimate, keyBytes: estimate * 36 }), dropped: [] };
   let end = b.length;
