@@ -11,6 +11,6 @@ try {
 // The daemon runs with the V8 flags of NODE_FLAGS (dist/src/core/node-flags.js explains them): when they were not
 // given on the command line, it runs in a child node that has them, and this process only waits for it.
 const { withNodeFlags } = require('./dist/src/core/node-flags.js');
-if (!withNodeFlags({ script: __filename, argv: process.argv.slice(2) })) {
+if (!withNodeFlags(__filename, process.argv.slice(2))) {
   require('./dist/index.js').main(process.argv.slice(2));
 }

@@ -1,4 +1,4 @@
-import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { spawn } from 'node:child_process';
 
 /**
  * V8 flags ClusterODM runs with, however it is started (`node index.js`, `npm start`, Docker, systemd).
@@ -26,17 +26,6 @@ export function missingNodeFlags(execArgv: readonly string[], wanted: readonly s
   return wanted.filter((f) => !have.has(name(f)));
 }
 
-export interface RespawnOptions {
-  /** The script to run again (index.js). */
-  script: string;
-  argv: readonly string[];
-  execArgv?: readonly string[];
-  env?: NodeJS.ProcessEnv;
-  spawn?: (cmd: string, args: readonly string[], opts: SpawnOptions) => ChildProcess;
-  /** Where signals arrive and the exit goes (this process by default). */
-  proc?: Pick<NodeJS.Process, 'on' | 'removeAllListeners' | 'exit' | 'kill' | 'pid' | 'execPath'>;
-}
-
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP'] as const;
 
 /**
@@ -46,32 +35,29 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGHUP'] as const;
  * as the child did (same exit code, or the same signal). Giving the flags on the command line
  * (`node --initial-heap-size=48 index.js`) avoids the second process.
  */
-export function withNodeFlags(opts: RespawnOptions): boolean {
-  const env = opts.env ?? process.env;
-  const proc = opts.proc ?? process;
-  const missing = missingNodeFlags(opts.execArgv ?? process.execArgv);
-  if (missing.length === 0 || env['CLUSTERODM_NO_RESPAWN'] === '1') return false;
-  const spawn = opts.spawn ?? nodeSpawn;
-  const child = spawn(proc.execPath, [...missing, ...(opts.execArgv ?? process.execArgv), opts.script, ...opts.argv], {
+export function withNodeFlags(script: string, argv: readonly string[]): boolean {
+  const missing = missingNodeFlags(process.execArgv);
+  if (missing.length === 0 || process.env['CLUSTERODM_NO_RESPAWN'] === '1') return false;
+  const child = spawn(process.execPath, [...missing, ...process.execArgv, script, ...argv], {
     stdio: 'inherit',
-    env: { ...env, CLUSTERODM_NO_RESPAWN: '1' },
+    env: { ...process.env, CLUSTERODM_NO_RESPAWN: '1' },
   });
   for (const sig of FORWARDED) {
-    proc.on(sig, () => {
+    process.on(sig, () => {
       if (child.exitCode === null && child.signalCode === null) child.kill(sig);
     });
   }
   child.on('error', (e: Error) => {
     process.stderr.write(`Cannot start ClusterODM: ${e.message}\n`);
-    proc.exit(1);
+    process.exit(1);
   });
   child.on('exit', (code, signal) => {
     if (signal) {
-      for (const sig of FORWARDED) proc.removeAllListeners(sig);
-      proc.kill(proc.pid, signal);
+      for (const sig of FORWARDED) process.removeAllListeners(sig);
+      process.kill(process.pid, signal);
       return;
     }
-    proc.exit(code ?? 1);
+    process.exit(code ?? 1);
   });
   return true;
 }

@@ -121,14 +121,19 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
   /** The uuids of routes for which `pred` holds, without making an object per route (expiry, node removal). */
   keysWhere(pred: (node: ClusterNode, accessed: number) => boolean): string[] {
     const out: string[] = [];
+    this.scan(pred, (uuid) => out.push(uuid));
+    return out;
+  }
+
+  /** Calls `found` with the uuid and node of each route for which `pred` holds; no object per route either. */
+  scan(pred: (node: ClusterNode, accessed: number) => boolean, found: (uuid: string, node: ClusterNode) => void): void {
     for (let i = 0; i < this.baseCount; i++) {
       if (this.deleted[i] !== 0) continue;
       const p = this.promoted.get(i);
-      const ok = p ? pred(p.node, p.accessed) : pred(this.nodes[this.nodeIdx[i] ?? 0] as ClusterNode, this.accessedAt[i] ?? 0);
-      if (ok) out.push(this.keyString(i));
+      const node = p ? p.node : (this.nodes[this.nodeIdx[i] ?? 0] as ClusterNode);
+      if (pred(node, p ? p.accessed : (this.accessedAt[i] ?? 0))) found(this.keyString(i), node);
     }
-    for (const [uuid, r] of this.extra) if (pred(r.node, r.accessed)) out.push(uuid);
-    return out;
+    for (const [uuid, r] of this.extra) if (pred(r.node, r.accessed)) found(uuid, r.node);
   }
 
   /** Live, as a Map's: routes deleted meanwhile are skipped, routes added meanwhile after the base are seen. */
@@ -142,10 +147,6 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
 
   *keys(): IterableIterator<string> {
     for (const [k] of this.entries()) yield k;
-  }
-
-  *values(): IterableIterator<RouteEntry> {
-    for (const [, v] of this.entries()) yield v;
   }
 
   [Symbol.iterator](): IterableIterator<[string, RouteEntry]> {
@@ -165,24 +166,9 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
   }
 
   private writeFields(i: number, node: ClusterNode, token: string | undefined, accessed: number): void {
-    let n = this.nodeIndex.get(node);
-    if (n === undefined) {
-      n = this.nodes.length;
-      this.nodes.push(node);
-      this.nodeIndex.set(node, n);
-    }
-    this.nodeIdx[i] = n;
+    this.nodeIdx[i] = intern(this.nodes, this.nodeIndex, node);
     this.accessedAt[i] = accessed;
-    if (token === undefined) this.tokenIdx[i] = -1;
-    else {
-      let t = this.tokenIndex.get(token);
-      if (t === undefined) {
-        t = this.tokens.length;
-        this.tokens.push(token);
-        this.tokenIndex.set(token, t);
-      }
-      this.tokenIdx[i] = t;
-    }
+    this.tokenIdx[i] = token === undefined ? -1 : intern(this.tokens, this.tokenIndex, token);
   }
 
   private appendBase(b: Uint8Array, start: number, end: number, h: number, node: ClusterNode, token: string | undefined, accessed: number): void {
@@ -278,6 +264,17 @@ function hashBytes(b: Uint8Array, start: number, end: number): number {
   let h = FNV_OFFSET;
   for (let k = start; k < end; k++) h = Math.imul(h ^ (b[k] ?? 0), FNV_PRIME);
   return h;
+}
+
+/** The index of `v` in `list`, appending it the first time (`index` maps values to their indexes). */
+function intern<T>(list: T[], index: Map<T, number>, v: T): number {
+  let n = index.get(v);
+  if (n === undefined) {
+    n = list.length;
+    list.push(v);
+    index.set(v, n);
+  }
+  return n;
 }
 
 function latin1String(b: Uint8Array, start: number, end: number): string {

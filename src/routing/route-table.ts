@@ -107,13 +107,14 @@ export class RouteTable {
   uuidsByNode(nodes: ReadonlySet<ClusterNode>): Map<ClusterNode, string[]> {
     const out = new Map<ClusterNode, string[]>();
     if (nodes.size === 0) return out;
-    for (const uuid of this.routes.keysWhere((n) => nodes.has(n))) {
-      const node = this.routes.get(uuid)?.node;
-      if (!node) continue;
-      const list = out.get(node);
-      if (list) list.push(uuid);
-      else out.set(node, [uuid]);
-    }
+    this.routes.scan(
+      (n) => nodes.has(n),
+      (uuid, node) => {
+        const list = out.get(node);
+        if (list) list.push(uuid);
+        else out.set(node, [uuid]);
+      },
+    );
     return out;
   }
 

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { CliClient } from '../helpers/cli-client';
 import { waitUntil } from '../helpers/wait';
 import { startTestNode } from '../helpers/test-node';
-import { form, images, json, seedFrom, startLoggedApp } from './support';
+import { captureUnhandled, form, images, json, seedFrom, startLoggedApp } from './support';
 
 const RUNS = Number(process.env['FUZZ_CLI_RUNS'] ?? 3000);
 const COMMANDS = ['HELP', 'NODE ADD', 'NODE DEL', 'NODE INFO', 'NODE LIST', 'NODE LOCK', 'NODE UNLOCK', 'NODE UPDATE', 'NODE BEST',
@@ -45,10 +45,7 @@ const REPLY = /^(?:OK|FAIL|INVALID|No best node available|\d+\) .+|[[{].*|[\]}].
 
 test('fuzz: the admin CLI answers every hostile input with a reply and a prompt', { timeout: 170_000 }, async (t) => {
   const seed = seedFrom('FUZZ_SEED', 'CLI fuzz');
-  const unhandled: unknown[] = [];
-  const onUnhandled = (e: unknown): void => void unhandled.push(e);
-  process.on('unhandledRejection', onUnhandled);
-  t.after(() => process.off('unhandledRejection', onUnhandled));
+  const unhandled = captureUnhandled(t);
   const node = await startTestNode({ processingMs: 3_600_000 });
   t.after(() => node.close());
   const { url, app, logger } = await startLoggedApp(t, ['--admin-cli-port', '1']);

@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { multiUser } from '../helpers/app';
 import { startTestNode } from '../helpers/test-node';
 import { waitUntil } from '../helpers/wait';
-import { form, images, json, rawRequest, seedFrom, startLoggedApp, type RawAnswer } from './support';
+import { captureUnhandled, form, images, json, rawRequest, seedFrom, startLoggedApp, type RawAnswer } from './support';
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 8000);
 const TOKENS = ['alice', 'bob'];
@@ -166,10 +166,7 @@ function checkAnswer(r: Req, a: RawAnswer): string | null {
 
 test('fuzz: the proxy answers every hostile request clearly and keeps working', { timeout: 170_000 }, async (t) => {
   const seed = seedFrom('FUZZ_SEED', 'HTTP fuzz');
-  const unhandled: unknown[] = [];
-  const onUnhandled = (e: unknown): void => void unhandled.push(e);
-  process.on('unhandledRejection', onUnhandled);
-  t.after(() => process.off('unhandledRejection', onUnhandled));
+  const unhandled = captureUnhandled(t);
 
   // A node that never finishes a task (so no fuzzed webhook is ever called) and accepts many at once.
   const node = await startTestNode({ processingMs: 3_600_000, maxParallelTasks: 1000, assetSize: 4096 });

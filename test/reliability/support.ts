@@ -21,6 +21,15 @@ export function seedFrom(env: string, label: string): number {
   return seed;
 }
 
+/** Unhandled rejections while the test runs, collected (and the listener removed when it ends). */
+export function captureUnhandled(t: TestContext): unknown[] {
+  const seen: unknown[] = [];
+  const on = (e: unknown): void => void seen.push(e);
+  process.on('unhandledRejection', on);
+  t.after(() => process.off('unhandledRejection', on));
+  return seen;
+}
+
 export interface Image {
   name: string;
   data: Buffer;

@@ -66,6 +66,9 @@ test('route map: behaves as a Map (order, values, size, has) under random adds f
         m.keysWhere((n, accessed) => n === NODES[1] || accessed < 0),
         [...model].filter(([, r]) => r.node === NODES[1] || r.accessed < 0).map(([k]) => k),
       );
+      const scanned: Array<[string, string]> = [];
+      m.scan((n) => n !== NODES[0], (uuid, n) => scanned.push([uuid, n.hostname]));
+      assert.deepEqual(scanned, [...model].filter(([, r]) => r.node !== NODES[0]).map(([k, r]) => [k, r.node.hostname]));
     }),
     { numRuns: 3000, seed: 6 },
   );
