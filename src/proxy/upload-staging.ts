@@ -17,10 +17,11 @@
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as path from 'node:path';
-import { Transform, finished, type Readable, type TransformCallback } from 'node:stream';
+import { Transform, finished, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
 import { errorMessage, systemErrorCode } from '../core/errors';
+import { FileSink } from './file-sink';
 
 export interface StagingLimits {
   /** Files stored by one call. */
@@ -305,7 +306,7 @@ class Slots {
   }
 }
 
-function waitClosed(stream: fs.WriteStream): Promise<void> {
+function waitClosed(stream: Writable): Promise<void> {
   return new Promise((resolve) => {
     if (stream.closed) resolve();
     else stream.once('close', () => resolve());
@@ -552,7 +553,7 @@ class StagingSession {
       // The call may have failed while this file waited for a slot: then there is nothing to create.
       if (limiter.destroyed) throw limiter.errored ?? new StagingError('aborted', 'Upload aborted');
       const { name, handle } = await this.openUnique(first);
-      const out = fs.createWriteStream(path.join(this.dirOrThrow(), name), { fd: handle });
+      const out = new FileSink(handle);
       try {
         await pipeline(limiter, out);
       } finally {
