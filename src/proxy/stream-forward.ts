@@ -1,4 +1,5 @@
 import type * as http from 'node:http';
+import * as path from 'node:path';
 import type { Clock, Logger, TimerHandle } from '../core';
 import { errorMessage } from '../core';
 import type { ClusterNode, NodeRegistry } from '../nodes';
@@ -9,8 +10,8 @@ import { sameNameOnNode, teeable, teeRequest, type TeeBody } from './upload-tee'
 export interface UploadTeeHandle {
   /** Starts the copy: call it in the same synchronous block as the staging parser's pipe, so both see every byte. */
   start(): void;
-  /** A file of the request is staged (in upload order). */
-  file(f: UploadFile, originalName: string): void;
+  /** A file of the request is staged (in upload order), as `name` in the task's staging dir. */
+  file(name: string, originalName: string): void;
   /** Staging ended: ok = every file is on disk and the client hears success. */
   staged(ok: boolean): void;
 }
@@ -121,14 +122,15 @@ export class StreamForwarder {
    * length, --upload-max-speed, the node's init not done within teeWaitMs); the caller then reports each staged
    * file with `add`. Must be followed, in the same tick, by the staging parser's pipe.
    */
-  async tee(uuid: string, req: http.IncomingMessage): Promise<UploadTeeHandle | null> {
+  async tee(uuid: string, dir: string, req: http.IncomingMessage): Promise<UploadTeeHandle | null> {
     const s = this.sessions.get(uuid);
     if (!s || s.error || !this.d.uploader.canSendRawBodies || !teeable(req.headers)) return null;
     if (!s.initialized) await raceTimeout(s.ready, this.d.teeWaitMs, this.d.clock);
     if (!s.initialized || s.error || this.sessions.get(uuid) !== s) return null;
     this.touch(s);
     s.active++;
-    const files: UploadFile[] = [];
+    // Names only: a request can stage thousands of files, and a path per file would be held until it ends.
+    const names: string[] = [];
     let renamed = false;
     let staged: boolean | null = null;
     let sent: { error: string | null } | null = null;
@@ -136,16 +138,16 @@ export class StreamForwarder {
     const settle = (): void => {
       if (staged === null || sent === null) return;
       s.active--;
-      for (const f of files) s.teeing.delete(f.name);
+      for (const name of names) s.teeing.delete(name);
       if (!staged) {
         // The client was told the upload failed: the intake discards the session (and the node's partial task).
       } else if (renamed) {
         this.fail(s, new Error('a file was renamed while staged, so the node holds it under another name'));
       } else if (sent.error === null) {
-        for (const f of files) s.sent.add(f.name);
+        for (const name of names) s.sent.add(name);
       } else if (!s.ac.signal.aborted) {
         this.d.logger.warn(`Copying an upload of task ${uuid} to ${s.node.name} failed (${sent.error}); sending its files from disk`);
-        s.queue.push(...files);
+        for (const name of names) s.queue.push({ path: path.join(dir, name), name });
       }
       this.pump(s);
     };
@@ -161,10 +163,10 @@ export class StreamForwarder {
           )
           .then(settle);
       },
-      file: (f, originalName) => {
-        files.push(f);
-        s.teeing.add(f.name);
-        if (!sameNameOnNode(f.name, originalName)) renamed = true;
+      file: (name, originalName) => {
+        names.push(name);
+        s.teeing.add(name);
+        if (!sameNameOnNode(name, originalName)) renamed = true;
       },
       staged: (ok) => {
         if (staged !== null) return;

@@ -188,7 +188,7 @@ export class TaskIntake implements TaskCreationHandlers {
       const existing = maxImages === null ? 0 : (await listStagedFiles(dir)).length;
       // The body goes to the node as it arrives (or else each file once staged); start() and the staging's pipe are
       // attached in one synchronous block, so both copies see every byte.
-      tee = (await this.d.streaming?.tee(uuid, req)) ?? null;
+      tee = (await this.d.streaming?.tee(uuid, dir, req)) ?? null;
       tee?.start();
       const staged = await stageMultipart(req, {
         dir,
@@ -197,9 +197,8 @@ export class TaskIntake implements TaskCreationHandlers {
         existingFiles: existing,
         ...this.reserverFor(uuid),
         onFile: (f) => {
-          const file = { path: path.join(dir, f.name), name: f.name };
-          if (tee) tee.file(file, f.originalName);
-          else this.d.streaming?.add(uuid, file);
+          if (tee) tee.file(f.name, f.originalName);
+          else this.d.streaming?.add(uuid, { path: path.join(dir, f.name), name: f.name });
         },
       });
       tee?.staged(staged.files.length > 0);

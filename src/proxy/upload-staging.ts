@@ -344,7 +344,7 @@ class StagingSession {
   /** Files not yet fully written (queued for a slot or writing). */
   private readonly active = new Set<ByteLimiter>();
   private readonly slots = new Slots(MAX_PARALLEL_WRITES);
-  /** Every path this call created (or may have), removed if the call fails. */
+  /** Names of every file this call created (or may have), removed if the call fails (names, not paths: a call can create thousands). */
   private readonly created: string[] = [];
   private readonly reserved: string[] = [];
   private error: StagingError | null = null;
@@ -590,7 +590,7 @@ class StagingSession {
       const filePath = path.join(dir, name);
       try {
         const handle = await fs.promises.open(filePath, 'wx');
-        this.created.push(filePath);
+        this.created.push(name);
         return { name, handle };
       } catch (err) {
         if (systemErrorCode(err) !== 'EEXIST' || attempt >= MAX_OPEN_ATTEMPTS) throw err;
@@ -605,7 +605,10 @@ class StagingSession {
   }
 
   private async removeCreated(): Promise<void> {
-    await Promise.all(this.created.map((p) => fs.promises.rm(p, { force: true }).catch(() => undefined)));
+    const dir = this.opts.dir;
+    if (dir !== null) {
+      await Promise.all(this.created.map((name) => fs.promises.rm(path.join(dir, name), { force: true }).catch(() => undefined)));
+    }
     for (const name of this.reserved) this.opts.releaseName?.(name);
   }
 }
