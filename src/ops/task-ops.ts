@@ -55,9 +55,9 @@ export class TaskOps {
 
   /** Status codes of the routed tasks owned by `token` (the concurrency limit counts QUEUED and RUNNING ones). */
   async statusesOf(token: string): Promise<number[]> {
-    const mine = this.routes.entries().filter(([, r]) => (r.token ?? '') === token);
-    const infos = await mapLimit(mine, this.listConcurrency, ([uuid, route]) =>
-      this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`)),
+    const mine = this.routes.ownedBy(token);
+    const infos = await mapLimit(mine, this.listConcurrency, ([uuid, node]) =>
+      this.call(() => this.client.getJson(node, `/task/${encodeURIComponent(uuid)}/info`)),
     );
     return infos.flatMap((i) => {
       const code = typeof i === 'object' && i !== null ? (i as { status?: { code?: unknown } }).status?.code : undefined;

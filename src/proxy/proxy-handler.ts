@@ -279,10 +279,10 @@ export class ProxyHandler {
     const token = ctx.token;
     const local = this.d.local.list(token || undefined);
     // Listing is by token equality, as the original: tasks created without a token are listed for the tokenless.
-    const routed = this.d.routes.entries().filter(([, r]) => (r.token ?? '') === token);
-    const alive = await mapLimit(routed, this.d.listConcurrency ?? 16, async ([uuid, r]) => {
+    const routed = this.d.routes.ownedBy(token);
+    const alive = await mapLimit(routed, this.d.listConcurrency ?? 16, async ([uuid, node]) => {
       try {
-        const info = await this.d.client.getJson(r.node, `/task/${uuid}/info`);
+        const info = await this.d.client.getJson(node, `/task/${uuid}/info`);
         return typeof info === 'object' && info !== null && !('error' in info) ? uuid : null;
       } catch {
         return null;

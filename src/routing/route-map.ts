@@ -119,21 +119,29 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
   }
 
   /** The uuids of routes for which `pred` holds, without making an object per route (expiry, node removal). */
-  keysWhere(pred: (node: ClusterNode, accessed: number) => boolean): string[] {
+  keysWhere(pred: (node: ClusterNode, accessed: number, token: string | undefined) => boolean): string[] {
     const out: string[] = [];
     this.scan(pred, (uuid) => out.push(uuid));
     return out;
   }
 
   /** Calls `found` with the uuid and node of each route for which `pred` holds; no object per route either. */
-  scan(pred: (node: ClusterNode, accessed: number) => boolean, found: (uuid: string, node: ClusterNode) => void): void {
+  scan(
+    pred: (node: ClusterNode, accessed: number, token: string | undefined) => boolean,
+    found: (uuid: string, node: ClusterNode) => void,
+  ): void {
     for (let i = 0; i < this.baseCount; i++) {
       if (this.deleted[i] !== 0) continue;
       const p = this.promoted.get(i);
-      const node = p ? p.node : (this.nodes[this.nodeIdx[i] ?? 0] as ClusterNode);
-      if (pred(node, p ? p.accessed : (this.accessedAt[i] ?? 0))) found(this.keyString(i), node);
+      if (p) {
+        if (pred(p.node, p.accessed, p.token)) found(this.keyString(i), p.node);
+        continue;
+      }
+      const node = this.nodes[this.nodeIdx[i] ?? 0] as ClusterNode;
+      const t = this.tokenIdx[i] ?? -1;
+      if (pred(node, this.accessedAt[i] ?? 0, t < 0 ? undefined : this.tokens[t])) found(this.keyString(i), node);
     }
-    for (const [uuid, r] of this.extra) if (pred(r.node, r.accessed)) found(uuid, r.node);
+    for (const [uuid, r] of this.extra) if (pred(r.node, r.accessed, r.token)) found(uuid, r.node);
   }
 
   /** Live, as a Map's: routes deleted meanwhile are skipped, routes added meanwhile after the base are seen. */

@@ -103,6 +103,19 @@ export class RouteTable {
     return node ? all.filter(([, r]) => r.node === node) : all;
   }
 
+  /**
+   * The routes created with `token` ('' = without one), with their nodes: one pass over the table, no object per
+   * route (the task list and the per-token task limit ask this on every call, with up to millions of routes).
+   */
+  ownedBy(token: string): Array<[string, ClusterNode]> {
+    const out: Array<[string, ClusterNode]> = [];
+    this.routes.scan(
+      (_n, _a, t) => (t ?? '') === token,
+      (uuid, node) => out.push([uuid, node]),
+    );
+    return out;
+  }
+
   /** The uuids routed to each of `nodes`, in one pass (the autoscaler's vacuum). */
   uuidsByNode(nodes: ReadonlySet<ClusterNode>): Map<ClusterNode, string[]> {
     const out = new Map<ClusterNode, string[]>();

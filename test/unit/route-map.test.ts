@@ -69,6 +69,11 @@ test('route map: behaves as a Map (order, values, size, has) under random adds f
       const scanned: Array<[string, string]> = [];
       m.scan((n) => n !== NODES[0], (uuid, n) => scanned.push([uuid, n.hostname]));
       assert.deepEqual(scanned, [...model].filter(([, r]) => r.node !== NODES[0]).map(([k, r]) => [k, r.node.hostname]));
+      for (const token of [undefined, '', 'tok']) {
+        const owned: string[] = [];
+        m.scan((_n, _a, t) => t === token, (uuid) => owned.push(uuid));
+        assert.deepEqual(owned, [...model].filter(([, r]) => r.token === token).map(([k]) => k), `token ${String(token)}`);
+      }
     }),
     { numRuns: 3000, seed: 6 },
   );
