@@ -35,13 +35,45 @@ export type Ranks<T> = (a: T, b: T) => boolean;
  * and would stall the proxy sharing this event loop; the first pages are what the admin page asks for.
  */
 export function selectPage<T>(items: Iterable<T>, offset: number, limit: number, ranks: Ranks<T>): { total: number; page: T[] } {
-  const heap = new WorstFirstHeap<T>(offset + limit, ranks);
-  let total = 0;
-  for (const item of items) {
-    total++;
-    heap.offer(item);
+  const selector = new PageSelector<T>(offset, limit, ranks);
+  for (const item of items) selector.offer(item);
+  return { total: selector.total, page: selector.page() };
+}
+
+/**
+ * selectPage fed one item at a time, for callers that can rule an item out before making it: once `worst()` is
+ * defined, anything that does not rank before it cannot be on the page, and is only counted with `skip()`.
+ */
+export class PageSelector<T> {
+  total = 0;
+  private readonly heap: WorstFirstHeap<T>;
+
+  constructor(
+    private readonly offset: number,
+    limit: number,
+    ranks: Ranks<T>,
+  ) {
+    this.heap = new WorstFirstHeap<T>(offset + limit, ranks);
   }
-  return { total, page: heap.sorted().slice(offset) };
+
+  offer(item: T): void {
+    this.total++;
+    this.heap.offer(item);
+  }
+
+  /** Counts an item that `worst()` already ruled out. */
+  skip(): void {
+    this.total++;
+  }
+
+  /** The worst item kept, once offset+limit are kept (undefined before: everything still gets in). */
+  worst(): T | undefined {
+    return this.heap.worst();
+  }
+
+  page(): T[] {
+    return this.heap.sorted().slice(this.offset);
+  }
 }
 
 /** Keeps the k best items; its root is the worst of them, so a better newcomer replaces it in O(log k). */
@@ -65,6 +97,11 @@ class WorstFirstHeap<T> {
       this.a[0] = item;
       this.down(0);
     }
+  }
+
+  /** The root when k items are kept: a newcomer has to rank before it to get in. */
+  worst(): T | undefined {
+    return this.a.length >= this.k ? this.a[0] : undefined;
   }
 
   /** Best first. */

@@ -128,20 +128,21 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
   /** Calls `found` with the uuid and node of each route for which `pred` holds; no object per route either. */
   scan(
     pred: (node: ClusterNode, accessed: number, token: string | undefined) => boolean,
-    found: (uuid: string, node: ClusterNode) => void,
+    found: (uuid: string, node: ClusterNode, accessed: number) => void,
   ): void {
     for (let i = 0; i < this.baseCount; i++) {
       if (this.deleted[i] !== 0) continue;
       const p = this.promoted.get(i);
       if (p) {
-        if (pred(p.node, p.accessed, p.token)) found(this.keyString(i), p.node);
+        if (pred(p.node, p.accessed, p.token)) found(this.keyString(i), p.node, p.accessed);
         continue;
       }
       const node = this.nodes[this.nodeIdx[i] ?? 0] as ClusterNode;
       const t = this.tokenIdx[i] ?? -1;
-      if (pred(node, this.accessedAt[i] ?? 0, t < 0 ? undefined : this.tokens[t])) found(this.keyString(i), node);
+      const accessed = this.accessedAt[i] ?? 0;
+      if (pred(node, accessed, t < 0 ? undefined : this.tokens[t])) found(this.keyString(i), node, accessed);
     }
-    for (const [uuid, r] of this.extra) if (pred(r.node, r.accessed, r.token)) found(uuid, r.node);
+    for (const [uuid, r] of this.extra) if (pred(r.node, r.accessed, r.token)) found(uuid, r.node, r.accessed);
   }
 
   /** Live, as a Map's: routes deleted meanwhile are skipped, routes added meanwhile after the base are seen. */

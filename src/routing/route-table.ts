@@ -104,6 +104,17 @@ export class RouteTable {
   }
 
   /**
+   * Every route for which `pred` holds, in table order, without an object per route (`pred` sees no uuid, so
+   * ruling a route out there costs no string either): the admin web's task pages over millions of routes.
+   */
+  scan(
+    pred: (node: ClusterNode, accessed: number, token: string | undefined) => boolean,
+    found: (uuid: string, node: ClusterNode, accessed: number) => void,
+  ): void {
+    this.routes.scan(pred, found);
+  }
+
+  /**
    * The routes created with `token` ('' = without one), with their nodes: one pass over the table, no object per
    * route (the task list and the per-token task limit ask this on every call, with up to millions of routes).
    */

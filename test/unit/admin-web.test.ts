@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CredentialCheck, LoginThrottle, parseBasicAuth, selectPage } from '../../src/admin-web';
+import { CredentialCheck, LoginThrottle, PageSelector, parseBasicAuth, selectPage } from '../../src/admin-web';
 
 const basic = (s: string): string => `Basic ${Buffer.from(s).toString('base64')}`;
 
@@ -57,4 +57,34 @@ test('selectPage: the same pages as a full sort, for any offset and limit, ties 
     assert.deepEqual(page, sorted.slice(offset, offset + limit), `${offset}/${limit}`);
   }
   assert.deepEqual(selectPage([], 0, 50, ranks), { total: 0, page: [] });
+});
+
+test('PageSelector: items ruled out by worst() before they are made give the same pages and totals', () => {
+  interface Item {
+    id: string;
+    v: number;
+  }
+  const ranks = (a: Item, b: Item): boolean => (a.v !== b.v ? a.v > b.v : a.id < b.id);
+  let seed = 7;
+  const rnd = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
+  // Few distinct values: many ties with the worst kept item, which must still be offered.
+  const values = Array.from({ length: 3000 }, () => Math.floor(rnd() * 40));
+  const items: Item[] = values.map((v, i) => ({ id: `id${(i * 7919) % 3000}`, v }));
+  for (const [offset, limit] of [[0, 50], [0, 1], [37, 13], [2990, 50], [3000, 5], [0, 4000]] as const) {
+    const sel = new PageSelector<Item>(offset, limit, ranks);
+    let made = 0;
+    for (const [i, v] of values.entries()) {
+      const worst = sel.worst();
+      if (worst !== undefined && v < worst.v) {
+        sel.skip();
+        continue;
+      }
+      made++;
+      sel.offer(items[i] as Item);
+    }
+    const full = selectPage(items, offset, limit, ranks);
+    assert.equal(sel.total, 3000);
+    assert.deepEqual(sel.page(), full.page, `${offset}/${limit}`);
+    if (offset + limit < 100) assert.ok(made < 3000, `the pre-check ruled items out (${made} made)`);
+  }
 });
