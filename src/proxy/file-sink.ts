@@ -3,7 +3,8 @@
  * {@link FILE_SINK_BATCH_BYTES}. An upload arrives in socket reads of at most 64 KiB, and each write is a round trip
  * to libuv's thread pool: 100 MiB written in 64 KiB pieces cost ~120 ms of CPU on the 2-core test machine, in
  * 256 KiB pieces ~55 ms. The chunks are kept as they are (no copy into a buffer of our own), so what is held per file
- * is at most one batch of the socket's own buffers.
+ * is at most two batches of the socket's own buffers: one being written, and the next gathering (the Writable's
+ * high-water mark, after which the upload waits).
  *
  * The file handle is closed when the stream is destroyed, which a Writable does by itself after 'finish' or an error;
  * 'close' is emitted after the handle is closed.

@@ -125,7 +125,10 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
     return out;
   }
 
-  /** Calls `found` with the uuid and node of each route for which `pred` holds; no object per route either. */
+  /**
+   * Calls `found` with the uuid, node and access time of each route for which `pred` (given node, access time and
+   * token) holds; no object per route, and no uuid string for a route `pred` rules out.
+   */
   scan(
     pred: (node: ClusterNode, accessed: number, token: string | undefined) => boolean,
     found: (uuid: string, node: ClusterNode, accessed: number) => void,

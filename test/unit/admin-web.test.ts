@@ -41,14 +41,20 @@ test('LoginThrottle: a window per address, and a bounded number of addresses', (
   assert.equal(big.size(), 10_000);
 });
 
+interface Item {
+  id: string;
+  v: number;
+}
+const ranks = (a: Item, b: Item): boolean => (a.v !== b.v ? a.v > b.v : a.id < b.id);
+
+/** A seeded generator of numbers in [0, 1). */
+function lcg(seed: number): () => number {
+  let x = seed;
+  return () => (x = (x * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
+}
+
 test('selectPage: the same pages as a full sort, for any offset and limit, ties included', () => {
-  interface Item {
-    id: string;
-    v: number;
-  }
-  const ranks = (a: Item, b: Item): boolean => (a.v !== b.v ? a.v > b.v : a.id < b.id);
-  let seed = 42;
-  const rnd = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
+  const rnd = lcg(42);
   const items: Item[] = Array.from({ length: 1000 }, (_, i) => ({ id: `id${i}`, v: Math.floor(rnd() * 100) }));
   const sorted = [...items].sort((a, b) => (ranks(a, b) ? -1 : 1));
   for (const [offset, limit] of [[0, 50], [0, 1], [37, 13], [990, 50], [1000, 5], [0, 2000], [5000, 10]] as const) {
@@ -60,13 +66,7 @@ test('selectPage: the same pages as a full sort, for any offset and limit, ties 
 });
 
 test('PageSelector: items ruled out by worst() before they are made give the same pages and totals', () => {
-  interface Item {
-    id: string;
-    v: number;
-  }
-  const ranks = (a: Item, b: Item): boolean => (a.v !== b.v ? a.v > b.v : a.id < b.id);
-  let seed = 7;
-  const rnd = (): number => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
+  const rnd = lcg(7);
   // Few distinct values: many ties with the worst kept item, which must still be offered.
   const values = Array.from({ length: 3000 }, () => Math.floor(rnd() * 40));
   const items: Item[] = values.map((v, i) => ({ id: `id${(i * 7919) % 3000}`, v }));
