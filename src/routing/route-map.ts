@@ -126,26 +126,27 @@ export class RouteMap implements Iterable<[string, RouteEntry]> {
   }
 
   /**
-   * Calls `found` with the uuid, node and access time of each route for which `pred` (given node, access time and
-   * token) holds; no object per route, and no uuid string for a route `pred` rules out.
+   * Calls `found` with the uuid, node, access time and token of each route for which `pred` (given the same but the
+   * uuid) holds; no object per route, and no uuid string for a route `pred` rules out.
    */
   scan(
     pred: (node: ClusterNode, accessed: number, token: string | undefined) => boolean,
-    found: (uuid: string, node: ClusterNode, accessed: number) => void,
+    found: (uuid: string, node: ClusterNode, accessed: number, token: string | undefined) => void,
   ): void {
     for (let i = 0; i < this.baseCount; i++) {
       if (this.deleted[i] !== 0) continue;
       const p = this.promoted.get(i);
       if (p) {
-        if (pred(p.node, p.accessed, p.token)) found(this.keyString(i), p.node, p.accessed);
+        if (pred(p.node, p.accessed, p.token)) found(this.keyString(i), p.node, p.accessed, p.token);
         continue;
       }
       const node = this.nodes[this.nodeIdx[i] ?? 0] as ClusterNode;
       const t = this.tokenIdx[i] ?? -1;
       const accessed = this.accessedAt[i] ?? 0;
-      if (pred(node, accessed, t < 0 ? undefined : this.tokens[t])) found(this.keyString(i), node, accessed);
+      const token = t < 0 ? undefined : this.tokens[t];
+      if (pred(node, accessed, token)) found(this.keyString(i), node, accessed, token);
     }
-    for (const [uuid, r] of this.extra) if (pred(r.node, r.accessed, r.token)) found(uuid, r.node, r.accessed);
+    for (const [uuid, r] of this.extra) if (pred(r.node, r.accessed, r.token)) found(uuid, r.node, r.accessed, r.token);
   }
 
   /** Live, as a Map's: routes deleted meanwhile are skipped, routes added meanwhile after the base are seen. */

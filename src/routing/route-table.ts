@@ -98,9 +98,15 @@ export class RouteTable {
     return gone.length;
   }
 
+  /** Copies of the routes (of one node: only those are made), in table order. */
   entries(node?: ClusterNode): Array<[string, RouteEntry]> {
-    const all = [...this.routes];
-    return node ? all.filter(([, r]) => r.node === node) : all;
+    if (!node) return [...this.routes];
+    const out: Array<[string, RouteEntry]> = [];
+    this.routes.scan(
+      (n) => n === node,
+      (uuid, n, accessed, token) => out.push([uuid, { node: n, token, accessed }]),
+    );
+    return out;
   }
 
   /**
@@ -109,7 +115,7 @@ export class RouteTable {
    */
   scan(
     pred: (node: ClusterNode, accessed: number, token: string | undefined) => boolean,
-    found: (uuid: string, node: ClusterNode, accessed: number) => void,
+    found: (uuid: string, node: ClusterNode, accessed: number, token: string | undefined) => void,
   ): void {
     this.routes.scan(pred, found);
   }

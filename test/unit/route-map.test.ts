@@ -66,9 +66,12 @@ test('route map: behaves as a Map (order, values, size, has) under random adds f
         m.keysWhere((n, accessed) => n === NODES[1] || accessed < 0),
         [...model].filter(([, r]) => r.node === NODES[1] || r.accessed < 0).map(([k]) => k),
       );
-      const scanned: Array<[string, string]> = [];
-      m.scan((n) => n !== NODES[0], (uuid, n) => scanned.push([uuid, n.hostname]));
-      assert.deepEqual(scanned, [...model].filter(([, r]) => r.node !== NODES[0]).map(([k, r]) => [k, r.node.hostname]));
+      const scanned: Array<[string, string, number, string | undefined]> = [];
+      m.scan((n) => n !== NODES[0], (uuid, n, accessed, token) => scanned.push([uuid, n.hostname, accessed, token]));
+      assert.deepEqual(
+        scanned,
+        [...model].filter(([, r]) => r.node !== NODES[0]).map(([k, r]) => [k, r.node.hostname, r.accessed, r.token]),
+      );
       for (const token of [undefined, '', 'tok']) {
         const owned: string[] = [];
         m.scan((_n, _a, t) => t === token, (uuid) => owned.push(uuid));
