@@ -98,7 +98,7 @@ export class RouteTable {
     return gone.length;
   }
 
-  /** Copies of the routes (of one node: only those are made), in table order. */
+  /** The routes in table order; with `node`, a copy of each of its routes, the others skipped by a scan unmade. */
   entries(node?: ClusterNode): Array<[string, RouteEntry]> {
     if (!node) return [...this.routes];
     const out: Array<[string, RouteEntry]> = [];
