@@ -42,7 +42,7 @@ export function selectPage<T>(items: Iterable<T>, offset: number, limit: number,
 
 /**
  * selectPage fed one item at a time, for callers that can rule an item out before making it: once `worst()` is
- * defined, anything that does not rank before it cannot be on the page, and is only counted with `skip()`.
+ * defined, anything that does not rank before it cannot be on the page, and is only counted with `countRuledOut()`.
  */
 export class PageSelector<T> {
   total = 0;
@@ -62,7 +62,7 @@ export class PageSelector<T> {
   }
 
   /** Counts an item that `worst()` already ruled out. */
-  skip(): void {
+  countRuledOut(): void {
     this.total++;
   }
 

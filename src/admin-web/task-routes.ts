@@ -108,7 +108,7 @@ class TaskApi {
       (_node, accessed) => {
         const worst = q === '' ? sel.worst() : undefined;
         if (worst === undefined || accessed >= worst.accessed) return true;
-        sel.skip();
+        sel.countRuledOut();
         return false;
       },
       (uuid, node, accessed) => {

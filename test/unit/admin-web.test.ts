@@ -76,7 +76,7 @@ test('PageSelector: items ruled out by worst() before they are made give the sam
     for (const [i, v] of values.entries()) {
       const worst = sel.worst();
       if (worst !== undefined && v < worst.v) {
-        sel.skip();
+        sel.countRuledOut();
         continue;
       }
       made++;

@@ -50,6 +50,40 @@ test('routes: an existing routes.json loads unchanged (port string or number), u
   assert.equal(routes.peek(U3), undefined);
 });
 
+test('routes: one node\'s routes and one token\'s routes, loaded ones and added ones alike, in table order', async (t) => {
+  const dir = tempDir(t);
+  const clock = new FakeClock(1_795_824_400_000);
+  fs.writeFileSync(path.join(dir, 'nodes.json'), '[{"hostname":"a","port":3001,"token":""},{"hostname":"b","port":3002,"token":""}]');
+  fs.writeFileSync(
+    path.join(dir, 'routes.json'),
+    JSON.stringify({
+      [U1]: { node: { hostname: 'a', port: 3001, token: '' }, token: 'alice', accessed: 1_795_824_300_001 },
+      [U2]: { node: { hostname: 'b', port: 3002, token: '' }, accessed: 1_795_824_300_002 },
+    }),
+  );
+  const { reg, routes } = await open(dir, clock);
+  const [a, b] = [reg.nth(1), reg.nth(2)];
+  assert.ok(a && b);
+  await routes.add(U3, a, undefined);
+  const U4 = '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9';
+  await routes.add(U4, b, 'alice');
+  const view = (es: Array<[string, { node: ClusterNode; token: string | undefined; accessed: number }]>): unknown[] =>
+    es.map(([uuid, r]) => [uuid, r.node.hostname, r.token, r.accessed]);
+  assert.deepEqual(view(routes.entries(a)), [
+    [U1, 'a', 'alice', 1_795_824_300_001],
+    [U3, 'a', undefined, clock.now()],
+  ]);
+  assert.deepEqual(view(routes.entries(b)), [
+    [U2, 'b', undefined, 1_795_824_300_002],
+    [U4, 'b', 'alice', clock.now()],
+  ]);
+  assert.equal(routes.entries().length, 4);
+  const owned = (token: string): unknown[] => routes.ownedBy(token).map(([uuid, n]) => [uuid, n.hostname]);
+  assert.deepEqual(owned('alice'), [[U1, 'a'], [U4, 'b']]);
+  assert.deepEqual(owned(''), [[U2, 'b'], [U3, 'a']], 'no token is the empty token, as the original listed them');
+  assert.deepEqual(owned('bob'), []);
+});
+
 test('routes: adds are journaled and survive a crash (no flush); removes too', async (t) => {
   const dir = tempDir(t);
   const clock = new FakeClock(1_800_000_000_000);
