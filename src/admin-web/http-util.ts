@@ -1,14 +1,11 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../core';
+import { isRecord } from '../core';
 
 /** Request bodies are never trusted: everything read from them starts as `unknown` and is narrowed. */
 export function bodyOf(req: Request): unknown {
   const body: unknown = req.body;
   return body;
-}
-
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** An own property of a parsed body; inherited names (`constructor`, `toString`, ...) read as absent. */

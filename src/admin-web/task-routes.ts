@@ -1,12 +1,12 @@
 import { Router, type Request, type Response } from 'express';
 import type { Logger } from '../core';
-import { errorMessage, mapLimit } from '../core';
+import { errorMessage, isRecord, mapLimit } from '../core';
 import type { NodeClient } from '../nodeodm';
 import type { ClusterNode, NodeRegistry } from '../nodes';
 import type { TaskOps } from '../ops';
 import type { LocalTasks } from '../proxy/local-tasks';
 import type { RouteTable, TaskEntry, TaskTable } from '../routing';
-import { bodyOf, field, isRecord } from './http-util';
+import { bodyOf, field } from './http-util';
 import { PageSelector, parsePageRequest } from './paging';
 
 /** Node calls in flight at once while filling a page (at most 200 rows). */

@@ -1,11 +1,8 @@
 /** Guards for the Lightning API's answers, which arrive as `unknown` and are trusted only after these. */
 import type { ApprovalResult, Limits, OptionLimit, ValidationResult } from './types';
+import { isRecord } from '../core';
 
 class Malformed extends Error {}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** null counts as absent: JSON APIs often send `"maxImages": null` for "no limit". */
 function optionalNumber(v: unknown, what: string): number | undefined {

@@ -5,3 +5,4 @@ export * from './logger';
 export * from './concurrency';
 export * from './listen';
 export * from './node-flags';
+export * from './is-record';

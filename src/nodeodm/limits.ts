@@ -1,3 +1,4 @@
+import { isRecord } from '../core';
 /**
  * Per-user limits supplied by a cloud provider (SPEC §9): `{maxImages, maxConcurrentTasks, options: {<odm option>: OptionLimit}}`.
  * The local provider answers `limits: []`, which means "no limits" (null here).
@@ -15,10 +16,6 @@ export interface Limits {
   maxImages?: number;
   maxConcurrentTasks?: number;
   options?: Record<string, OptionLimit>;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function optionalNumber(v: unknown, what: string): number | undefined {

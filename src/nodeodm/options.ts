@@ -3,6 +3,7 @@
  * options a user sends with a new task (SPEC §5 step 7, §4.15). Pure functions; nothing here mutates its inputs.
  */
 import { limitOptionsMap, type Limits, type OptionLimit } from './limits';
+import { isRecord } from '../core';
 
 export type { Limits, OptionLimit } from './limits';
 
@@ -43,10 +44,6 @@ export const SM_CLUSTER = 'sm-cluster';
 const MAX_CONCURRENCY = 'max-concurrency';
 
 type Primitive = string | number | boolean;
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function isPrimitive(v: unknown): v is Primitive {
   return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';

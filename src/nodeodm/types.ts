@@ -1,3 +1,4 @@
+import { isRecord } from '../core';
 /** NodeODM protocol types (API 2.x, see shared/api/nodeodm-swagger.json). */
 
 export const TaskStatus = {
@@ -26,10 +27,6 @@ export interface NodeInfo {
   readonly engineVersion?: string;
   readonly engine?: string;
   readonly [key: string]: unknown;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 const NUMERIC_FIELDS = ['taskQueueCount', 'totalMemory', 'availableMemory', 'cpuCores', 'maxParallelTasks'] as const;

@@ -1,4 +1,5 @@
 import type { NodeEndpoint, NodeInfo } from '../nodeodm';
+import { isRecord } from '../core';
 
 /** How long after the last successful refresh a node counts as online. */
 export const ONLINE_WINDOW_MS = 2 * 60 * 1000;
@@ -144,10 +145,6 @@ export class ClusterNode implements NodeEndpoint {
     }
     return out;
   }
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 const KNOWN_KEYS = new Set(['hostname', 'port', 'token', 'locked', 'dockerMachine', 'info', 'lastRefreshed']);

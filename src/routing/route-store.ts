@@ -6,16 +6,13 @@ import { isNotFound, JsonStateFile } from '../store';
 import type { ClusterNode } from '../nodes';
 import { RouteMap } from './route-map';
 import type { RouteEntry, RouteStore, StoredRoute } from './route-table';
+import { isRecord } from '../core';
 
 
 type JournalLine =
   | { op: 'put'; uuid: string; node: Record<string, unknown>; token?: string; accessed: number }
   | { op: 'del'; uuids: string[] }
   | { op: 'touch'; at: Array<[string, number]> };
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function parseStoredRoute(v: unknown, where: string): StoredRoute {
   if (!isRecord(v)) throw new Error(`${where} is not an object`);

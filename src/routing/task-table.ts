@@ -2,6 +2,7 @@ import type { Clock, Logger, TimerHandle } from '../core';
 import { ClusterError, errorMessage } from '../core';
 import { TaskStatus } from '../nodeodm';
 import { JsonStateFile, type StoreFs } from '../store';
+import { isRecord } from '../core';
 
 /**
  * Tasks that are not (yet) on a node: uploading, being forwarded, failed to forward, canceled before reaching a
@@ -82,10 +83,6 @@ export interface TaskTableOptions {
 }
 
 // ---- validation: one checker for the file and for put/update, so memory never holds what a restart would reject
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function fail(where: string, what: string): never {
   throw new Error(`${where} ${what}`);
