@@ -10,7 +10,7 @@
 
 # ---------------------------------------------------------------------------------------------------------
 # Build stage: compile the TypeScript sources to dist/.
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /build
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `prepare` script runs tsc, and the sources are not here yet.
@@ -22,7 +22,7 @@ RUN npm run build
 # ---------------------------------------------------------------------------------------------------------
 # Runtime stage: production dependencies, the compiled program and its static files. The program files
 # stay owned by root (read-only for the daemon); only data/, tmp/ and logs/ are writable by it.
-FROM node:20-slim
+FROM node:24-slim
 
 LABEL org.opencontainers.image.title="ClusterODM" \
       org.opencontainers.image.description="Reverse proxy, load balancer and task tracker for NodeODM nodes" \
