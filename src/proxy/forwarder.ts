@@ -132,6 +132,7 @@ export class Forwarder {
   ): void {
     const framing = framingOf(req);
     if (framing !== 'none' && hasUnexpectedBody(req)) {
+      this.opts.logger.warn(`Refused a ${req.method ?? 'GET'} request with a body for ${node.name}: ${redactUrl(req.url ?? '')}`);
       refuseBody(req, res);
       return;
     }

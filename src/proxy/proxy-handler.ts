@@ -89,6 +89,7 @@ export class ProxyHandler {
     const method = req.method ?? 'GET';
     // A GET/HEAD/OPTIONS/DELETE with a body: refused on every route, before anything reads it (request smuggling).
     if (hasUnexpectedBody(req)) {
+      this.d.logger.warn(`Refused a ${method} request with a body: ${redactUrl(req.url ?? '')}`);
       refuseBody(req, res);
       return;
     }
