@@ -1,11 +1,36 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { isIP } from 'node:net';
 import type { Logger } from '../core';
 import { errorMessage, systemErrorCode } from '../core';
 import type { NodeEndpoint } from '../nodeodm';
+import { framingOf, hasUnexpectedBody, refuseBody } from './framing';
 import { sendError } from './respond';
 
-/** Headers that describe one connection, not the message: never copied across the proxy. */
+/**
+ * The client headers a node ever sees (see the README, Security). Host is the node's own and the body's framing
+ * (Content-Length or Transfer-Encoding: chunked) is set from how the body arrived; everything else stays with
+ * ClusterODM: credentials meant for it (Authorization, Cookie), hop-by-hop headers, and whatever a client adds.
+ */
+const TO_NODE: ReadonlySet<string> = new Set([
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'cache-control',
+  'content-encoding',
+  'content-type',
+  'if-match',
+  'if-modified-since',
+  'if-none-match',
+  'if-range',
+  'if-unmodified-since',
+  'origin',
+  'pragma',
+  'range',
+  'user-agent',
+]);
+
+/** Headers that describe one connection, not the message: never copied from a node's answer to the client. */
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -34,9 +59,14 @@ export interface ForwarderOptions {
 /** What a request to one node needs, computed once per node (base URL) instead of per request. */
 interface Upstream {
   readonly agent: http.Agent;
-  readonly request: typeof http.request;
+  /** https.request or http.request (the latter ignores the TLS options). */
+  readonly request: typeof https.request;
   readonly hostname: string;
   readonly port: number;
+  /** The node's own host[:port], sent as Host (the client's Host names ClusterODM). */
+  readonly host: string;
+  /** TLS server name (SNI, and the name the certificate is checked against): the node's name, '' for an address. */
+  readonly servername: string;
 }
 
 /**
@@ -67,14 +97,17 @@ export class Forwarder {
     if (!up) {
       const url = new URL(base);
       const secure = url.protocol === 'https:';
+      const hostname = unbracket(url.hostname);
       // Agents are per origin: two spellings of one base URL share the agent.
       const shared = [...this.upstreams.values()].find((u) => u.hostname === unbracket(url.hostname) && u.port === portOf(url));
       const o = { keepAlive: true, maxSockets: this.opts.maxSocketsPerNode, maxFreeSockets: 64, scheduling: 'lifo' as const };
       up = {
         agent: shared?.agent ?? (secure ? new https.Agent(o) : new http.Agent(o)),
         request: secure ? https.request : http.request,
-        hostname: unbracket(url.hostname),
+        hostname,
         port: portOf(url),
+        host: url.host,
+        servername: isIP(hostname) ? '' : hostname,
       };
       this.upstreams.set(base, up);
     }
@@ -84,6 +117,11 @@ export class Forwarder {
   /**
    * Forwards `req` to `node` at `pathAndQuery` (already rewritten by the caller). With `body`, that buffer is sent
    * instead of the client's stream (the client's body was already read).
+   *
+   * A client's body goes to the node framed as it arrived (chunked stays chunked, a length stays that length), so
+   * the node reads it as a body and never as requests of its own; a body on a method that carries none is refused
+   * (400, connection closed). A connection to a node whose request body was not sent whole is destroyed, never
+   * given back to the pool.
    */
   forward(
     req: http.IncomingMessage,
@@ -92,13 +130,23 @@ export class Forwarder {
     pathAndQuery: string,
     opts: { body?: Buffer } = {},
   ): void {
+    const framing = framingOf(req);
+    if (framing !== 'none' && hasUnexpectedBody(req)) {
+      this.opts.logger.warn(`Refused a ${req.method ?? 'GET'} request with a body for ${node.name}: ${redactUrl(req.url ?? '')}`);
+      refuseBody(req, res);
+      return;
+    }
     const target = this.upstreamFor(node);
     const headers = copyHeaders(req.headers);
+    headers['host'] = target.host;
     const body = opts.body;
     if (body) headers['content-length'] = String(body.length);
+    else if (framing === 'chunked') headers['transfer-encoding'] = 'chunked';
+    else if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
     const upstream = target.request({
       hostname: target.hostname,
       port: target.port,
+      servername: target.servername,
       method: req.method,
       path: pathAndQuery,
       headers,
@@ -130,9 +178,18 @@ export class Forwarder {
     });
 
     if (body) upstream.end(body);
-    else if (hasNoBody(req)) upstream.end();
+    else if (framing === 'none') upstream.end();
     else {
+      // A body cut off (the client went away before sending what it announced) must not leave the node waiting
+      // for the rest on a pooled connection: the next request on it would be read as that rest. Once the node has
+      // answered early, the request gets no event when its client goes away, so the connection itself is watched.
       req.on('error', () => upstream.destroy());
+      const socket = req.socket;
+      const onGone = (): void => {
+        if (!req.complete) upstream.destroy();
+      };
+      socket.once('close', onGone);
+      req.once('end', () => socket.off('close', onGone));
       req.pipe(upstream);
     }
   }
@@ -171,17 +228,17 @@ function sendSmall(up: http.IncomingMessage, res: http.ServerResponse): void {
   });
 }
 
-/** A request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3): nothing to stream. */
-function hasNoBody(req: http.IncomingMessage): boolean {
-  const h = req.headers;
-  return h['transfer-encoding'] === undefined && (h['content-length'] === undefined || h['content-length'] === '0');
-}
-
+/**
+ * The client's headers a node may see (TO_NODE), minus those its Connection header names (hop-by-hop by
+ * declaration). The usual `keep-alive`/`close` costs no parsing.
+ */
 function copyHeaders(h: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
   const out: http.OutgoingHttpHeaders = {};
+  const conn = h['connection'];
+  const named = conn === undefined || conn === 'keep-alive' || conn === 'close' ? null : conn.toLowerCase().split(',').map((s) => s.trim());
   for (const k in h) {
     const v = h[k];
-    if (v === undefined || HOP_BY_HOP.has(k)) continue;
+    if (v === undefined || !TO_NODE.has(k) || (named !== null && named.includes(k))) continue;
     out[k] = v;
   }
   return out;

@@ -11,6 +11,7 @@ import type { LocalTasks } from './local-tasks';
 import type { CommitWindow } from './guards';
 import type { CommitWebhook } from './commit-webhook';
 import type { OptionsCache } from './options-cache';
+import { hasUnexpectedBody, refuseBody } from './framing';
 import { sendError, sendJson, sendUnauthorized } from './respond';
 import { s3AssetPath, type S3Downloads } from './s3-downloads';
 import { BodyError, parseFields, readBody } from './small-body';
@@ -21,8 +22,13 @@ const HUGE = 99999999999;
 
 /** Five dash-separated word runs, as the original's route pattern (not strictly hex). */
 const TASK_ROUTE = /^\/task\/([\w]+-[\w]+-[\w]+-[\w]+-[\w]+)\/(.+)$/;
-/** Static files the NodeODM web UI loads without a token; no `..` segments, no encoded tricks. */
-const PUBLIC_ASSET = /^\/(?:[\w.-]+\/)*[\w.-]+\.(?:css|js|woff|woff2|ttf|ico)$/;
+/**
+ * The NodeODM web UI's own files, which it loads before it knows a token: those of its public/ folder (css/, js/,
+ * fonts/, img/, and top-level ones such as favicon.ico). Never a path of the API (`/task/…` in any case): the
+ * original matched the suffix alone, so `/task/<uuid>/download/all.zip.js` went to the node without a token.
+ * No `..` segments (checked apart), no encoded tricks.
+ */
+const PUBLIC_ASSET = /^\/(?:(?:css|js|fonts|img)\/(?:[\w.-]+\/)*)?[\w.-]+\.(?:css|js|woff|woff2|ttf|ico)$/;
 
 export interface RequestContext {
   readonly req: http.IncomingMessage;
@@ -81,6 +87,12 @@ export class ProxyHandler {
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     setCors(req, res);
     const method = req.method ?? 'GET';
+    // A GET/HEAD/OPTIONS/DELETE with a body: refused on every route, before anything reads it (request smuggling).
+    if (hasUnexpectedBody(req)) {
+      this.d.logger.warn(`Refused a ${method} request with a body: ${redactUrl(req.url ?? '')}`);
+      refuseBody(req, res);
+      return;
+    }
     if (method === 'OPTIONS' && req.headers['access-control-request-method']) {
       // A CORS preflight gets an empty 204, as NodeODM answers (the original answered a JSON error).
       res.writeHead(204, { 'Content-Length': 0 });

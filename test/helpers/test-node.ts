@@ -11,10 +11,12 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
@@ -23,7 +25,7 @@ import busboy from 'busboy';
 // Public types
 // ---------------------------------------------------------------------------------------------
 
-/** Knobs of a test node. All of them can be changed at runtime except `host` and `port`. */
+/** Knobs of a test node. All of them can be changed at runtime except `host`, `port` and `tls`. */
 export interface TestNodeOptions {
   /** Interface to listen on. */
   host: string;
@@ -58,6 +60,10 @@ export interface TestNodeOptions {
   webhook: string;
   /** NodeODM's `--s3_*`: a completed task's all.zip is uploaded to `<bucket>/<uuid>/all.zip` before the webhooks. */
   s3: TestNodeS3 | null;
+  /** HTTPS instead of HTTP, with this key and certificate (PEM); null = plain HTTP. */
+  tls: { key: Buffer | string; cert: Buffer | string } | null;
+  /** Keep each request's body in `requests[i].body` (read alongside the route's own reading of it). */
+  recordBodies: boolean;
 }
 
 export interface TestNodeS3 {
@@ -101,6 +107,12 @@ export interface RecordedRequest {
   /** Raw request target: path plus query string. */
   path: string;
   headers: http.IncomingHttpHeaders;
+  /** With `recordBodies`: the body bytes received so far (all of them once `complete`). */
+  body?: Buffer;
+  /** With `recordBodies`: the whole body arrived (false while it streams, and for a body cut off). */
+  complete?: boolean;
+  /** With `tls`: the server name the client sent in its TLS hello (SNI), or false without one. */
+  servername?: string | false;
 }
 
 export interface TestNode {
@@ -143,6 +155,8 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   version: '2.2.4',
   webhook: '',
   s3: null,
+  tls: null,
+  recordBodies: false,
 });
 
 /** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
@@ -472,6 +486,10 @@ const STATIC_FILES: ReadonlyMap<string, { type: string; body: string }> = new Ma
   ],
   ['/css/main.css', { type: 'text/css; charset=UTF-8', body: 'body { font-family: sans-serif; margin: 2em; }\n' }],
   ['/js/main.js', { type: 'application/javascript; charset=UTF-8', body: "document.getElementById('app').textContent = 'Test node';\n" }],
+  // More of what NodeODM's public/ holds: vendored scripts, Bootstrap's fonts, the favicon.
+  ['/js/vendor/knockout-3.4.0.js', { type: 'application/javascript; charset=UTF-8', body: '/* knockout (test node) */\n' }],
+  ['/fonts/glyphicons-halflings-regular.woff', { type: 'font/woff', body: 'wOFF (test node)' }],
+  ['/favicon.ico', { type: 'image/x-icon', body: 'ico (test node)' }],
 ]);
 
 // ---------------------------------------------------------------------------------------------
@@ -563,7 +581,7 @@ class TestNodeServer implements TestNode {
   readonly dataDir: string;
 
   private readonly fixture: OptionsFixture;
-  private readonly server: http.Server;
+  private readonly server: http.Server | https.Server;
   private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly webhookAborts = new Set<AbortController>();
@@ -580,7 +598,8 @@ class TestNodeServer implements TestNode {
     this.fixture = fixture;
     this.dataDir = dataDir;
     this.routes = this.buildRoutes();
-    this.server = http.createServer((req, res) => this.onRequest(req, res));
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => this.onRequest(req, res);
+    this.server = options.tls ? https.createServer({ key: options.tls.key, cert: options.tls.cert }, handler) : http.createServer(handler);
     this.server.on('connection', (socket) => this.onConnection(socket));
   }
 
@@ -590,7 +609,7 @@ class TestNodeServer implements TestNode {
 
   get url(): string {
     const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
-    return `http://${host}:${this.boundPort}`;
+    return `${this.options.tls ? 'https' : 'http'}://${host}:${this.boundPort}`;
   }
 
   listen(): Promise<void> {
@@ -692,7 +711,10 @@ class TestNodeServer implements TestNode {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.requests.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers });
+    const record: RecordedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers };
+    this.requests.push(record);
+    if (this.options.tls) record.servername = (req.socket as TLSSocket).servername ?? false;
+    if (this.options.recordBodies) this.recordBody(req, record);
     if (this.options.offline) {
       req.socket.destroy();
       return;
@@ -704,6 +726,25 @@ class TestNodeServer implements TestNode {
       drain(req);
       sendJson(res, { error: errorMessage(err) });
     });
+  }
+
+  /**
+   * Watches what the HTTP parser pushes into the request, without reading it: the route's own reading (or not
+   * reading) of the body stays exactly as it is without the knob.
+   */
+  private recordBody(req: http.IncomingMessage, record: RecordedRequest): void {
+    const chunks: Buffer[] = [];
+    record.body = Buffer.alloc(0);
+    record.complete = false;
+    const push = req.push.bind(req);
+    req.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+      if (chunk === null) record.complete = true;
+      else if (Buffer.isBuffer(chunk)) {
+        chunks.push(chunk);
+        record.body = Buffer.concat(chunks);
+      }
+      return push(chunk, encoding);
+    };
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -18,7 +18,7 @@ import { captureUnhandled, form, images, json, rawRequest, seedFrom, startLogged
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 8000);
 const TOKENS = ['alice', 'bob'];
-const PUBLIC_ASSET = /^\/(?:[\w.-]+\/)*[\w.-]+\.(?:css|js|woff|woff2|ttf|ico)$/;
+const PUBLIC_ASSET = /^\/(?:(?:css|js|fonts|img)\/(?:[\w.-]+\/)*)?[\w.-]+\.(?:css|js|woff|woff2|ttf|ico)$/;
 
 interface Req {
   method: string;
@@ -145,6 +145,11 @@ function checkAnswer(r: Req, a: RawAnswer): string | null {
   const rawPath = r.target.split('?')[0] ?? '';
   const toNode = (r.method === 'GET' || r.method === 'HEAD') && (PUBLIC_ASSET.test(rawPath) && !rawPath.includes('..'));
   if (a.status === 0 || (a.dropped && r.method !== 'HEAD')) return `no complete answer: ${describe(a)}`;
+  // A body on a method that carries none: refused on every route (request smuggling), with a JSON error.
+  if (r.body.length > 0 && !['POST', 'PUT', 'PATCH'].includes(r.method)) {
+    if (a.status !== 400 || a.headers['connection'] !== 'close') return `a ${r.method} with a body was not refused: ${describe(a)}`;
+    return r.method === 'HEAD' || /^\{"error":/.test(a.body.toString('utf8')) ? null : `400 without a JSON error: ${describe(a)}`;
+  }
   // The UI (`/`, also as `/..` or `//`) and its assets: the reference node's own answer, relayed.
   const root = URL.canParse(r.target, 'http://x') && new URL(r.target, 'http://x').pathname === '/';
   if (toNode || (root && a.headers['x-powered-by'] === 'Express')) return null;
