@@ -153,7 +153,7 @@ export class ClusterOdm {
       ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
       ...(nodeTimeoutMs !== undefined ? { requestTimeoutMs: nodeTimeoutMs } : {}),
     });
-    this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger });
+    this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger, needFreeSlot: autoscaler !== null });
     this.dispatcher = new TaskDispatcher({
       registry: this.registry,
       poller: this.poller,

@@ -109,7 +109,7 @@ export class TaskIntake implements TaskCreationHandlers {
         },
         output: [],
       });
-      this.d.streaming?.begin(uuid, async (node) =>
+      this.d.streaming?.begin(uuid, this.dirOf(uuid), async (node) =>
         nodeTaskParams(params, await this.nodeOptions(ctx, node, params), name, dateCreated),
       );
     } catch (e: unknown) {
