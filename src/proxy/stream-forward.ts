@@ -38,8 +38,8 @@ export class StreamSession {
   ready: Promise<void> = Promise.resolve();
   queue: UploadFile[] = [];
   active = 0;
-  /** Uploads of staged files (read from disk) in flight; part of `active`. */
-  sending = 0;
+  /** Files on their way to the node in uploads read from disk (taken out of `queue`, not yet in `sent`). */
+  readonly sending = new Set<string>();
   idleTimer: TimerHandle | null = null;
   private waiters: Array<() => void> = [];
 
@@ -177,7 +177,7 @@ export class StreamForwarder {
     if (!s.initialized) await raceTimeout(s.ready, this.d.teeWaitMs, this.d.clock);
     if (!s.initialized || s.error || this.sessions.get(uuid) !== s) return null;
     // The node is behind (files wait to be sent from disk): a copy of this request would only compete with them.
-    if (s.queue.length > 0 || s.sending > 0) return null;
+    if (s.queue.length > 0 || s.sending.size > 0) return null;
     this.touch(s);
     s.active++;
     // Names only: a request can stage thousands of files, and a path per file would be held until it ends.
@@ -256,7 +256,7 @@ export class StreamForwarder {
     while (!s.error && s.active < this.d.parallel && s.queue.length > 0) {
       const batch = s.queue.splice(0, this.d.batchFiles);
       s.active++;
-      s.sending++;
+      for (const f of batch) s.sending.add(f.name);
       void (async () => {
         try {
           await s.ready;
@@ -267,7 +267,7 @@ export class StreamForwarder {
           this.fail(s, e);
         } finally {
           s.active--;
-          s.sending--;
+          for (const f of batch) s.sending.delete(f.name);
           this.pump(s);
           s.notify();
         }
@@ -310,7 +310,9 @@ export class StreamForwarder {
   async complete(s: StreamSession, files: readonly UploadFile[]): Promise<void> {
     // A Set, not queue.some() per file: a task of 20,000 images with many still queued would block for seconds.
     const queued = new Set(s.queue.map((q) => q.name));
-    for (const f of files) if (!s.sent.has(f.name) && !s.teeing.has(f.name) && !queued.has(f.name)) s.queue.push(f);
+    for (const f of files) {
+      if (!s.sent.has(f.name) && !s.teeing.has(f.name) && !s.sending.has(f.name) && !queued.has(f.name)) s.queue.push(f);
+    }
     this.pump(s);
     await s.whenSettled();
     if (s.error) throw new Error(s.error);
