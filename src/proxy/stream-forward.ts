@@ -30,8 +30,8 @@ export class StreamSession {
   readonly sent = new Set<string>();
   /** Files on their way to the node inside a copy of the client's upload request (not in `queue`). */
   readonly teeing = new Set<string>();
-  /** Names of every file staged for the task so far, in upload order (their count decides the node). */
-  staged: string[] = [];
+  /** Files staged for the task so far (their count decides the node). */
+  staged = 0;
   /** The task is initialised on the node. */
   initialized = false;
   error: string | null = null;
@@ -147,11 +147,12 @@ export class StreamForwarder {
    * file, this one included) to the node the commit would now choose, or stopped streaming if there is none.
    */
   private counted(s: StreamSession, name: string): boolean {
-    s.staged.push(name);
+    const count = ++s.staged;
     const max = s.node.maxImages();
-    if (max === null || s.staged.length <= max) return false;
-    const count = s.staged.length;
+    if (max === null || count <= max) return false;
     const next = this.d.registry.selectForStreaming(count, this.d.needFreeSlot);
+    // Every file staged so far is sent, on its way or waiting (a failed session is never moved: add skips it).
+    const names = new Set([...s.sent, ...s.teeing, ...s.sending, ...s.queue.map((f) => f.name), name]);
     this.discard(s.uuid);
     if (!next) {
       this.d.logger.info(`Task ${s.uuid} has ${count} images, more than ${s.node.name} takes; no node takes them now, it will be sent at commit`);
@@ -159,8 +160,8 @@ export class StreamForwarder {
     }
     this.d.logger.info(`Task ${s.uuid} has ${count} images, more than ${s.node.name} takes; streaming it to ${next.name} instead`);
     const moved = this.open(s.uuid, s.dir, next, s.paramsFor);
-    moved.staged = s.staged;
-    for (const f of s.staged) moved.queue.push({ path: path.join(s.dir, f), name: f });
+    moved.staged = count;
+    for (const f of names) moved.queue.push({ path: path.join(s.dir, f), name: f });
     this.pump(moved);
     return true;
   }
@@ -281,7 +282,8 @@ export class StreamForwarder {
     if (s.error) return;
     s.error = errorMessage(e);
     s.queue = [];
-    this.d.logger.warn(`Streaming task ${s.uuid} to ${s.node.name} failed (${s.error}); it will be sent at commit`);
+    // An abandoned session (moved, discarded) fails its pending sends on purpose.
+    if (!s.ac.signal.aborted) this.d.logger.warn(`Streaming task ${s.uuid} to ${s.node.name} failed (${s.error}); it will be sent at commit`);
     s.notify();
   }
 
