@@ -10,7 +10,8 @@
  *   npm run bench -- --wait-quiet 300   before each row, wait up to 300 s while other processes keep the CPU busy
  *                                       (default 180; 0 with --quick). Each row reports how busy they kept it.
  *
- * Rows: a whole task, b download, c /task/<uuid>/info load, d peak RSS under 10 uploads, e 1M-route table.
+ * Rows: a whole task, b download, c /task/<uuid>/info load, d peak RSS under 10 uploads, e 1M-route table,
+ * f small tasks on a mixed cluster (bytes and tasks sent twice).
  * Every process, port and file the bench makes lives under one temp dir and is removed at the end, on error,
  * on Ctrl-C and at the hard deadline.
  */
@@ -26,13 +27,14 @@ import { rowB } from './rows/b-download';
 import { rowC } from './rows/c-info';
 import { rowD } from './rows/d-memory';
 import { rowE } from './rows/e-routes';
+import { rowF } from './rows/f-mixed';
 
-const USAGE = `Usage: npm run bench -- [--quick] [--only a,b,c,d,e] [--cpu-prof-dir DIR] [--daemon-node-flags="FLAGS"] [--d-mib N] [--wait-quiet SECONDS]`;
+const USAGE = `Usage: npm run bench -- [--quick] [--only a,b,c,d,e,f] [--cpu-prof-dir DIR] [--daemon-node-flags="FLAGS"] [--d-mib N] [--wait-quiet SECONDS]`;
 
 /** Other processes using more than this share of the machine during a row mark its numbers as disturbed. */
 const NOISY_SHARE = 0.1;
 
-const ROWS = ['a', 'b', 'c', 'd', 'e'] as const;
+const ROWS = ['a', 'b', 'c', 'd', 'e', 'f'] as const;
 type RowId = (typeof ROWS)[number];
 
 const TITLES: Record<RowId, string> = {
@@ -41,6 +43,7 @@ const TITLES: Record<RowId, string> = {
   c: '/task/<uuid>/info load, proxy vs direct',
   d: 'ClusterODM peak RSS under 10 concurrent uploads',
   e: 'route table of 1,000,000 routes',
+  f: 'small tasks on a mixed cluster: bytes and tasks sent twice',
 };
 
 interface Flags {
@@ -118,7 +121,8 @@ async function run(flags: Flags): Promise<number> {
       else if (id === 'b') outcome = await rowB(ctx);
       else if (id === 'c') outcome = await rowC(ctx);
       else if (id === 'd') outcome = await rowD(ctx, flags.dMiB);
-      else outcome = await rowE(ctx);
+      else if (id === 'e') outcome = await rowE(ctx);
+      else outcome = await rowF(ctx);
     } catch (e: unknown) {
       const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
       console.error(`[${id}] failed: ${msg}`);

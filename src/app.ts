@@ -53,6 +53,8 @@ export interface AppDeps {
     proxyTimeouts?: Partial<ProxyTimeouts>;
     /** How long a silent node is waited for (/info polls, proxied calls, task uploads); defaults 10 s / 5 min / 5 min. */
     nodeTimeoutMs?: number;
+    /** A client upload that sends nothing for this long is dropped (default 30 s, as the original). */
+    uploadIdleMs?: number;
   };
 }
 
@@ -151,7 +153,7 @@ export class ClusterOdm {
       ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
       ...(nodeTimeoutMs !== undefined ? { requestTimeoutMs: nodeTimeoutMs } : {}),
     });
-    this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger });
+    this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger, needFreeSlot: autoscaler !== null });
     this.dispatcher = new TaskDispatcher({
       registry: this.registry,
       poller: this.poller,
@@ -187,6 +189,7 @@ export class ClusterOdm {
       commits,
       statusesOf: (token) => this.taskOps.statusesOf(token),
       streaming: this.streaming,
+      ...(deps.tuning?.uploadIdleMs !== undefined ? { stagingLimits: { idleTimeoutMs: deps.tuning.uploadIdleMs } } : {}),
     });
     this.tmpCleanup = new TmpCleanup({
       tmpDir: config.tmpDir,

@@ -151,12 +151,14 @@ export async function startTestNode(opts: {
   assetSize?: number;
   processingMs?: number;
   maxParallelTasks?: number;
+  maxImages?: number;
 }): Promise<TestNodeProc> {
   fs.mkdirSync(opts.dir, { recursive: true });
   const args = ['--host', '127.0.0.1', '--port', '0'];
   if (opts.assetSize !== undefined) args.push('--asset-size', String(opts.assetSize));
   if (opts.processingMs !== undefined) args.push('--processing-ms', String(opts.processingMs));
   if (opts.maxParallelTasks !== undefined) args.push('--parallel', String(opts.maxParallelTasks));
+  if (opts.maxImages !== undefined) args.push('--max-images', String(opts.maxImages));
   const s = spawnNode(opts.name, [], NODE_MAIN, args, opts.dir, { ...process.env, TMPDIR: opts.dir });
   const re = /Test NodeODM node listening on (\d+)/;
   const startMs = await s.until((t) => re.test(t), 30_000);
@@ -255,6 +257,18 @@ export function resetPeakRss(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Bytes a process has read so far through read-like calls (`rchar` of /proc/<pid>/io): for a test node, which reads
+ * no files back, that is what it received on its sockets. NaN where /proc does not tell.
+ */
+export function readBytes(pid: number): number {
+  try {
+    return Number(/^rchar:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return NaN;
   }
 }
 

@@ -48,6 +48,11 @@ export class ClusterNode implements NodeEndpoint {
   turn = 0;
   /** Forwards in flight to this node, counted against its free slots. */
   transients = 0;
+  /**
+   * Uploads streamed to this node that their clients have not committed yet. Not counted against its free slots
+   * (the node runs nothing for them, and may never: an upload can be abandoned); see selectStreamingNode.
+   */
+  uploads = 0;
 
   constructor(record: NodeRecord) {
     this.record = record;

@@ -107,10 +107,17 @@ export class NodeRegistry {
     });
   }
 
-  /** The node that should receive a task's images while they are still being uploaded (see selectStreamingNode). */
-  selectForStreaming(): ClusterNode | null {
+  /**
+   * The node that should receive the images of a task while they are still being uploaded, `numImages` of them so
+   * far (see selectStreamingNode: the node the commit would choose).
+   */
+  selectForStreaming(numImages: number, needFreeSlot: boolean): ClusterNode | null {
     const now = this.clock.now();
-    const i = selectStreamingNode(this.nodes.map((n) => this.candidate(n, now)));
+    const i = selectStreamingNode(
+      this.nodes.map((n) => this.candidate(n, now)),
+      numImages,
+      needFreeSlot,
+    );
     return i === null ? null : (this.nodes[i] ?? null);
   }
 
@@ -123,18 +130,22 @@ export class NodeRegistry {
       availableSlots: n.availableSlots(),
       queueCount: n.queueCount(),
       turn: n.turn,
+      uploading: n.uploads,
     };
   }
 
   /**
    * Picks the best node for a task of `numImages` images from what is known now, and bumps its round-robin
-   * turn (as the original, even for NODE BEST). Callers wanting fresh data refresh the nodes first.
+   * turn (as the original, even for NODE BEST). Callers wanting fresh data refresh the nodes first. `keep`: the node
+   * that already holds the task's images, kept when it is as good a choice (see selectNode).
    */
-  selectBest(numImages: number): ClusterNode | null {
+  selectBest(numImages: number, keep: ClusterNode | null = null): ClusterNode | null {
     const now = this.clock.now();
+    const kept = keep ? this.nodes.indexOf(keep) : -1;
     const sel = selectNode(
       this.nodes.map((n) => this.candidate(n, now)),
       numImages,
+      kept < 0 ? null : kept,
     );
     if (!sel) return null;
     if (sel.resetTurns) for (const n of this.nodes) n.turn = 0;

@@ -13,6 +13,11 @@ export interface Candidate {
   readonly availableSlots: number;
   readonly queueCount: number;
   readonly turn: number;
+  /**
+   * Uploads being streamed to the node that their clients have not committed yet. They are not busy slots (the
+   * node runs nothing for them, and may never); they only spread streamed uploads over equal nodes.
+   */
+  readonly uploading?: number;
 }
 
 export interface Selection {
@@ -32,7 +37,12 @@ export function isEligible(c: Candidate, numImages: number): boolean {
   return c.online && !c.locked && !c.autoSpawned && (c.maxImages === null || c.maxImages >= numImages);
 }
 
-export function selectNode(candidates: readonly Candidate[], numImages: number): Selection | null {
+/**
+ * `keep`: the index of the node that already holds the task's images (streamed during its upload). It is kept when
+ * it is as good a choice under this policy: same maxImages as the chosen node, and a free slot unless the chosen
+ * node has none either; only the finer tie-breaks (how many slots, queue, turn) would not send the task twice.
+ */
+export function selectNode(candidates: readonly Candidate[], numImages: number, keep: number | null = null): Selection | null {
   let maxTurn = candidates.reduce((m, c) => Math.max(m, c.turn), 0);
   const resetTurns = maxTurn > TURN_RESET_LIMIT;
   if (resetTurns) maxTurn = 0;
@@ -50,30 +60,39 @@ export function selectNode(candidates: readonly Candidate[], numImages: number):
       a.index - b.index,
   );
   // First node with a free slot; when every node is full, the smallest fitting one (the task queues there).
-  const chosen = eligible.find(({ c }) => c.availableSlots > 0) ?? eligible[0];
+  let chosen = eligible.find(({ c }) => c.availableSlots > 0) ?? eligible[0];
   if (!chosen) return null;
+  const kept = keep === null ? undefined : eligible.find(({ index }) => index === keep);
+  if (kept && sameSize(kept.c, chosen.c) && (kept.c.availableSlots > 0 || chosen.c.availableSlots === 0)) chosen = kept;
   return { index: chosen.index, newTurn: maxTurn + 1, resetTurns };
 }
 
+function sameSize(a: Candidate, b: Candidate): boolean {
+  return (a.maxImages ?? NO_LIMIT) === (b.maxImages ?? NO_LIMIT);
+}
+
 /**
- * The node that receives a task's images while the client is still uploading them (before their number is known):
- * among nodes that could take any task and have a free slot, the one that can take the most images (no limit first),
- * then most free slots, shortest queue, lowest turn, list order. At commit the usual policy checks the choice; if the
- * final count does not fit, the task is re-sent from the staged copy.
+ * The node that receives a task's images while the client is still uploading them: the node `selectNode` would
+ * choose at commit for `numImages` images (the images staged so far; 1 at init, when the count is not known: NodeODM's
+ * init carries no image count). Same tiers, so the commit keeps this node (see `keep`): the smallest maxImages that
+ * fits, a node with a free slot in it if any; within that, the one with the most free slots left over by the other
+ * uploads streamed to it, then fewest such uploads, shortest queue, lowest turn, list order. When every node is full,
+ * the node the task would queue on, unless `needFreeSlot` (with an autoscaler such a task gets a machine of its own).
+ * A task whose staged count outgrows its node moves on (see StreamForwarder), so the choice only has to hold for
+ * the images seen so far.
  */
-export function selectStreamingNode(candidates: readonly Candidate[]): number | null {
-  const capacity = (c: Candidate): number => c.maxImages ?? Number.POSITIVE_INFINITY;
-  let best: { c: Candidate; index: number } | null = null;
-  for (const [index, c] of candidates.entries()) {
-    if (!isEligible(c, 1) || c.availableSlots <= 0) continue;
-    if (
-      !best ||
-      capacity(c) > capacity(best.c) ||
-      (capacity(c) === capacity(best.c) &&
-        (c.availableSlots - best.c.availableSlots || best.c.queueCount - c.queueCount || best.c.turn - c.turn) > 0)
-    ) {
-      best = { c, index };
-    }
-  }
-  return best ? best.index : null;
+export function selectStreamingNode(candidates: readonly Candidate[], numImages: number, needFreeSlot: boolean): number | null {
+  const uploading = (c: Candidate): number => c.uploading ?? 0;
+  const eligible = candidates.map((c, index) => ({ c, index })).filter(({ c }) => isEligible(c, numImages));
+  eligible.sort(
+    (a, b) =>
+      (a.c.maxImages ?? NO_LIMIT) - (b.c.maxImages ?? NO_LIMIT) ||
+      b.c.availableSlots - uploading(b.c) - (a.c.availableSlots - uploading(a.c)) ||
+      uploading(a.c) - uploading(b.c) ||
+      a.c.queueCount - b.c.queueCount ||
+      a.c.turn - b.c.turn ||
+      a.index - b.index,
+  );
+  const chosen = eligible.find(({ c }) => c.availableSlots > 0) ?? (needFreeSlot ? undefined : eligible[0]);
+  return chosen ? chosen.index : null;
 }

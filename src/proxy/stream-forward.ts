@@ -4,7 +4,7 @@ import type { Clock, Logger, TimerHandle } from '../core';
 import { errorMessage } from '../core';
 import type { ClusterNode, NodeRegistry } from '../nodes';
 import type { NodeUploader, TaskParams, UploadFile } from './node-uploader';
-import { sameNameOnNode, teeable, teeRequest, type TeeBody } from './upload-tee';
+import { DEFAULT_TEE_LAG_BYTES, sameNameOnNode, teeable, teeRequest, type TeeBody } from './upload-tee';
 
 /** One client upload request copied to the node as it arrives (StreamForwarder.tee). */
 export interface UploadTeeHandle {
@@ -20,24 +20,34 @@ export interface UploadTeeHandle {
 export class StreamSession {
   readonly uuid: string;
   readonly node: ClusterNode;
+  /** The task's staging dir. */
+  readonly dir: string;
+  /** The task's init parameters for a node (kept to initialise the task on another node if it moves). */
+  readonly paramsFor: (node: ClusterNode) => Promise<TaskParams>;
   /** What the task was initialised with on the node (the dispatcher checks it still holds at commit). */
   params: TaskParams | null = null;
   readonly ac = new AbortController();
   readonly sent = new Set<string>();
   /** Files on their way to the node inside a copy of the client's upload request (not in `queue`). */
   readonly teeing = new Set<string>();
+  /** Files staged for the task so far (their count decides the node). */
+  staged = 0;
   /** The task is initialised on the node. */
   initialized = false;
   error: string | null = null;
   ready: Promise<void> = Promise.resolve();
   queue: UploadFile[] = [];
   active = 0;
+  /** Files on their way to the node in uploads read from disk (taken out of `queue`, not yet in `sent`). */
+  readonly sending = new Set<string>();
   idleTimer: TimerHandle | null = null;
   private waiters: Array<() => void> = [];
 
-  constructor(uuid: string, node: ClusterNode) {
+  constructor(uuid: string, dir: string, node: ClusterNode, paramsFor: (node: ClusterNode) => Promise<TaskParams>) {
     this.uuid = uuid;
+    this.dir = dir;
     this.node = node;
+    this.paramsFor = paramsFor;
   }
 
   get settled(): boolean {
@@ -71,30 +81,44 @@ export interface StreamForwarderDeps {
   idleMs?: number;
   /** How long an upload waits for the task's init on the node before it is staged without a copy to the node. */
   teeWaitMs?: number;
+  /** How far (bytes held in memory) a node may fall behind a client's upload before that copy is dropped. */
+  teeLagBytes?: number;
+  /**
+   * With an autoscaler (--asr): stream only to a node with a free slot (a task that finds every node full at
+   * commit gets a machine of its own, so streaming it to a full node would be wasted).
+   */
+  needFreeSlot?: boolean;
 }
 
 /**
  * Sends each image to a node as soon as it is staged, so that at commit the node already holds (nearly) every image
- * (the original staged the whole task, then re-sent it: about twice the time of a direct upload). The staged copy
- * stays on disk: if the node fails, or the final image count does not fit it, the dispatcher re-sends from it.
+ * (the original staged the whole task, then re-sent it: about twice the time of a direct upload). The node is the
+ * one the commit would choose for the images staged so far (one policy, see selectStreamingNode); a task that
+ * outgrows it moves to the next fitting node while it is uploaded. An open upload is not a busy slot of its node.
+ * The staged copy stays on disk: if the node fails, falls behind, or is not the commit's choice after all, the
+ * files are sent from it.
  */
 export class StreamForwarder {
   private readonly d: Required<StreamForwarderDeps>;
   private readonly sessions = new Map<string, StreamSession>();
 
   constructor(deps: StreamForwarderDeps) {
-    this.d = { batchFiles: 4, parallel: 4, idleMs: 30 * 60 * 1000, teeWaitMs: 2000, ...deps };
+    this.d = { batchFiles: 4, parallel: 4, idleMs: 30 * 60 * 1000, teeWaitMs: 2000, teeLagBytes: DEFAULT_TEE_LAG_BYTES, needFreeSlot: false, ...deps };
   }
 
   /**
-   * At init: choose a node with a free slot and initialise the task there, in the background, with the parameters
-   * `paramsFor` gives for that node (its options are validated against that node's own option list).
+   * At init: choose the node the commit would choose (for a task of 1 image: the count is not known yet) and
+   * initialise the task there, in the background, with the parameters `paramsFor` gives for that node (its options
+   * are validated against that node's own option list). `dir` is the task's staging dir.
    */
-  begin(uuid: string, paramsFor: (node: ClusterNode) => Promise<TaskParams>): void {
-    const node = this.d.registry.selectForStreaming();
-    if (!node) return;
-    node.transients++;
-    const s = new StreamSession(uuid, node);
+  begin(uuid: string, dir: string, paramsFor: (node: ClusterNode) => Promise<TaskParams>): void {
+    const node = this.d.registry.selectForStreaming(1, this.d.needFreeSlot);
+    if (node) this.open(uuid, dir, node, paramsFor);
+  }
+
+  private open(uuid: string, dir: string, node: ClusterNode, paramsFor: (node: ClusterNode) => Promise<TaskParams>): StreamSession {
+    node.uploads++;
+    const s = new StreamSession(uuid, dir, node, paramsFor);
     this.sessions.set(uuid, s);
     this.touch(s);
     s.ready = (async () => {
@@ -105,6 +129,7 @@ export class StreamForwarder {
       this.fail(s, e);
     });
     this.d.logger.debug(`Streaming task ${uuid} to ${node.name} while it is uploaded`);
+    return s;
   }
 
   /** A staged file: sent on as soon as an upload slot is free. */
@@ -112,8 +137,33 @@ export class StreamForwarder {
     const s = this.sessions.get(uuid);
     if (!s || s.error) return;
     this.touch(s);
+    if (this.counted(s, file.name)) return;
     s.queue.push(file);
     this.pump(s);
+  }
+
+  /**
+   * Counts a staged file. True when the task has outgrown its node with it: the task then moved (with every staged
+   * file, this one included) to the node the commit would now choose, or stopped streaming if there is none.
+   */
+  private counted(s: StreamSession, name: string): boolean {
+    const count = ++s.staged;
+    const max = s.node.maxImages();
+    if (max === null || count <= max) return false;
+    const next = this.d.registry.selectForStreaming(count, this.d.needFreeSlot);
+    // Every file staged so far is sent, on its way or waiting (a failed session is never moved: add skips it).
+    const names = new Set([...s.sent, ...s.teeing, ...s.sending, ...s.queue.map((f) => f.name), name]);
+    this.discard(s.uuid);
+    if (!next) {
+      this.d.logger.info(`Task ${s.uuid} has ${count} images, more than ${s.node.name} takes; no node takes them now, it will be sent at commit`);
+      return true;
+    }
+    this.d.logger.info(`Task ${s.uuid} has ${count} images, more than ${s.node.name} takes; streaming it to ${next.name} instead`);
+    const moved = this.open(s.uuid, s.dir, next, s.paramsFor);
+    moved.staged = count;
+    for (const f of names) moved.queue.push({ path: path.join(s.dir, f), name: f });
+    this.pump(moved);
+    return true;
   }
 
   /**
@@ -127,43 +177,67 @@ export class StreamForwarder {
     if (!s || s.error || !this.d.uploader.canSendRawBodies || !teeable(req.headers)) return null;
     if (!s.initialized) await raceTimeout(s.ready, this.d.teeWaitMs, this.d.clock);
     if (!s.initialized || s.error || this.sessions.get(uuid) !== s) return null;
+    // The node is behind (files wait to be sent from disk): a copy of this request would only compete with them.
+    if (s.queue.length > 0 || s.sending.size > 0) return null;
     this.touch(s);
     s.active++;
     // Names only: a request can stage thousands of files, and a path per file would be held until it ends.
     const names: string[] = [];
     let renamed = false;
+    /** The copy ended before the node confirmed it: this request's files go from disk, each once staged. */
+    let detached = false;
     let staged: boolean | null = null;
     let sent: { error: string | null } | null = null;
     let body: TeeBody | null = null;
+    const current = (): boolean => this.sessions.get(uuid) === s && !s.ac.signal.aborted;
+    const fallBack = (reason: string): void => {
+      if (detached) return;
+      detached = true;
+      for (const name of names) s.teeing.delete(name);
+      if (current()) {
+        this.d.logger.warn(`Copying an upload of task ${uuid} to ${s.node.name} failed (${reason}); sending its files from disk`);
+        for (const name of names) s.queue.push({ path: path.join(dir, name), name });
+        this.pump(s);
+      }
+      names.length = 0;
+      renamed = false;
+    };
     const settle = (): void => {
       if (staged === null || sent === null) return;
+      // staged false: the client was told the upload failed, and the intake discards the session.
+      if (staged && sent.error !== null) fallBack(sent.error);
       s.active--;
       for (const name of names) s.teeing.delete(name);
-      if (!staged) {
-        // The client was told the upload failed: the intake discards the session (and the node's partial task).
-      } else if (renamed) {
-        this.fail(s, new Error('a file was renamed while staged, so the node holds it under another name'));
-      } else if (sent.error === null) {
-        for (const name of names) s.sent.add(name);
-      } else if (!s.ac.signal.aborted) {
-        this.d.logger.warn(`Copying an upload of task ${uuid} to ${s.node.name} failed (${sent.error}); sending its files from disk`);
-        for (const name of names) s.queue.push({ path: path.join(dir, name), name });
+      if (staged && !detached) {
+        if (renamed) this.fail(s, new Error('a file was renamed while staged, so the node holds it under another name'));
+        else for (const name of names) s.sent.add(name);
       }
       this.pump(s);
     };
     return {
       start: () => {
         if (body) return;
-        body = teeRequest(req);
+        body = teeRequest(req, this.d.teeLagBytes);
         void this.d.uploader
           .uploadBody(s.node, uuid, body, s.ac.signal)
           .then(
             () => (sent = { error: null }),
-            (e: unknown) => (sent = { error: errorMessage(e) }),
+            (e: unknown) => {
+              const error = errorMessage(e);
+              sent = { error };
+              // While the client is still sending: the files staged so far, and the next ones, go from disk now.
+              if (staged === null) fallBack(error);
+            },
           )
           .then(settle);
       },
       file: (name, originalName) => {
+        if (detached || !current()) {
+          this.add(uuid, { path: path.join(dir, name), name });
+          return;
+        }
+        this.touch(s);
+        if (this.counted(s, name)) return;
         names.push(name);
         s.teeing.add(name);
         if (!sameNameOnNode(name, originalName)) renamed = true;
@@ -183,6 +257,7 @@ export class StreamForwarder {
     while (!s.error && s.active < this.d.parallel && s.queue.length > 0) {
       const batch = s.queue.splice(0, this.d.batchFiles);
       s.active++;
+      for (const f of batch) s.sending.add(f.name);
       void (async () => {
         try {
           await s.ready;
@@ -193,6 +268,7 @@ export class StreamForwarder {
           this.fail(s, e);
         } finally {
           s.active--;
+          for (const f of batch) s.sending.delete(f.name);
           this.pump(s);
           s.notify();
         }
@@ -206,7 +282,8 @@ export class StreamForwarder {
     if (s.error) return;
     s.error = errorMessage(e);
     s.queue = [];
-    this.d.logger.warn(`Streaming task ${s.uuid} to ${s.node.name} failed (${s.error}); it will be sent at commit`);
+    // An abandoned session (moved, discarded) fails its pending sends on purpose.
+    if (!s.ac.signal.aborted) this.d.logger.warn(`Streaming task ${s.uuid} to ${s.node.name} failed (${s.error}); it will be sent at commit`);
     s.notify();
   }
 
@@ -219,15 +296,15 @@ export class StreamForwarder {
   }
 
   /**
-   * At commit: the session of a task, taken out with its node slot given back, so that the usual node choice sees
-   * the node as if the task were not there yet. The caller then finishes it (complete) or abandons it.
+   * At commit: the session of a task, taken out (the node no longer counts it among its uploads). The caller then
+   * finishes it (complete) or abandons it.
    */
   take(uuid: string): StreamSession | null {
     const s = this.sessions.get(uuid);
     if (!s) return null;
     this.sessions.delete(uuid);
     if (s.idleTimer) this.d.clock.clearTimeout(s.idleTimer);
-    s.node.transients--;
+    s.node.uploads--;
     return s;
   }
 
@@ -235,7 +312,9 @@ export class StreamForwarder {
   async complete(s: StreamSession, files: readonly UploadFile[]): Promise<void> {
     // A Set, not queue.some() per file: a task of 20,000 images with many still queued would block for seconds.
     const queued = new Set(s.queue.map((q) => q.name));
-    for (const f of files) if (!s.sent.has(f.name) && !s.teeing.has(f.name) && !queued.has(f.name)) s.queue.push(f);
+    for (const f of files) {
+      if (!s.sent.has(f.name) && !s.teeing.has(f.name) && !s.sending.has(f.name) && !queued.has(f.name)) s.queue.push(f);
+    }
     this.pump(s);
     await s.whenSettled();
     if (s.error) throw new Error(s.error);

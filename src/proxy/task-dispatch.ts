@@ -89,12 +89,11 @@ export class TaskDispatcher implements LocalTasks {
     const approval = await d.cloud.approveNewTask(t.token ?? '', count);
     if (!approval.approved) throw new Error(approval.error);
     await d.poller.refreshAll();
-    // A task streamed during its upload gives its slot back first, so the usual choice is made as if it were not
-    // there; it keeps its node only if that choice is the same node.
+    // A task streamed during its upload keeps its node when the usual choice finds it as good (see selectNode).
     const session = d.streaming?.take(t.uuid) ?? null;
     // Choosing the node and counting the forward against its slots happen together, so concurrent tasks
     // see each other (the original counted it only after several awaits).
-    const node = d.registry.selectBest(count);
+    const node = d.registry.selectBest(count, session && !session.error ? session.node : null);
     // Every static node full (or none fits): a machine of its own, if the autoscaler may create one (SPEC §5 step 5).
     // The place under the limit is taken right here, synchronously with the choice.
     const reservation = (!node || node.availableSlots() === 0) && d.autoscaler ? d.autoscaler.reserve(count) : null;

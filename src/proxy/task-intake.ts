@@ -22,7 +22,7 @@ import type { RequestContext, TaskCreationHandlers } from './proxy-handler';
 import { sendError, sendJson } from './respond';
 import type { StreamForwarder, UploadTeeHandle } from './stream-forward';
 import { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, type TaskDispatcher } from './task-dispatch';
-import { NameReserver, stageMultipart, type StagingResult } from './upload-staging';
+import { NameReserver, stageMultipart, type StagingLimits, type StagingResult } from './upload-staging';
 
 export interface TaskIntakeDeps {
   registry: NodeRegistry;
@@ -42,6 +42,8 @@ export interface TaskIntakeDeps {
   statusesOf: (token: string) => Promise<number[]>;
   /** Sends images on to a node while the client is still uploading (null: stage everything, then forward). */
   streaming?: StreamForwarder | null;
+  /** Tests: e.g. a shorter idle timeout of client uploads. */
+  stagingLimits?: Partial<StagingLimits>;
 }
 
 const UPLOAD_PATH = /^\/task\/new\/upload\/([^/]+)$/;
@@ -59,6 +61,10 @@ export class TaskIntake implements TaskCreationHandlers {
 
   constructor(deps: TaskIntakeDeps) {
     this.d = deps;
+  }
+
+  private limits(): { limits?: Partial<StagingLimits> } {
+    return this.d.stagingLimits ? { limits: this.d.stagingLimits } : {};
   }
 
   private dirOf(uuid: string): string {
@@ -80,7 +86,7 @@ export class TaskIntake implements TaskCreationHandlers {
     let created = false;
     try {
       uuid = this.newUuid(ctx.req);
-      staged = await stageMultipart(ctx.req, { dir: null, acceptFiles: false });
+      staged = await stageMultipart(ctx.req, { dir: null, acceptFiles: false, ...this.limits() });
       const params = bodyParams(staged.fields);
       await this.validate(ctx, staged.fields, params);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
@@ -103,7 +109,7 @@ export class TaskIntake implements TaskCreationHandlers {
         },
         output: [],
       });
-      this.d.streaming?.begin(uuid, async (node) =>
+      this.d.streaming?.begin(uuid, this.dirOf(uuid), async (node) =>
         nodeTaskParams(params, await this.nodeOptions(ctx, node, params), name, dateCreated),
       );
     } catch (e: unknown) {
@@ -193,6 +199,7 @@ export class TaskIntake implements TaskCreationHandlers {
       const staged = await stageMultipart(req, {
         dir,
         acceptFiles: true,
+        ...this.limits(),
         maxImages,
         existingFiles: existing,
         ...this.reserverFor(uuid),
@@ -261,6 +268,7 @@ export class TaskIntake implements TaskCreationHandlers {
       const staged = await stageMultipart(req, {
         dir: this.dirOf(uuid),
         acceptFiles: true,
+        ...this.limits(),
         maxImages: ctx.limits?.maxImages ?? null,
         ...this.reserverFor(uuid),
       });

@@ -60,10 +60,11 @@ export async function startApp(
 export async function appWithInitTask(
   t: TestContext,
   nodeOpts: Partial<TestNodeOptions> = {},
+  tuning: AppDeps['tuning'] = {},
 ): Promise<{ node: TestNode; url: string; app: ClusterOdm; uuid: string }> {
   const node = await startTestNode({ processingMs: 100, ...nodeOpts });
   t.after(() => node.close());
-  const { url, app } = await startApp(t, multiUser(['']), [], { forwardRetryBaseMs: 20, uploadRetrySleepMs: 10 });
+  const { url, app } = await startApp(t, multiUser(['']), [], { forwardRetryBaseMs: 20, uploadRetrySleepMs: 10, ...tuning });
   assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
   await app.nodeOps.updateAll();
   const init = (await (await fetch(`${url}/task/new/init`, { method: 'POST', body: new FormData() })).json()) as { uuid?: unknown };

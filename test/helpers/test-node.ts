@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
 
@@ -50,6 +50,12 @@ export interface TestNodeOptions {
    * destroyed once their first body bytes arrive; decremented per drop.
    */
   dropUploads: number;
+  /**
+   * Number of upcoming upload requests (/task/new/upload/<uuid>) that stop reading their socket once their first
+   * body bytes arrive; decremented per stalled request. A socket that is not read does not see its peer go away
+   * either, so a stalled request stays stalled until close() (as a hung NodeODM would).
+   */
+  stallUploads: number;
   /** Delay before answering /info, to simulate a slow node. */
   infoDelayMs: number;
   /** When true, every connection and request is destroyed immediately. */
@@ -150,6 +156,7 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   assetSize: 1024 * 1024,
   uploadDelayMs: 0,
   dropUploads: 0,
+  stallUploads: 0,
   infoDelayMs: 0,
   offline: false,
   version: '2.2.4',
@@ -392,8 +399,9 @@ interface MultipartResult {
  * (a null dir accepts no files, like multer().none()). Any other file field is multer's
  * "Unexpected field". On failure the files written by this request are deleted.
  */
-function receiveMultipart(req: http.IncomingMessage, fileDir: string | null): Promise<MultipartResult> {
+function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, gate: Transform | null = null): Promise<MultipartResult> {
   return new Promise((resolve, reject) => {
+    const source: Readable = gate ?? req;
     let parser: busboy.Busboy;
     try {
       parser = busboy({ headers: req.headers });
@@ -411,7 +419,11 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null): Pr
     const fail = (err: unknown): void => {
       if (failed) return;
       failed = true;
-      req.unpipe(parser);
+      source.unpipe(parser);
+      if (gate) {
+        req.unpipe(gate);
+        gate.destroy();
+      }
       drain(req);
       for (const { out, target } of outputs) discardFile(out, target);
       reject(multipartError(err));
@@ -443,7 +455,25 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null): Pr
     req.on('close', () => {
       if (!req.complete) fail(new Error('Request aborted'));
     });
-    req.pipe(parser);
+    if (gate) req.pipe(gate);
+    source.pipe(parser);
+  });
+}
+
+/**
+ * Passes the first chunk of a body on, then holds every later one: backpressure pauses the request and the
+ * socket stops being read (the `stallUploads` knob).
+ */
+function stallAfterFirstChunk(): Transform {
+  let first = true;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (first) {
+        first = false;
+        callback(null, chunk);
+      }
+      // Later chunks: the callback is never called, so nothing more is read.
+    },
   });
 }
 
@@ -943,12 +973,18 @@ class TestNodeServer implements TestNode {
   }
 
   /** Receives images for an upload route; non-multipart bodies carry no files (multer skips them). */
-  private async receiveImages(req: http.IncomingMessage, dir: string): Promise<MultipartResult> {
+  private async receiveImages(req: http.IncomingMessage, dir: string, stall = false): Promise<MultipartResult> {
     if (!isMultipart(req)) {
       drain(req);
       return { fields: {}, files: [] };
     }
-    return receiveMultipart(req, dir);
+    return receiveMultipart(req, dir, stall ? stallAfterFirstChunk() : null);
+  }
+
+  private isUploadStalled(): boolean {
+    if (this.options.stallUploads <= 0) return false;
+    this.options.stallUploads -= 1;
+    return true;
   }
 
   private async handleUpload(ctx: Ctx): Promise<void> {
@@ -961,7 +997,7 @@ class TestNodeServer implements TestNode {
     }
     let answer: unknown;
     try {
-      const { files } = await this.receiveImages(ctx.req, pending.dir);
+      const { files } = await this.receiveImages(ctx.req, pending.dir, this.isUploadStalled());
       answer = files.length > 0 ? { success: true } : { error: 'Need at least 1 file.' };
     } catch (err) {
       answer = { error: errorMessage(err) };

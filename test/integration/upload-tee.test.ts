@@ -81,3 +81,33 @@ test('upload tee: a node that drops the copied upload gets those files from the 
   assert.deepEqual(node.taskFiles(uuid), range(0, 3).sort());
   assert.equal(node.requests.filter((r) => r.path.startsWith('/task/new/init')).length, 1, 'not re-sent whole');
 });
+
+test('a node that stalls kills the client\'s upload: the upload completes and the node catches up from the staged copy', async (t) => {
+  // The client's idle timeout made short: a node that holds the client up for longer would cost the client its upload.
+  const { node, url, uuid } = await appWithInitTask(t, {}, { uploadIdleMs: 5000 });
+  node.configure({ stallUploads: 1 });
+  // Far more than the socket buffers between ClusterODM and the node hold, and than ClusterODM keeps for a slow node.
+  const names = range(0, 8);
+  const size = 4 * 1024 * 1024;
+  assert.deepEqual(await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(names, size) }), { success: true });
+  assert.equal(node.options.stallUploads, 0, 'the node never stalled');
+  assert.deepEqual(await json(`${url}/task/new/commit/${uuid}`, { method: 'POST' }), { uuid });
+  await completed(url, uuid);
+  assert.deepEqual(node.taskFiles(uuid), [...names].sort());
+  names.forEach((name, i) => assert.equal(node.taskFileSize(uuid, name), size + i));
+  assert.equal(node.requests.filter((r) => r.path.startsWith('/task/new/init')).length, 1, 'caught up, not sent again');
+});
+
+test('files on their way to the node at commit are sent a second time', async (t) => {
+  // The node answers each upload late, so the file sent from disk is still on its way when the client commits.
+  const { node, url, uuid } = await appWithInitTask(t, { uploadDelayMs: 2000 });
+  node.configure({ dropUploads: 1 });
+  const uploads = (): number => node.requests.filter((r) => r.path.startsWith(`/task/new/upload/${uuid}`)).length;
+  assert.deepEqual(await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(['a.jpg']) }), { success: true });
+  // The copy of the client's request was dropped; the file goes again from disk.
+  await waitUntil(() => uploads() === 2, { message: 'the file was not sent from disk' });
+  assert.deepEqual(await json(`${url}/task/new/commit/${uuid}`, { method: 'POST' }), { uuid });
+  await completed(url, uuid);
+  assert.deepEqual(node.taskFiles(uuid), ['a.jpg']);
+  assert.equal(uploads(), 2, 'a.jpg was sent again at commit');
+});

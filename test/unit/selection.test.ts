@@ -86,19 +86,52 @@ test('selection: repeated picks rotate between equal nodes', () => {
   assert.deepEqual(picks, [0, 1, 2, 0, 1, 2]);
 });
 
-const streaming: Array<{ name: string; nodes: Candidate[]; expect: number | null }> = [
+test('selection: the node holding a streamed task is kept when it is as good a choice', () => {
+  // Same size, both with a free slot: the finer tie-breaks (2 free slots against 1) do not send the task twice.
+  assert.equal(selectNode([c({ availableSlots: 2 }), c({ availableSlots: 1 })], 5, 1)?.index, 1);
+  // Full while another node of its size has a free slot: the task goes there.
+  assert.equal(selectNode([c({ availableSlots: 1 }), c({ availableSlots: 0 })], 5, 1)?.index, 0);
+  // Everyone full: kept (it queues either way).
+  assert.equal(selectNode([c({ availableSlots: 0 }), c({ availableSlots: 0, queueCount: 3 })], 5, 1)?.index, 1);
+  // A bigger node than the smallest that fits is not kept, nor one that does not fit.
+  assert.equal(selectNode([c({ maxImages: 50 }), c({ maxImages: 5000 })], 10, 1)?.index, 0);
+  assert.equal(selectNode([c({ maxImages: 50 }), c({ maxImages: 5 })], 10, 1)?.index, 0);
+});
+
+const streaming: Array<{ name: string; nodes: Candidate[]; images?: number; needFreeSlot?: boolean; expect: number | null }> = [
   { name: 'no nodes', nodes: [], expect: null },
-  { name: 'no limit beats a limit', nodes: [c({ maxImages: 500, availableSlots: 3 }), c({ maxImages: null })], expect: 1 },
-  { name: 'the larger limit wins', nodes: [c({ maxImages: 50 }), c({ maxImages: 500 })], expect: 1 },
-  { name: 'a full node is never streamed to', nodes: [c({ availableSlots: 0 }), c({ maxImages: 10 })], expect: 1 },
-  { name: 'everyone full: no streaming', nodes: [c({ availableSlots: 0 }), c({ availableSlots: 0 })], expect: null },
+  { name: 'the smallest node that fits, as at commit', nodes: [c({ maxImages: 5000 }), c({ maxImages: 50 })], expect: 1 },
+  { name: 'a limit beats no limit', nodes: [c({ maxImages: null, availableSlots: 3 }), c({ maxImages: 500 })], expect: 1 },
+  { name: 'the images staged so far must fit', nodes: [c({ maxImages: 50 }), c({ maxImages: 5000 })], images: 51, expect: 1 },
+  { name: 'nobody fits the staged images', nodes: [c({ maxImages: 50 })], images: 51, expect: null },
+  { name: 'a full node is passed over for one with a free slot, as at commit', nodes: [c({ maxImages: 10, availableSlots: 0 }), c({})], expect: 1 },
+  { name: 'everyone full: the node the task would queue on', nodes: [c({ availableSlots: 0, queueCount: 2 }), c({ availableSlots: 0, queueCount: 1 })], expect: 1 },
+  { name: 'everyone full, with an autoscaler: no streaming', nodes: [c({ availableSlots: 0 }), c({ availableSlots: 0 })], needFreeSlot: true, expect: null },
   { name: 'locked, offline and autospawned are skipped', nodes: [c({ locked: true }), c({ online: false }), c({ autoSpawned: true })], expect: null },
+  { name: 'open uploads are not busy slots', nodes: [c({ maxImages: 50, availableSlots: 1, uploading: 3 }), c({ maxImages: 5000 })], needFreeSlot: true, expect: 0 },
+  { name: 'same size: open uploads spread over the nodes', nodes: [c({ availableSlots: 2, uploading: 2 }), c({ availableSlots: 2, uploading: 1 })], expect: 1 },
   { name: 'then more free slots', nodes: [c({ availableSlots: 1 }), c({ availableSlots: 2 })], expect: 1 },
   { name: 'then shorter queue', nodes: [c({ queueCount: 2 }), c({ queueCount: 1 })], expect: 1 },
   { name: 'then lower turn, then list order', nodes: [c({ turn: 4 }), c({ turn: 2 }), c({ turn: 2 })], expect: 1 },
 ];
 for (const tc of streaming) {
   test(`streaming selection: ${tc.name}`, () => {
-    assert.equal(selectStreamingNode(tc.nodes), tc.expect);
+    assert.equal(selectStreamingNode(tc.nodes, tc.images ?? 1, tc.needFreeSlot ?? false), tc.expect);
   });
 }
+
+test('streaming selection: the node chosen while uploading is the one the commit keeps', () => {
+  // Mixed sizes, slots and queues: whatever the streaming choice for n images, selectNode for n keeps it.
+  const nodes = [
+    c({ maxImages: 5000, availableSlots: 3 }),
+    c({ maxImages: 50, availableSlots: 0, queueCount: 2 }),
+    c({ maxImages: 50, availableSlots: 1, uploading: 1 }),
+    c({ maxImages: 50, availableSlots: 2, uploading: 4 }),
+    c({ maxImages: null, availableSlots: 1 }),
+  ];
+  for (const n of [1, 10, 50, 51, 5000, 5001]) {
+    const streamed = selectStreamingNode(nodes, n, false);
+    assert.notEqual(streamed, null);
+    assert.equal(selectNode(nodes, n, streamed)?.index, streamed, `${n} images`);
+  }
+});

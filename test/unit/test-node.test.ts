@@ -357,6 +357,50 @@ test('dropUploads destroys the next upload requests; the following one succeeds'
   assert.deepEqual(node.taskFiles(uuid), ['a.jpg']);
 });
 
+test('stallUploads: the next upload stops reading its socket; the following one is not stalled', async (t) => {
+  const node = await startNode(t, { stallUploads: 1 });
+  const { uuid } = await post<{ uuid: string }>(`${node.url}/task/new/init`);
+  const u = new URL(`${node.url}/task/new/upload/${uuid}`);
+  const boundary = 'stallboundary';
+  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="images"; filename="big.jpg"\r\n\r\n`);
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const size = 64 * 1024 * 1024;
+  const req = http.request({
+    host: u.hostname,
+    port: u.port,
+    path: u.pathname,
+    method: 'POST',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': head.length + size + tail.length },
+  });
+  req.on('error', () => undefined);
+  req.write(head);
+  // Writes until the node's socket (and the kernel buffers in between) no longer take data: a healthy node would
+  // drain every write and take the whole body.
+  const chunk = Buffer.alloc(1024 * 1024, 1);
+  let written = 0;
+  for (;;) {
+    let ok: boolean;
+    do {
+      ok = req.write(chunk);
+      written += chunk.length;
+    } while (ok && written < size);
+    if (written >= size) break;
+    const drained = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 1000);
+      req.once('drain', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    if (!drained) break;
+  }
+  assert.ok(written < size, 'the node read the whole body');
+  assert.equal(node.options.stallUploads, 0);
+  req.destroy();
+  assert.deepEqual(await post(`${node.url}/task/new/upload/${uuid}`, imagesForm(['a.jpg'])), { success: true });
+  assert.ok(node.taskFiles(uuid).includes('a.jpg'));
+});
+
 test('infoDelayMs and uploadDelayMs slow the answers down', async (t) => {
   const node = await startNode(t, { infoDelayMs: 120, uploadDelayMs: 120 });
   let started = Date.now();
