@@ -134,7 +134,7 @@ export class TaskIntake implements TaskCreationHandlers {
 
   /** The task's options, augmented and checked against one node's option list (throws the client's error). */
   private async nodeOptions(ctx: RequestContext, node: ClusterNode, params: BodyParams): Promise<unknown[]> {
-    const specs = await this.d.options.get(ctx.token, ctx.limits, node);
+    const specs = await this.d.options.get(ctx.limits, node);
     return filterOptions(
       augmentTaskOptions(parseTaskOptions(params.options || '[]'), {
         limits: ctx.limits,
