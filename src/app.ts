@@ -14,6 +14,7 @@ import {
   FloodMonitor,
   Forwarder,
   NodeUploader,
+  OpenUploads,
   OptionsCache,
   ProxyHandler,
   ProxyServer,
@@ -185,6 +186,12 @@ export class ClusterOdm {
       publicAddress: config.publicAddress,
       flood: this.flood,
       commits,
+      uploads: new OpenUploads({
+        table: this.tasks,
+        tmpDir: config.tmpDir,
+        maxTotal: config.maxOpenUploads,
+        maxPerAddress: config.maxOpenUploadsPerAddress,
+      }),
       statusesOf: (token) => this.taskOps.statusesOf(token),
       streaming: this.streaming,
     });
@@ -194,6 +201,7 @@ export class ClusterOdm {
       clock,
       logger,
       staleUploadsHours: config.staleUploadsTimeout,
+      onUploadRemoved: (uuid) => this.intake.abandoned(uuid),
     });
     this.expiry = new ExpiryService({ routes: this.routes, tasks: this.tasks, clock, logger });
     const handler = new ProxyHandler({
