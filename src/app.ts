@@ -79,6 +79,9 @@ export class ClusterOdm {
   readonly tmpCleanup: TmpCleanup;
   readonly expiry: ExpiryService;
   readonly flood: FloodMonitor;
+  /** The options cache and the open upload sessions: bounded, whatever clients send. */
+  readonly options: OptionsCache;
+  readonly uploads: OpenUploads;
   readonly streaming: StreamForwarder;
   /** The autoscaler (--asr), or null. */
   readonly autoscaler: Autoscaler | null;
@@ -143,6 +146,7 @@ export class ClusterOdm {
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
     this.forwarder = new Forwarder({ logger, ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}) });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
+    this.options = options;
     // One keep-alive pool per node, shared by proxied calls and task uploads.
     const uploader = new NodeUploader({
       clock,
@@ -171,6 +175,12 @@ export class ClusterOdm {
       ...(deps.tuning?.forwardRetryBaseMs !== undefined ? { retryBaseMs: deps.tuning.forwardRetryBaseMs } : {}),
     });
     this.flood = new FloodMonitor({ limit: config.floodLimit, clock });
+    this.uploads = new OpenUploads({
+      table: this.tasks,
+      tmpDir: config.tmpDir,
+      maxTotal: config.maxOpenUploads,
+      maxPerAddress: config.maxOpenUploadsPerAddress,
+    });
     const commits = new CommitWindow({ clock });
     this.intake = new TaskIntake({
       registry: this.registry,
@@ -186,12 +196,7 @@ export class ClusterOdm {
       publicAddress: config.publicAddress,
       flood: this.flood,
       commits,
-      uploads: new OpenUploads({
-        table: this.tasks,
-        tmpDir: config.tmpDir,
-        maxTotal: config.maxOpenUploads,
-        maxPerAddress: config.maxOpenUploadsPerAddress,
-      }),
+      uploads: this.uploads,
       statusesOf: (token) => this.taskOps.statusesOf(token),
       streaming: this.streaming,
     });

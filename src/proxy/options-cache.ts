@@ -21,6 +21,8 @@ interface CachedOptions {
  */
 export class OptionsCache {
   private readonly cache = new Map<string, CachedOptions>();
+  /** Fetches on their way, so that concurrent misses of one key ask the node once (at most one per key). */
+  private readonly inflight = new Map<string, Promise<OdmOptionSpec[]>>();
   private readonly client: NodeClient;
   private readonly clock: Clock;
   private readonly enabled: boolean;
@@ -44,25 +46,41 @@ export class OptionsCache {
       this.cache.set(key, hit);
       return hit.value;
     }
+    if (!this.enabled) return this.fetch(limits, node);
+    const pending = this.inflight.get(key);
+    if (pending) return pending;
+    const p = this.fetch(limits, node)
+      .then((value) => {
+        if (this.inflight.get(key) === p) {
+          this.cache.delete(key);
+          this.cache.set(key, { expires: this.clock.now() + OPTIONS_TTL_MS, limitsKey, value });
+          this.evict(this.clock.now());
+        }
+        return value;
+      })
+      .finally(() => {
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+      });
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  private async fetch(limits: Limits | null, node: ClusterNode): Promise<OdmOptionSpec[]> {
     let specs: OdmOptionSpec[];
     try {
       specs = parseOptionSpecs(await this.client.getJson(node, '/options'));
     } catch (e: unknown) {
       throw new Error(`Cannot get options for ${node.name}: ${errorMessage(e)}`);
     }
-    const value = optionsWithLimits(specs, limits);
-    if (this.enabled) {
-      this.cache.delete(key);
-      this.cache.set(key, { expires: now + OPTIONS_TTL_MS, limitsKey, value });
-      this.evict(now);
-    }
-    return value;
+    return optionsWithLimits(specs, limits);
   }
 
   /** `/cache/clear`: the lists computed for these limits are fetched again. */
   clear(limits: Limits | null): void {
     const limitsKey = limitsKeyOf(limits);
     for (const [key, e] of this.cache) if (e.limitsKey === limitsKey) this.cache.delete(key);
+    // A fetch already on its way does not fill the entry that was just cleared.
+    for (const key of this.inflight.keys()) if (key.endsWith(` ${limitsKey}`)) this.inflight.delete(key);
   }
 
   /** Entries held; for tests and diagnostics. */
