@@ -14,6 +14,7 @@ import {
   FloodMonitor,
   Forwarder,
   NodeUploader,
+  OpenUploads,
   OptionsCache,
   ProxyHandler,
   ProxyServer,
@@ -80,6 +81,9 @@ export class ClusterOdm {
   readonly tmpCleanup: TmpCleanup;
   readonly expiry: ExpiryService;
   readonly flood: FloodMonitor;
+  /** The options cache and the open upload sessions: bounded, whatever clients send. */
+  readonly options: OptionsCache;
+  readonly uploads: OpenUploads;
   readonly streaming: StreamForwarder;
   /** The autoscaler (--asr), or null. */
   readonly autoscaler: Autoscaler | null;
@@ -144,6 +148,7 @@ export class ClusterOdm {
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
     this.forwarder = new Forwarder({ logger, ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}) });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
+    this.options = options;
     // One keep-alive pool per node, shared by proxied calls and task uploads.
     const uploader = new NodeUploader({
       clock,
@@ -172,6 +177,12 @@ export class ClusterOdm {
       ...(deps.tuning?.forwardRetryBaseMs !== undefined ? { retryBaseMs: deps.tuning.forwardRetryBaseMs } : {}),
     });
     this.flood = new FloodMonitor({ limit: config.floodLimit, clock });
+    this.uploads = new OpenUploads({
+      table: this.tasks,
+      tmpDir: config.tmpDir,
+      maxTotal: config.maxOpenUploads,
+      maxPerAddress: config.maxOpenUploadsPerAddress,
+    });
     const commits = new CommitWindow({ clock });
     this.intake = new TaskIntake({
       registry: this.registry,
@@ -187,6 +198,7 @@ export class ClusterOdm {
       publicAddress: config.publicAddress,
       flood: this.flood,
       commits,
+      uploads: this.uploads,
       statusesOf: (token) => this.taskOps.statusesOf(token),
       streaming: this.streaming,
       ...(deps.tuning?.uploadIdleMs !== undefined ? { stagingLimits: { idleTimeoutMs: deps.tuning.uploadIdleMs } } : {}),
@@ -197,6 +209,7 @@ export class ClusterOdm {
       clock,
       logger,
       staleUploadsHours: config.staleUploadsTimeout,
+      onUploadRemoved: (uuid) => this.intake.abandoned(uuid),
     });
     this.expiry = new ExpiryService({ routes: this.routes, tasks: this.tasks, clock, logger });
     const handler = new ProxyHandler({

@@ -5,9 +5,13 @@ interface Entry<V> {
   expires: number;
 }
 
+/** Entries a cache holds at most (its keys are user tokens); past it the oldest entry goes. */
+export const MAX_TTL_CACHE_ENTRIES = 10_000;
+
 /**
  * A keyed cache whose entries expire after a fixed time measured on the injected Clock (the
  * original's ValueCache). When disabled it stores nothing, so every get misses (--debug, lightningDev).
+ * Bounded: at most `maxEntries`, the oldest entry going first.
  */
 export class TtlCache<V> {
   private readonly entries = new Map<string, Entry<V>>();
@@ -17,6 +21,7 @@ export class TtlCache<V> {
     private readonly clock: Clock,
     private readonly ttlMs: number,
     private readonly enabled = true,
+    private readonly maxEntries = MAX_TTL_CACHE_ENTRIES,
   ) {
     this.nextSweep = clock.now() + ttlMs;
   }
@@ -34,7 +39,13 @@ export class TtlCache<V> {
   set(key: string, value: V): void {
     if (!this.enabled) return;
     this.sweepIfDue();
+    // Re-inserted, so that the Map's order stays the order of expiry (every entry lives ttlMs).
+    this.entries.delete(key);
     this.entries.set(key, { value, expires: this.clock.now() + this.ttlMs });
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= this.maxEntries) break;
+      this.entries.delete(oldest);
+    }
   }
 
   delete(key: string): void {

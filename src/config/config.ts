@@ -51,6 +51,8 @@ const OPTION_KINDS = {
   'tmp-dir': 'path',
   // "" means the program folder, so it is a plain string rather than a non-empty path.
   'log-dir': 'string',
+  'max-open-uploads': 'count',
+  'max-open-uploads-per-address': 'count',
 } as const satisfies Record<string, ValueKind>;
 
 export type OptionName = keyof typeof OPTION_KINDS;
@@ -86,6 +88,10 @@ export interface Config {
   readonly tmpDir: string;
   /** Absolute; "" in the settings means the program folder (appRoot). */
   readonly logDir: string;
+  /** Uploads initialised and not yet committed, in all (0 = no cap). */
+  readonly maxOpenUploads: number;
+  /** The same per client address (an IPv6 client counts by its /64; 0 = no cap). */
+  readonly maxOpenUploadsPerAddress: number;
   /** Absolute path of the --config file, or null when none was given. */
   readonly configFile: string | null;
   /** True when both sslKey and sslCert are set. */
@@ -147,6 +153,8 @@ function buildConfig(s: Settings, where: { cwd: string; appRoot: string; configF
     dataDir: path.resolve(where.cwd, s['data-dir']),
     tmpDir: path.resolve(where.cwd, s['tmp-dir']),
     logDir: s['log-dir'] === '' ? where.appRoot : path.resolve(where.cwd, s['log-dir']),
+    maxOpenUploads: s['max-open-uploads'],
+    maxOpenUploadsPerAddress: s['max-open-uploads-per-address'],
     configFile: where.configFile,
     useSsl: s['ssl-key'] !== '' && s['ssl-cert'] !== '',
   });

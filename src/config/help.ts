@@ -44,6 +44,8 @@ function optionLines(d: Settings): string[] {
     `--data-dir <path>\tDirectory where nodes.json and routes.json are stored, relative to the current directory (default: ${d['data-dir']})`,
     `--tmp-dir <path>\tDirectory for uploads in progress, relative to the current directory (default: ${d['tmp-dir']})`,
     `--log-dir <path>\tDirectory for the log file, relative to the current directory (default: ${d['log-dir'] || 'the program folder'})`,
+    `--max-open-uploads <number>\tMaximum number of task uploads initiated and not yet committed, from all clients together (default: ${orWord(d['max-open-uploads'], 'no limit')})`,
+    `--max-open-uploads-per-address <number>\tMaximum number of task uploads initiated and not yet committed from one client address (an IPv6 /64 counts as one address) (default: ${orWord(d['max-open-uploads-per-address'], 'no limit')})`,
   ];
 }
 

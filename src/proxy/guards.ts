@@ -18,6 +18,21 @@ export const MAX_CONCURRENT_COMMIT =
 
 const FORGIVE_MS = 15 * 60_000;
 const COMMIT_WINDOW_MS = 60_000;
+/**
+ * Tokens each monitor keeps records for. Tokens come from clients (any token is valid without --token), so the
+ * maps are capped; past the cap the record touched longest ago goes (per-address caps on open uploads still apply).
+ */
+export const MAX_TRACKED_TOKENS = 10_000;
+
+/** Sets `key` as the most recently touched entry, and drops the oldest ones beyond `max`. */
+function setBounded<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  for (const oldest of map.keys()) {
+    if (map.size <= max) break;
+    map.delete(oldest);
+  }
+}
 
 /** Both monitors share the original's bucket for requests without a token. */
 const keyOf = (token: string): string => token || 'default';
@@ -28,12 +43,14 @@ export class FloodMonitor {
   private readonly clock: Clock;
   private readonly forgiveMs: number;
   private readonly counts = new Map<string, number>();
+  private readonly maxTracked: number;
   private timer: TimerHandle | null = null;
 
-  constructor(opts: { limit: number; clock: Clock; forgiveMs?: number }) {
+  constructor(opts: { limit: number; clock: Clock; forgiveMs?: number; maxTracked?: number }) {
     this.limit = opts.limit;
     this.clock = opts.clock;
     this.forgiveMs = opts.forgiveMs ?? FORGIVE_MS;
+    this.maxTracked = Math.max(1, opts.maxTracked ?? MAX_TRACKED_TOKENS);
   }
 
   /** Starts the forgive timer; calling it twice keeps a single timer. */
@@ -52,7 +69,7 @@ export class FloodMonitor {
     // With the limit off nothing is ever read, so keeping counts would only cost memory.
     if (!this.enabled()) return;
     const key = keyOf(token);
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    setBounded(this.counts, key, (this.counts.get(key) ?? 0) + 1, this.maxTracked);
   }
 
   /**
@@ -78,7 +95,7 @@ export class FloodMonitor {
     return this.counts.get(keyOf(token)) ?? 0;
   }
 
-  /** Number of records held; bounded because every forgive pass deletes the ones at 0. */
+  /** Number of records held: at most maxTracked, and every forgive pass deletes the ones at 0. */
   get size(): number {
     return this.counts.size;
   }
@@ -104,10 +121,12 @@ export class CommitWindow {
   private readonly windowMs: number;
   /** Commit timestamps per token, oldest first; empty lists are removed. */
   private readonly commits = new Map<string, number[]>();
+  private readonly maxTracked: number;
 
-  constructor(opts: { clock: Clock; windowMs?: number }) {
+  constructor(opts: { clock: Clock; windowMs?: number; maxTracked?: number }) {
     this.clock = opts.clock;
     this.windowMs = opts.windowMs ?? COMMIT_WINDOW_MS;
+    this.maxTracked = Math.max(1, opts.maxTracked ?? MAX_TRACKED_TOKENS);
   }
 
   /** true = blocked. The current commit is recorded even when it is rejected, as in the original. */
@@ -127,7 +146,7 @@ export class CommitWindow {
     const key = keyOf(token);
     const times = this.commits.get(key) ?? [];
     times.push(now);
-    this.commits.set(key, times);
+    setBounded(this.commits, key, times, this.maxTracked);
     return times.length > max;
   }
 

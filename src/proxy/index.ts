@@ -1,6 +1,7 @@
 export * from './respond';
 export * from './forwarder';
 export * from './local-tasks';
+export * from './open-uploads';
 export * from './options-cache';
 export * from './proxy-handler';
 export * from './proxy-server';

@@ -138,7 +138,7 @@ export class ProxyHandler {
     if (pathname === '/info') return this.info(ctx);
     if (pathname === '/options') return this.optionsRoute(ctx);
     if (pathname === '/cache/clear') {
-      this.d.options.clear(ctx.token);
+      this.d.options.clear(ctx.limits);
       this.d.cloud.clearCache(ctx.token);
       return sendJson(res, { ok: true });
     }
@@ -190,7 +190,7 @@ export class ProxyHandler {
     const ref = this.d.registry.referenceNode();
     if (!ref) return sendError(ctx.res, 'Cannot compute /options, no nodes are online.');
     try {
-      sendJson(ctx.res, await this.d.options.get(ctx.token, ctx.limits, ref));
+      sendJson(ctx.res, await this.d.options.get(ctx.limits, ref));
     } catch (e: unknown) {
       // The original left this request hanging (an unhandled rejection).
       sendError(ctx.res, errorMessage(e));

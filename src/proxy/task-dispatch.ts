@@ -108,7 +108,7 @@ export class TaskDispatcher implements LocalTasks {
     if (!reservation) checkNode.transients++;
     let handedOver = false;
     try {
-      const specs = await d.options.get(t.token ?? '', t.limits, checkNode);
+      const specs = await d.options.get(t.limits, checkNode);
       const augmented = augmentTaskOptions(parseTaskOptions(t.params.options || '[]'), {
         limits: t.limits,
         splitmerge: d.splitmerge,

@@ -17,6 +17,7 @@ import {
   type CommitWindow,
   type FloodMonitor,
 } from './guards';
+import { clientAddress, type OpenUploads } from './open-uploads';
 import type { OptionsCache } from './options-cache';
 import type { RequestContext, TaskCreationHandlers } from './proxy-handler';
 import { sendError, sendJson } from './respond';
@@ -38,6 +39,8 @@ export interface TaskIntakeDeps {
   publicAddress: string;
   flood: FloodMonitor;
   commits: CommitWindow;
+  /** Open upload sessions: their caps, and the state each one holds until it ends. */
+  uploads: OpenUploads;
   /** Status codes of the token's routed tasks, for the max-concurrency limit. */
   statusesOf: (token: string) => Promise<number[]>;
   /** Sends images on to a node while the client is still uploading (null: stage everything, then forward). */
@@ -56,8 +59,6 @@ const COMMIT_PATH = /^\/task\/new\/commit\/([^/]+)$/;
  */
 export class TaskIntake implements TaskCreationHandlers {
   private readonly d: TaskIntakeDeps;
-  /** One name reserver per task dir, shared by that task's concurrent uploads. */
-  private readonly reservers = new Map<string, NameReserver>();
 
   constructor(deps: TaskIntakeDeps) {
     this.d = deps;
@@ -83,9 +84,13 @@ export class TaskIntake implements TaskCreationHandlers {
   async init(ctx: RequestContext): Promise<void> {
     let uuid = '';
     let staged: StagingResult;
+    let opened = false;
     let created = false;
     try {
       uuid = this.newUuid(ctx.req);
+      // --max-open-uploads(-per-address): checked first, so a refused init costs nothing more.
+      this.d.uploads.open(uuid, clientAddress(ctx.req));
+      opened = true;
       staged = await stageMultipart(ctx.req, { dir: null, acceptFiles: false, ...this.limits() });
       const params = bodyParams(staged.fields);
       await this.validate(ctx, staged.fields, params);
@@ -109,6 +114,7 @@ export class TaskIntake implements TaskCreationHandlers {
         },
         output: [],
       });
+      this.d.uploads.recorded(uuid);
       this.d.streaming?.begin(uuid, this.dirOf(uuid), async (node) =>
         nodeTaskParams(params, await this.nodeOptions(ctx, node, params), name, dateCreated),
       );
@@ -116,6 +122,7 @@ export class TaskIntake implements TaskCreationHandlers {
       ctx.req.resume();
       // A full or read-only disk fails body.json or the task table after the dir was made: no dir is left behind.
       if (created) await this.die(uuid);
+      else if (opened) this.d.uploads.close(uuid);
       return sendError(ctx.res, errorMessage(e));
     }
     this.d.logger.info(`Task ${uuid} initialized`);
@@ -140,7 +147,7 @@ export class TaskIntake implements TaskCreationHandlers {
 
   /** The task's options, augmented and checked against one node's option list (throws the client's error). */
   private async nodeOptions(ctx: RequestContext, node: ClusterNode, params: BodyParams): Promise<unknown[]> {
-    const specs = await this.d.options.get(ctx.token, ctx.limits, node);
+    const specs = await this.d.options.get(ctx.limits, node);
     return filterOptions(
       augmentTaskOptions(parseTaskOptions(params.options || '[]'), {
         limits: ctx.limits,
@@ -202,7 +209,7 @@ export class TaskIntake implements TaskCreationHandlers {
         ...this.limits(),
         maxImages,
         existingFiles: existing,
-        ...this.reserverFor(uuid),
+        ...reserving(this.d.uploads.reserver(uuid)),
         onFile: (f) => {
           if (tee) tee.file(f.name, f.originalName);
           else this.d.streaming?.add(uuid, { path: path.join(dir, f.name), name: f.name });
@@ -220,16 +227,6 @@ export class TaskIntake implements TaskCreationHandlers {
       this.d.streaming?.discard(uuid);
       sendError(res, errorMessage(e));
     }
-  }
-
-  private reserverFor(uuid: string): { reserveName: (n: string) => string; releaseName: (n: string) => void } {
-    let r = this.reservers.get(uuid);
-    if (!r) {
-      r = new NameReserver(this.dirOf(uuid));
-      this.reservers.set(uuid, r);
-    }
-    const res = r;
-    return { reserveName: (n) => res.reserve(n), releaseName: (n) => res.release(n) };
   }
 
   async commit(ctx: RequestContext): Promise<void> {
@@ -270,7 +267,8 @@ export class TaskIntake implements TaskCreationHandlers {
         acceptFiles: true,
         ...this.limits(),
         maxImages: ctx.limits?.maxImages ?? null,
-        ...this.reserverFor(uuid),
+        // One request fills this dir: no other request shares its names.
+        ...reserving(new NameReserver(this.dirOf(uuid))),
       });
       if (staged.fields.get('zipurl')) throw new Error('File upload via URL is not available. Sorry :(');
       params = bodyParams(staged.fields);
@@ -304,16 +302,22 @@ export class TaskIntake implements TaskCreationHandlers {
       await this.die(uuid);
       return sendError(ctx.res, errorMessage(e));
     }
-    this.reservers.delete(uuid);
+    this.d.uploads.close(uuid);
     sendJson(ctx.res, { uuid });
   }
 
   /** A task that cannot go on: its staged files and table entry are removed. */
   private async die(uuid: string): Promise<void> {
-    this.reservers.delete(uuid);
+    this.d.uploads.close(uuid);
     this.d.streaming?.discard(uuid);
     await removeDir(this.dirOf(uuid));
     await this.d.table.delete(uuid).catch(() => false);
+  }
+
+  /** An upload session removed by the tmp sweep (abandoned by its client): nothing of it is kept. */
+  abandoned(uuid: string): void {
+    this.d.uploads.close(uuid);
+    this.d.streaming?.discard(uuid);
   }
 
   /** `<public address>/?token=<user token>` (the public address defaults to the request's Host). */
@@ -333,6 +337,10 @@ export class TaskIntake implements TaskCreationHandlers {
   readParams(uuid: string): Promise<BodyParams | null> {
     return readBodyJson(this.dirOf(uuid));
   }
+}
+
+function reserving(r: NameReserver): { reserveName: (n: string) => string; releaseName: (n: string) => void } {
+  return { reserveName: (n) => r.reserve(n), releaseName: (n) => r.release(n) };
 }
 
 /** The init fields as the original keeps them. */

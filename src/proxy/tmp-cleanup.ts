@@ -19,6 +19,8 @@ export interface TmpCleanupOptions {
   /** --stale-uploads-timeout in hours; 0 = off. */
   staleUploadsHours: number;
   intervalMs?: number;
+  /** An upload session was removed (its client abandoned it): whatever else it holds can go. */
+  onUploadRemoved?: (uuid: string) => void;
 }
 
 /**
@@ -35,7 +37,7 @@ export class TmpCleanup implements Service {
   private startedAt = Number.NEGATIVE_INFINITY;
 
   constructor(opts: TmpCleanupOptions) {
-    this.o = { intervalMs: 30 * 60 * 1000, ...opts };
+    this.o = { intervalMs: 30 * 60 * 1000, onUploadRemoved: () => undefined, ...opts };
   }
 
   async start(): Promise<void> {
@@ -80,7 +82,10 @@ export class TmpCleanup implements Service {
       this.o.logger.info(`Cleaning up ${name}${reason === 'stale' ? ' [stale]' : ''}`);
       await removeDir(path.join(this.o.tmpDir, name));
       // An abandoned upload session ends with its files; failed or canceled tasks stay listed.
-      if (this.o.table.get(name)?.phase === 'uploading') await this.o.table.delete(name).catch(() => false);
+      if (this.o.table.get(name)?.phase === 'uploading') {
+        await this.o.table.delete(name).catch(() => false);
+        this.o.onUploadRemoved(name);
+      }
       removed++;
     }
     return removed;

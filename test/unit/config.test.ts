@@ -72,6 +72,8 @@ test('the shipped config-default.json gives the original defaults', (t) => {
     dataDir: path.join(cwd, 'data'),
     tmpDir: path.join(cwd, 'tmp'),
     logDir: REPO_ROOT,
+    maxOpenUploads: 1000,
+    maxOpenUploadsPerAddress: 100,
     configFile: null,
     useSsl: false,
   });
@@ -111,7 +113,8 @@ test('every flag reaches its field', (t) => {
       '--log-level', 'debug', '--upload-max-speed', '1000', '--downloads-from-s3', 'https://s3.example.com',
       '--public-address', 'https://cluster.example.com', '--flood-limit', '5', '--stale-uploads-timeout', '24',
       '--token', 'secret', '--debug', '--ssl-key', 'k.pem', '--ssl-cert', 'c.pem', '--asr', 'asr.json',
-      '--cluster-address', 'http://old:3000', '--log-dir', 'logs',
+      '--cluster-address', 'http://old:3000', '--log-dir', 'logs', '--max-open-uploads', '50',
+      '--max-open-uploads-per-address', '0',
     ],
     where,
   );
@@ -133,6 +136,8 @@ test('every flag reaches its field', (t) => {
   assert.equal(config.asr, 'asr.json');
   assert.equal(config.clusterAddress, 'http://old:3000');
   assert.equal(config.logDir, path.join(where.cwd, 'logs'));
+  assert.equal(config.maxOpenUploads, 50);
+  assert.equal(config.maxOpenUploadsPerAddress, 0);
 });
 
 test('SSL is on only when both the key and the certificate are set', (t) => {
@@ -186,6 +191,8 @@ test('every key works from a config file, including public-address', (t) => {
     'data-dir': 'state',
     'tmp-dir': '/var/tmp/odm',
     'log-dir': '/var/log/odm',
+    'max-open-uploads': 20,
+    'max-open-uploads-per-address': '5',
   });
   const config = configOf(['--config', file], where);
   assert.equal(config.publicAddress, 'https://public.example.com');
@@ -196,6 +203,8 @@ test('every key works from a config file, including public-address', (t) => {
   assert.equal(config.dataDir, path.join(where.cwd, 'state'));
   assert.equal(config.tmpDir, '/var/tmp/odm');
   assert.equal(config.logDir, '/var/log/odm');
+  assert.equal(config.maxOpenUploads, 20);
+  assert.equal(config.maxOpenUploadsPerAddress, 5);
 });
 
 test('--config and the data and tmp dirs resolve against the working directory', (t) => {
