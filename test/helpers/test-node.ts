@@ -50,6 +50,8 @@ export interface TestNodeOptions {
   dropUploads: number;
   /** Delay before answering /info, to simulate a slow node. */
   infoDelayMs: number;
+  /** Delay before answering /task/new/commit/<uuid>, after the task is committed (a late or lost commit answer). */
+  commitDelayMs: number;
   /** When true, every connection and request is destroyed immediately. */
   offline: boolean;
   /** API version reported by /info. */
@@ -139,6 +141,7 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   uploadDelayMs: 0,
   dropUploads: 0,
   infoDelayMs: 0,
+  commitDelayMs: 0,
   offline: false,
   version: '2.2.4',
   webhook: '',
@@ -941,6 +944,7 @@ class TestNodeServer implements TestNode {
     const error = files.length === 0 ? 'Need at least 1 file.' : this.maxImagesError(files.length);
     if (error !== undefined) return this.die(ctx, pending.dir, error);
     this.addTask(pending.uuid, pending.dir, pending.fields, files.length);
+    await this.delay(this.options.commitDelayMs);
     sendJson(ctx.res, { uuid: pending.uuid });
   }
 
