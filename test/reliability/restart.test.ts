@@ -177,3 +177,25 @@ test('whole-site reboot: with no node online at restart the task stays pending w
   assert.deepEqual(first.taskFiles(uuid), NAMES);
   await waitUntil(() => !fs.existsSync(staged), { message: 'staged files left behind' });
 });
+
+test('a task waiting for its node after a restart can be cancelled: the wait ends and its files go', { timeout: 90_000 }, async (t) => {
+  const dir = tempDir(t);
+  const node = await startTestNode({ processingMs: 100, uploadDelayMs: 60_000 });
+  t.after(() => node.close());
+  const d1 = await daemonWith(t, dir, [node]);
+  const uuid = await newTask(d1);
+  await waitUntil(() => node.requests.some((r) => r.path.startsWith(`/task/new/upload/${uuid}`)), { timeoutMs: 20_000, message: 'upload never started' });
+  assert.equal(await d1.stop('SIGKILL'), null);
+  node.configure({ uploadDelayMs: 0, offline: true });
+  const d2 = await startDaemon(t, dir, [], { env });
+  await waitUntil(async () => waitingAttempt(await info(d2, uuid)) >= 2, { timeoutMs: 20_000, message: 'the task is not pending' });
+  assert.deepEqual(await json(`${d2.url}/task/cancel`, { method: 'POST', body: new URLSearchParams({ uuid }) }), { success: true });
+  assert.equal(statusCode(await info(d2, uuid)), 50);
+  assert.ok(!fs.existsSync(path.join(dir, 'tmp', uuid)), 'staged files removed');
+  // The node is back and takes another task; the cancelled one was never sent to it.
+  node.setOffline(false);
+  const other = await newTask(d2);
+  await waitUntil(async () => statusCode(await info(d2, other)) === 40, { timeoutMs: 30_000, message: 'the next task did not complete' });
+  assert.equal(initsFor(node, uuid), 1, 'only the init of before the restart');
+  assert.equal(statusCode(await info(d2, uuid)), 50);
+});
