@@ -8,6 +8,7 @@ import { AdminCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
 import {
+  CommitLedger,
   CommitWebhook,
   CommitWindow,
   downloadsBase,
@@ -19,6 +20,7 @@ import {
   ProxyHandler,
   ProxyServer,
   S3Downloads,
+  StrayCopies,
   StreamForwarder,
   TaskDispatcher,
   TaskIntake,
@@ -51,6 +53,10 @@ export interface AppDeps {
   tuning?: {
     forwardRetryBaseMs?: number;
     uploadRetrySleepMs?: number;
+    /** First pause between looks at a silent node a resumed task waits for (default 2 s, doubling). */
+    nodeWaitRetryMs?: number;
+    /** How often copies left on nodes a task moved away from are looked for (default 30 s). */
+    straySweepMs?: number;
     proxyTimeouts?: Partial<ProxyTimeouts>;
     /** How long a silent node is waited for (/info polls, proxied calls, task uploads); defaults 10 s / 5 min / 5 min. */
     nodeTimeoutMs?: number;
@@ -85,6 +91,10 @@ export class ClusterOdm {
   readonly options: OptionsCache;
   readonly uploads: OpenUploads;
   readonly streaming: StreamForwarder;
+  /** Copies of tasks that may be left on nodes they moved away from (data/strays.json). */
+  readonly strays: StrayCopies;
+  /** Tasks whose /commit webhook was counted (data/webhooks.json). */
+  readonly ledger: CommitLedger;
   /** The autoscaler (--asr), or null. */
   readonly autoscaler: Autoscaler | null;
   private readonly deps: AppDeps;
@@ -159,6 +169,16 @@ export class ClusterOdm {
       ...(nodeTimeoutMs !== undefined ? { requestTimeoutMs: nodeTimeoutMs } : {}),
     });
     this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger, needFreeSlot: autoscaler !== null });
+    this.strays = new StrayCopies({
+      file: path.join(config.dataDir, 'strays.json'),
+      registry: this.registry,
+      routes: this.routes,
+      table: this.tasks,
+      client,
+      clock,
+      logger,
+      ...(deps.tuning?.straySweepMs !== undefined ? { intervalMs: deps.tuning.straySweepMs } : {}),
+    });
     this.dispatcher = new TaskDispatcher({
       registry: this.registry,
       poller: this.poller,
@@ -174,7 +194,10 @@ export class ClusterOdm {
       splitmerge: config.splitmerge,
       tmpDir: config.tmpDir,
       autoscaler,
+      strays: this.strays,
+      waitForNodeMs: config.waitForNode * 1000,
       ...(deps.tuning?.forwardRetryBaseMs !== undefined ? { retryBaseMs: deps.tuning.forwardRetryBaseMs } : {}),
+      ...(deps.tuning?.nodeWaitRetryMs !== undefined ? { nodeWaitRetryMs: deps.tuning.nodeWaitRetryMs } : {}),
     });
     this.flood = new FloodMonitor({ limit: config.floodLimit, clock });
     this.uploads = new OpenUploads({
@@ -184,6 +207,12 @@ export class ClusterOdm {
       maxPerAddress: config.maxOpenUploadsPerAddress,
     });
     const commits = new CommitWindow({ clock });
+    this.ledger = new CommitLedger({
+      file: path.join(config.dataDir, 'webhooks.json'),
+      clock,
+      logger,
+      keep: (uuid) => this.routes.has(uuid) || this.tasks.has(uuid),
+    });
     this.intake = new TaskIntake({
       registry: this.registry,
       routes: this.routes,
@@ -224,7 +253,16 @@ export class ClusterOdm {
       options,
       commits,
       creation: this.intake,
-      webhook: new CommitWebhook({ routes: this.routes, tasks: this.tasks, autoscaler, cloud: this.cloud, client, commits, logger }),
+      webhook: new CommitWebhook({
+        routes: this.routes,
+        tasks: this.tasks,
+        autoscaler,
+        cloud: this.cloud,
+        client,
+        commits,
+        ledger: this.ledger,
+        logger,
+      }),
       s3,
     });
     this.proxy = new ProxyServer({
@@ -283,6 +321,8 @@ export class ClusterOdm {
     await this.registry.load();
     await this.routes.load(this.registry);
     await this.tasks.load();
+    await this.ledger.load();
+    await this.strays.load();
     await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
     if (this.autoscaler) {
       try {
@@ -297,6 +337,7 @@ export class ClusterOdm {
     if (this.autoscaler) await this.startService(this.autoscaler);
     await this.startService(this.expiry);
     await this.startService(this.tmpCleanup);
+    await this.startService(this.strays);
     await this.startService(this.proxy);
     // Forwards interrupted by a stop are finished, resumed or failed clearly, in the background.
     void this.dispatcher
@@ -323,6 +364,7 @@ export class ClusterOdm {
       await s.stop().catch((e: unknown) => logger.error(`Cannot stop ${s.name}: ${errorMessage(e)}`));
     }
     this.started.length = 0;
+    this.dispatcher.stop();
     this.flood.stop();
     this.streaming.stop();
     this.forwarder.close();
@@ -333,6 +375,7 @@ export class ClusterOdm {
       logger.error(`Cannot save nodes: ${errorMessage(e)}`);
     }
     await this.tasks.flush().catch((e: unknown) => logger.error(`Cannot save tasks: ${errorMessage(e)}`));
+    await this.ledger.flush();
     try {
       await this.routes.flush();
       logger.info('Saved routes to disk');

@@ -40,6 +40,7 @@ const OPTION_KINDS = {
   'public-address': 'string',
   'flood-limit': 'count',
   'stale-uploads-timeout': 'count',
+  'wait-for-node': 'count',
   token: 'string',
   debug: 'bool',
   'ssl-key': 'string',
@@ -76,6 +77,8 @@ export interface Config {
   readonly publicAddress: string;
   readonly floodLimit: number;
   readonly staleUploadsTimeout: number;
+  /** Seconds a task interrupted by a restart waits for its node before it is sent to another one. */
+  readonly waitForNode: number;
   readonly token: string;
   readonly debug: boolean;
   readonly sslKey: string;
@@ -144,6 +147,7 @@ function buildConfig(s: Settings, where: { cwd: string; appRoot: string; configF
     publicAddress: s['public-address'],
     floodLimit: s['flood-limit'],
     staleUploadsTimeout: s['stale-uploads-timeout'],
+    waitForNode: s['wait-for-node'],
     token: s.token,
     debug: s.debug,
     sslKey: s['ssl-key'],

@@ -1,41 +1,20 @@
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Autoscaler, Reservation } from '../autoscaler';
 import type { CloudProvider } from '../cloud';
 import type { Clock, Logger } from '../core';
 import { abortableSleep, errorMessage } from '../core';
-import { augmentTaskOptions, filterOptions, parseTaskOptions, type Limits, type NodeClient } from '../nodeodm';
+import { augmentTaskOptions, filterOptions, parseTaskOptions, type NodeClient } from '../nodeodm';
 import type { ClusterNode, HealthPoller, NodeRegistry } from '../nodes';
 import { LAUNCHING_OUTPUT, type RouteTable, type TaskTable } from '../routing';
 import type { LocalTasks } from './local-tasks';
 import type { NodeUploader, TaskParams } from './node-uploader';
 import type { OptionsCache } from './options-cache';
+import { nodeTaskParams, removeDir, taskName, type BodyParams, type StagedTask } from './staged-task';
+import type { StrayCopies } from './stray-copies';
 import type { StreamForwarder, StreamSession } from './stream-forward';
+import { DEFAULT_WAIT_FOR_NODE_MS, NODE_WAIT_RETRY_MS, TaskResumer } from './task-resume';
 
-/** The init parameters of a task, as the original stores them in tmp/<uuid>/body.json. */
-export interface BodyParams {
-  options: string | null;
-  taskName: string;
-  skipPostProcessing: boolean;
-  outputs: string | null;
-  dateCreated: number | null;
-  webhook: string;
-}
-
-/** A task whose files are all staged and that is ready to go to a node. */
-export interface StagedTask {
-  uuid: string;
-  token: string | undefined;
-  limits: Limits | null;
-  params: BodyParams;
-  dir: string;
-  /** Names of the staged files (body.json excluded). */
-  files: string[];
-  /** `<public address>/?token=<user token>`, the sm-cluster value of split-merge tasks. */
-  smClusterUrl: string;
-  /** `<public address>/commit?token=<user token>`, the webhook of an autoscaled node ('' when unknown). */
-  commitUrl: string;
-}
+export { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, type StagedTask } from './staged-task';
 
 export interface TaskDispatcherDeps {
   registry: NodeRegistry;
@@ -58,12 +37,16 @@ export interface TaskDispatcherDeps {
   /** Retries after the first attempt (the original: 5, with 5 s × retry between them). */
   forwardRetries?: number;
   retryBaseMs?: number;
+  /** Copies that may be left on nodes a task moved away from (removed when those nodes answer again). */
+  strays?: StrayCopies | null;
+  /** --wait-for-node: after a restart, how long a task waits for its silent node before it moves (default 30 min). */
+  waitForNodeMs?: number;
+  /** First pause between two looks at that node (doubling up to 30×; default 2 s). */
+  nodeWaitRetryMs?: number;
 }
 
 const FINAL_FAILURE = 'Failed to forward task to processing node after 5 attempts. Try again later.';
 const AUTOSCALE_FAILED = 'No nodes available (attempted to autoscale but failed). Try again later.';
-const LOST_ON_RESTART =
-  'ClusterODM was restarted while this task was being sent to a node, and its files are gone. Please create the task again.';
 
 /**
  * Takes a staged task to a node: checks and node choice (answered before forwarding starts, as the original),
@@ -73,9 +56,29 @@ const LOST_ON_RESTART =
 export class TaskDispatcher implements LocalTasks {
   private readonly d: TaskDispatcherDeps & { forwardRetries: number; retryBaseMs: number };
   private readonly aborts = new Map<string, AbortController>();
+  private readonly resumer: TaskResumer;
 
   constructor(deps: TaskDispatcherDeps) {
     this.d = { forwardRetries: 5, retryBaseMs: 5000, ...deps };
+    const { d } = this;
+    this.resumer = new TaskResumer(
+      {
+        ...d,
+        autoscaler: d.autoscaler ?? null,
+        strays: d.strays ?? null,
+        waitForNodeMs: d.waitForNodeMs ?? DEFAULT_WAIT_FOR_NODE_MS,
+        retryBaseMs: d.nodeWaitRetryMs ?? NODE_WAIT_RETRY_MS,
+      },
+      {
+        forward: (t, node, options) => void this.forward(t, node, options),
+        forwardAutoscaled: (t, node, options) => void this.forwardAutoscaled(t, { images: t.files.length, released: true }, options, node),
+        track: (uuid, ac) => this.aborts.set(uuid, ac),
+        untrack: (uuid, ac) => {
+          if (this.aborts.get(uuid) === ac) this.aborts.delete(uuid);
+        },
+        logSaveError: (uuid, e) => this.logSaveError(uuid, e),
+      },
+    );
   }
 
   /** Validates, approves, picks a node and starts forwarding. Throws the message the client should see. */
@@ -298,6 +301,10 @@ export class TaskDispatcher implements LocalTasks {
     }
     current.transients--;
     next.transients++;
+    // The failed attempt may have left a committed copy there (a lost commit answer from a node that then went
+    // silent): it is removed when that node answers again.
+    await d.strays?.add(t.uuid, current).catch((e: unknown) => this.logSaveError(t.uuid, e));
+    await d.strays?.forget(t.uuid, next.key).catch((e: unknown) => this.logSaveError(t.uuid, e));
     d.logger.info(`Switched ${t.uuid} to ${next.name}`);
     await d.table.update(t.uuid, { nodeKey: next.key }).catch((e: unknown) => this.logSaveError(t.uuid, e));
     return next;
@@ -323,58 +330,16 @@ export class TaskDispatcher implements LocalTasks {
   }
 
   /**
-   * After a restart: tasks that were being forwarded are checked on their node (the forward may have finished
-   * just before the stop), resumed from the staged files, or marked FAILED with a clear message.
+   * After a restart: tasks that were being forwarded are found on their node, resumed from the staged files, or
+   * kept pending while their node does not answer (see TaskResumer). Resolves once each is settled.
    */
-  async resume(params: (uuid: string) => Promise<BodyParams | null>): Promise<void> {
-    const { d } = this;
-    const pending = d.table.entries({ phase: 'forwarding' });
-    if (pending.length === 0) return;
-    await d.poller.refreshAll();
-    for (const entry of pending) {
-      const node = d.registry.list().find((n) => n.key === entry.nodeKey);
-      // A route written just before the stop means the task landed (its node may just be offline right now).
-      const routed = d.routes.has(entry.uuid);
-      if (routed || (node && (await this.nodeHasTask(node, entry.uuid)))) {
-        if (!routed && node) await d.routes.add(entry.uuid, node, entry.token);
-        await removeDir(this.dirOf(entry.uuid));
-        await d.table.delete(entry.uuid);
-        d.logger.info(`Task ${entry.uuid} was already on ${node?.name ?? 'its node'}`);
-        continue;
-      }
-      const dir = this.dirOf(entry.uuid);
-      const p = await params(entry.uuid);
-      const files = await listStagedFiles(dir);
-      // A task on its way to a machine of its own goes on to that machine (it serves no other task).
-      const own = node?.isAutoSpawned() && d.autoscaler ? node : null;
-      const next = own ?? (files.length > 0 && p ? d.registry.selectBest(files.length) : null);
-      if (!p || files.length === 0 || !next) {
-        await d.table.markFailed(entry.uuid, !p || files.length === 0 ? LOST_ON_RESTART : FINAL_FAILURE);
-        await removeDir(dir);
-        d.logger.warn(`Task ${entry.uuid} could not be resumed after a restart`);
-        if (own) await d.autoscaler?.destroyNode(own).catch(() => undefined);
-        continue;
-      }
-      d.logger.info(`Resuming the forward of task ${entry.uuid} to ${next.name}`);
-      const t: StagedTask = { uuid: entry.uuid, token: entry.token, limits: null, params: p, dir, files, smClusterUrl: '', commitUrl: '' };
-      if (own) {
-        void this.forwardAutoscaled(t, { images: files.length, released: true }, entry.taskInfo.options, own);
-        continue;
-      }
-      next.transients++;
-      // Recorded first: a second restart must look for the task on this node, or it would be sent to a third.
-      if (entry.nodeKey !== next.key) await d.table.update(entry.uuid, { nodeKey: next.key }).catch((e: unknown) => this.logSaveError(entry.uuid, e));
-      void this.forward(t, next, entry.taskInfo.options);
-    }
+  resume(params: (uuid: string) => Promise<BodyParams | null>): Promise<void> {
+    return this.resumer.resume(params);
   }
 
-  private async nodeHasTask(node: ClusterNode, uuid: string): Promise<boolean> {
-    try {
-      const info = await this.d.client.getJson(node, `/task/${uuid}/info`);
-      return typeof info === 'object' && info !== null && !('error' in info);
-    } catch {
-      return false;
-    }
+  /** Ends the waits of resumed tasks (shutdown); they stay pending in the task table. */
+  stop(): void {
+    this.resumer.stop();
   }
 
   // LocalTasks: what the proxy answers for tasks that are not on a node.
@@ -424,34 +389,3 @@ export class TaskDispatcher implements LocalTasks {
     return path.join(this.d.tmpDir, uuid);
   }
 }
-
-/** The name of a task created without one, as the original. */
-export function taskName(p: BodyParams, now: number): string {
-  return p.taskName || `Task of ${new Date(now).toISOString()}`;
-}
-
-/** What a node's /task/new/init receives for a task. */
-export function nodeTaskParams(p: BodyParams, options: unknown[], name: string | undefined, dateCreated: number): TaskParams {
-  return {
-    name: name || p.taskName,
-    options,
-    dateCreated,
-    skipPostProcessing: p.skipPostProcessing,
-    webhook: p.webhook || null,
-    outputs: p.outputs,
-  };
-}
-
-export async function removeDir(dir: string): Promise<void> {
-  await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
-}
-
-/** Staged files of a task dir, without the body.json the intake keeps there. */
-export async function listStagedFiles(dir: string): Promise<string[]> {
-  try {
-    return (await fsp.readdir(dir)).filter((f) => f.toLowerCase() !== 'body.json').sort();
-  } catch {
-    return [];
-  }
-}
-

@@ -10,7 +10,8 @@ import { isRecord } from '../core';
  * here it lives in `data/tasks.json`:
  *
  *   {"<uuid>": {"token": "…"?, "phase": "forwarding", "taskInfo": {…NodeODM task info…}, "output": ["…"],
- *               "accessed": ms, "updated": ms, "nodeKey": "host:port"?, "uploadedFiles": ["a.jpg"]?}}
+ *               "accessed": ms, "updated": ms, "nodeKey": "host:port"?, "uploadedFiles": ["a.jpg"]?,
+ *               "waitingSince": ms?}}
  *
  * An object keyed by uuid, like routes.json. The table is small, so every change rewrites the whole file
  * (atomically, through JsonStateFile, which also coalesces overlapping saves).
@@ -61,6 +62,8 @@ export interface TaskEntry {
   /** Forwarding bookkeeping so a restart can resume: chosen node "host:port" if any, files already confirmed on it. */
   nodeKey?: string;
   uploadedFiles?: string[];
+  /** When a restart found the task's node not answering: it waits for that node until a deadline counted from here. */
+  waitingSince?: number;
 }
 
 /** What put() accepts: `accessed`/`updated` default to now. */
@@ -139,6 +142,10 @@ function parseEntry(uuid: string, v: unknown): TaskEntry {
   };
   if (nodeKey !== undefined) entry.nodeKey = nodeKey;
   if (v['uploadedFiles'] !== undefined) entry.uploadedFiles = checkStrings(v['uploadedFiles'], `${where}.uploadedFiles`);
+  if (v['waitingSince'] !== undefined) {
+    checkNumber(v['waitingSince'], `${where}.waitingSince`);
+    entry.waitingSince = v['waitingSince'] as number;
+  }
   return entry;
 }
 

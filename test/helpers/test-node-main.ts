@@ -20,6 +20,7 @@ const USAGE = `Usage: npm run test-node -- [options]
   --asset-size <bytes>     size of the generated all.zip (default 1048576)
   --upload-delay-ms <n>    delay before answering each upload
   --info-delay-ms <n>      delay before answering /info
+  --commit-delay-ms <n>    delay before answering a commit (the task is committed first)
   --drop-uploads <n>       destroy the next n upload requests mid-request
   --fail                   tasks end FAILED instead of COMPLETED
   NodeODM's own flags, as an autoscaled machine runs it:
@@ -37,6 +38,7 @@ const NUMERIC_FLAGS = {
   'asset-size': 'assetSize',
   'upload-delay-ms': 'uploadDelayMs',
   'info-delay-ms': 'infoDelayMs',
+  'commit-delay-ms': 'commitDelayMs',
   'drop-uploads': 'dropUploads',
 } as const satisfies Record<string, keyof TestNodeOptions>;
 
@@ -63,6 +65,7 @@ export function parseTestNodeArgs(argv: string[]): Partial<TestNodeOptions> | 'h
       'asset-size': text,
       'upload-delay-ms': text,
       'info-delay-ms': text,
+      'commit-delay-ms': text,
       'drop-uploads': text,
       fail: { type: 'boolean' },
       help: { type: 'boolean' },

@@ -58,6 +58,8 @@ export interface TestNodeOptions {
   stallUploads: number;
   /** Delay before answering /info, to simulate a slow node. */
   infoDelayMs: number;
+  /** Delay before answering /task/new/commit/<uuid>, after the task is committed (a late or lost commit answer). */
+  commitDelayMs: number;
   /** When true, every connection and request is destroyed immediately. */
   offline: boolean;
   /** API version reported by /info. */
@@ -158,6 +160,7 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   dropUploads: 0,
   stallUploads: 0,
   infoDelayMs: 0,
+  commitDelayMs: 0,
   offline: false,
   version: '2.2.4',
   webhook: '',
@@ -1018,6 +1021,7 @@ class TestNodeServer implements TestNode {
     const error = files.length === 0 ? 'Need at least 1 file.' : this.maxImagesError(files.length);
     if (error !== undefined) return this.die(ctx, pending.dir, error);
     this.addTask(pending.uuid, pending.dir, pending.fields, files.length);
+    await this.delay(this.options.commitDelayMs);
     sendJson(ctx.res, { uuid: pending.uuid });
   }
 

@@ -63,6 +63,7 @@ test('the shipped config-default.json gives the original defaults', (t) => {
     publicAddress: '',
     floodLimit: 0,
     staleUploadsTimeout: 0,
+    waitForNode: 1800,
     token: '',
     debug: false,
     sslKey: '',
