@@ -146,9 +146,9 @@ export class FakeCloudBase {
     m.boot = bootUserData(m.userData, m.ip, this.knobs.bootOptions);
   }
 
-  /** The result of the machine's boot; throws when it never booted. */
+  /** The result of the machine's boot (by the fake's id or the client's `<zone>/<id>`); throws when it never booted. */
   async booted(id: string): Promise<BootResult> {
-    const m = this.machines.get(id);
+    const m = this.machines.get(id) ?? this.machines.get(id.slice(id.lastIndexOf('/') + 1));
     if (!m?.boot) throw new Error(`machine ${id} has not booted`);
     return m.boot;
   }
