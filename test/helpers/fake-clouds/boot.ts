@@ -36,9 +36,11 @@ export interface BootOptions {
   failTools?: string[];
   /** Knobs for the test node (e.g. processingMs). */
   node?: Partial<TestNodeOptions>;
+  /** The image has no Docker: `docker` appears only once the install script has been run (`sh <script>`). */
+  dockerMissing?: boolean;
 }
 
-const TOOLS = ['docker', 'fallocate', 'mkswap', 'swapon', 'chmod', 'curl', 'free'];
+const TOOLS = ['docker', 'fallocate', 'mkswap', 'swapon', 'chmod', 'curl', 'free', 'sh'];
 /** docker run options that take a value. */
 const DOCKER_VALUE_OPTIONS = new Set(['-p', '--gpus', '--mount', '-v', '--name', '-e']);
 
@@ -47,12 +49,18 @@ export async function bootUserData(userData: string, ip: string, opts: BootOptio
   try {
     const bin = path.join(dir, 'bin');
     fs.mkdirSync(bin);
-    for (const t of TOOLS) fs.writeFileSync(path.join(bin, t), fakeTool(t), { mode: 0o755 });
+    const opt = path.join(dir, 'opt');
+    fs.mkdirSync(opt);
+    for (const t of TOOLS) {
+      const missing = t === 'docker' && opts.dockerMissing === true;
+      fs.writeFileSync(missing ? path.join(opt, 'docker.pending') : path.join(bin, t), fakeTool(t), { mode: 0o755 });
+    }
     fs.symlinkSync(fs.realpathSync('/usr/bin/awk'), path.join(bin, 'awk'));
     const script = path.join(dir, 'user-data');
     fs.writeFileSync(script, userData, { mode: 0o700 });
     const { code, output } = await run(script, {
-      PATH: bin,
+      PATH: `${bin}:${opt}`,
+      FAKE_NODE: process.execPath,
       HOME: dir,
       FAKE_BOOT_DIR: dir,
       FAKE_BOOT_FAIL: (opts.failTools ?? []).join(','),
@@ -86,6 +94,8 @@ function fakeTool(tool: string): string {
     `printf '\\036' >> "$FAKE_BOOT_DIR/calls"`,
     `if [ ${tool} = docker ] && [ "\${1:-}" = login ]; then IFS= read -r pw || true; printf '%s' "$pw" > "$FAKE_BOOT_DIR/login-stdin"; echo 'Login Succeeded'; fi`,
     `if [ ${tool} = docker ] && [ "\${1:-}" = run ]; then echo 3f4e5d6c7b8a; fi`,
+    // "Installing" Docker: the pending fake docker takes its place on PATH (a rename, done by node: no mv here).
+    `if [ ${tool} = sh ] && [ -e "$FAKE_BOOT_DIR/opt/docker.pending" ]; then "$FAKE_NODE" -e 'const d=process.env.FAKE_BOOT_DIR+"/opt/";require("fs").renameSync(d+"docker.pending",d+"docker")'; fi`,
     `case ",$FAKE_BOOT_FAIL," in *,${tool},*) echo "${tool}: simulated failure" >&2; exit 1;; esac`,
     'exit 0',
     '',

@@ -193,7 +193,12 @@ function build(name: string, c: AsrConfig, api: MachineApi, regionKey: string, l
       const region = img.regions && img.regions.length > 0 && !img.regions.includes(plan.region) ? (img.regions[0] ?? plan.region) : plan.region;
       return { ...plan, region, image: img.image, name: r.name, installId: r.installId, userData: r.userData, tags };
     },
-    secrets: () =>
-      [...secretKeys.map((k) => c.string(k)), cloudInit.s3.accessKey, cloudInit.s3.secretKey, cloudInit.registry?.password ?? ''].filter((s) => s !== '' && s !== CHANGE_ME),
+    secrets: () => [
+      ...new Set(
+        [...secretKeys.map((k) => c.string(k)), cloudInit.s3.accessKey, cloudInit.s3.secretKey, cloudInit.registry?.password ?? ''].filter(
+          (s) => s !== '' && s !== CHANGE_ME,
+        ),
+      ),
+    ],
   };
 }
