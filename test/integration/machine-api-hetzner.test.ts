@@ -28,7 +28,7 @@ describeMachineApi('Hetzner', () => rig(), { capacity: true, quotaCode: 'resourc
 test('Hetzner: create sends the server body of the API (labels with the install id, user_data, location, ssh keys)', async (t) => {
   const r = await rig();
   t.after(() => r.close());
-  await r.api.create({ ...r.spec('clusterodm-5-body', '#cloud-config\n'), tags: ['team=odm'] });
+  await r.api.create({ ...r.spec('clusterodm-5-body', '#cloud-config\n'), tags: ['clusterodm', 'team=odm'] });
   const call = r.fake.requests.find((x) => x.method === 'POST');
   assert.ok(call);
   assert.equal(call.path, '/v1/servers');

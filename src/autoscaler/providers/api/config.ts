@@ -45,13 +45,13 @@ const COMMON = {
   dockerImage: 'opendronemap/nodeodm',
   dockerGpu: false,
   dockerRegistry: { username: '', password: '', url: '' },
-  tags: [] as string[],
+  tags: ['clusterodm'],
 };
 const S3_DEFAULT = { accessKey: CHANGE_ME, secretKey: CHANGE_ME, endpoint: CHANGE_ME, bucket: CHANGE_ME, ignoreSSL: false };
 
 /** Defaults of the api driver: the original's keys (SPEC §8.7–8.10) with images that still exist and have cloud-init. */
 export const API_DEFAULTS: Readonly<Record<string, ConfigObject>> = {
-  digitalocean: { ...DIGITALOCEAN_DEFAULTS, image: 'ubuntu-24-04-x64', tags: [] },
+  digitalocean: { ...DIGITALOCEAN_DEFAULTS, image: 'ubuntu-24-04-x64' },
   hetzner: {
     ...COMMON,
     apiToken: CHANGE_ME,

@@ -83,7 +83,7 @@ export class HetznerMachineApi implements MachineApi {
   }
 
   async create(spec: MachineSpec): Promise<Machine> {
-    const labels: Record<string, string> = { clusterodm: '' };
+    const labels: Record<string, string> = {};
     for (const t of spec.tags ?? []) {
       const [k = '', v = ''] = t.split('=', 2);
       if (k !== '') labels[k] = v;
