@@ -72,6 +72,8 @@ export interface MachineApi {
   destroy(id: string): Promise<void>;
   /** The hourly price of a size in a region; null when the cloud's API does not say (AWS). */
   hourlyPrice(size: string, region: string): Promise<MachinePrice | null>;
+  /** Releases connections (the AWS SDK keeps some); optional. */
+  close?(): void;
 }
 
 /** Why a call failed, as far as the caller needs to branch on it. */
