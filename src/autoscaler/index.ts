@@ -47,3 +47,8 @@ export function autoscalerFromFile(file: string, deps: AutoscalerFromFileDeps): 
   scaler = new Autoscaler({ provider, machines, s3, ...rest, downloadsBase: downloadsFromS3 || downloadsBaseUrl(provider.s3) });
   return scaler;
 }
+// The api driver (cloud APIs + cloud-init, no docker-machine); the lifecycle is wired to it in a later step.
+export * from './drivers/cloud-init';
+export * from './install-id';
+export * from './machine-api';
+export * from './providers/api';

@@ -10,6 +10,10 @@ export type ErrorCode =
   | 'UNAUTHORIZED'
   | 'LIMIT_REACHED'
   | 'ABORTED'
+  /** A cloud refused a machine for quota, capacity or rate reasons: wait (queue) and try again later. */
+  | 'NO_CAPACITY'
+  /** A cloud machine API call failed for any other reason (auth, bad input, server error, network). */
+  | 'MACHINE_API_FAILED'
   | 'INTERNAL';
 
 export class ClusterError extends Error {
