@@ -44,6 +44,7 @@ function optionLines(d: Settings): string[] {
     `--data-dir <path>\tDirectory where nodes.json and routes.json are stored, relative to the current directory (default: ${d['data-dir']})`,
     `--tmp-dir <path>\tDirectory for uploads in progress, relative to the current directory (default: ${d['tmp-dir']})`,
     `--log-dir <path>\tDirectory for the log file, relative to the current directory (default: ${d['log-dir'] || 'the program folder'})`,
+    `--admin-web-hosts <names>\tComma-separated host names the admin web answers to besides IP addresses and localhost (other Host headers get 421, against DNS rebinding); * = any (default: ${d['admin-web-hosts'].join(',') || 'none'})`,
   ];
 }
 

@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Logger } from '../core';
-import { errorMessage, systemErrorCode } from '../core';
+import { ClusterError, errorMessage, systemErrorCode } from '../core';
 import type { NodeEndpoint } from '../nodeodm';
 import { sendError } from './respond';
 
@@ -92,6 +92,11 @@ export class Forwarder {
     pathAndQuery: string,
     opts: { body?: Buffer } = {},
   ): void {
+    if (node.addressable === false) {
+      // A bad hostname loaded from nodes.json: its token goes nowhere (NodeClient refuses it the same way).
+      this.onError(new ClusterError('INVALID_INPUT', 'The node has an invalid hostname'), node, req, res, false);
+      return;
+    }
     const target = this.upstreamFor(node);
     const headers = copyHeaders(req.headers);
     const body = opts.body;

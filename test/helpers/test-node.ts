@@ -58,6 +58,8 @@ export interface TestNodeOptions {
   webhook: string;
   /** NodeODM's `--s3_*`: a completed task's all.zip is uploaded to `<bucket>/<uuid>/all.zip` before the webhooks. */
   s3: TestNodeS3 | null;
+  /** Lines every task prints right after its first one (text an admin reads back with TASK OUTPUT). */
+  outputLines: readonly string[];
 }
 
 export interface TestNodeS3 {
@@ -143,6 +145,7 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   version: '2.2.4',
   webhook: '',
   s3: null,
+  outputLines: [],
 });
 
 /** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
@@ -1149,7 +1152,7 @@ class TestNodeServer implements TestNode {
   private startTask(task: NodeTask): void {
     task.status = TaskStatus.RUNNING;
     task.startedAt = Date.now();
-    task.output.push(`Test NodeODM node: processing ${task.imagesCount} images`);
+    task.output.push(`Test NodeODM node: processing ${task.imagesCount} images`, ...this.options.outputLines);
     this.scheduleStage(task, 0);
   }
 
