@@ -282,6 +282,7 @@ export class ClusterOdm {
             port: deps.ephemeralPorts ? 0 : config.adminWebPort,
             ...(deps.host !== undefined ? { host: deps.host } : {}),
             password: config.adminPass,
+            allowedHosts: config.adminWebHosts,
             version: deps.version,
             // public/ lives in the program folder (the original resolved it against the working directory).
             publicDir: path.resolve(__dirname, '..', '..', 'public'),

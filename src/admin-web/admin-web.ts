@@ -10,6 +10,7 @@ import type { LocalTasks } from '../proxy/local-tasks';
 import type { RouteTable, TaskTable } from '../routing';
 import { basicAuth } from './auth';
 import { csrfGuard } from './csrf';
+import { hostCheck } from './host-check';
 import { errorHandler, noStore, securityHeaders, sendError } from './http-util';
 import { nodeRoutes } from './node-routes';
 import { taskRoutes } from './task-routes';
@@ -25,6 +26,8 @@ export interface AdminWebOptions {
   host?: string;
   /** Admin password; "" means no login (a warning is logged). */
   password: string;
+  /** Host names answered besides IP literals and localhost (--admin-web-hosts; `*` = any). */
+  allowedHosts?: readonly string[];
   version: string;
   /** The admin page (index.html, app.mjs, ...), served at `/`. */
   publicDir: string;
@@ -86,13 +89,17 @@ export class AdminWeb implements Service {
     await closed;
   }
 
-  /** Order matters: signout before auth, auth before anything else, the CSRF check before any body is read. */
+  /**
+   * Order matters: the Host check first (a rebound name gets nothing, not even /signout), signout before auth,
+   * auth before anything else, the CSRF check before any body is read.
+   */
   private app(): Express {
     const o = this.opts;
     const app = express();
     app.disable('x-powered-by');
     app.set('etag', false);
     app.use(securityHeaders);
+    app.use(hostCheck(o.allowedHosts ?? [], o.logger));
     app.get('/signout', (_req, res) => {
       res.status(401).type('html').send(SIGNED_OUT_BODY);
     });

@@ -47,9 +47,10 @@ export class CredentialCheck {
 }
 
 /**
- * Per-address penalty windows after a failed login. Within its window an address's attempts are refused
- * unchecked, so parallel guessing gains nothing over one guess per window. Entries are kept in expiry order
- * (re-inserted on update, every window has the same length), so pruning reads from the front.
+ * Per-address windows after a logged failed login, so a flood of failures logs one line per address and window. They
+ * never refuse anything: every attempt is checked, or an attacker sharing the admin's address (NAT, a reverse
+ * proxy) would lock the admin out. Entries are kept in expiry order (re-inserted on update, every window has the
+ * same length), so pruning reads from the front.
  */
 export class LoginThrottle {
   private readonly until = new Map<string, number>();
@@ -95,7 +96,8 @@ function challenge(res: Response): void {
 
 /**
  * HTTP Basic auth (user `admin`). A request without credentials is just challenged: that is how every browser
- * starts. Wrong credentials are logged (address only, never the password) and answered after a delay.
+ * starts. Every attempt is checked, and the right credentials are always accepted at once; wrong ones are logged
+ * (address only, never the password; one line per address and window) and answered after a delay.
  */
 export function basicAuth(opts: BasicAuthOptions): RequestHandler {
   const check = new CredentialCheck(opts.password);
@@ -103,13 +105,14 @@ export function basicAuth(opts: BasicAuthOptions): RequestHandler {
   return async (req, res, next) => {
     const creds = parseBasicAuth(req.headers.authorization);
     if (!creds) return challenge(res);
+    if (check.matches(creds)) return next();
     const addr = req.socket.remoteAddress ?? 'unknown address';
     const now = opts.clock.now();
-    const checked = !throttle.blocked(addr, now);
-    if (checked && check.matches(creds)) return next();
-    throttle.penalize(addr, now);
-    // Attempts refused unchecked inside the window are not logged: at most one line per address per window.
-    if (checked) opts.logger.warn(`Failed admin web login from ${addr}`);
+    // One line per address and window, even under a flood (the window is not extended by the failures it hides).
+    if (!throttle.blocked(addr, now)) {
+      opts.logger.warn(`Failed admin web login from ${addr}`);
+      throttle.penalize(addr, now);
+    }
     await opts.clock.sleep(opts.delayMs);
     challenge(res);
   };

@@ -1,6 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import type { Clock, Logger } from '../core';
-import { errorMessage } from '../core';
+import { errorMessage, normalizeHostname } from '../core';
 import { isValidPort, type ClusterNode, type LoadHistory, type NodeRegistry } from '../nodes';
 import type { NodeOps } from '../ops';
 import { bodyOf, field } from './http-util';
@@ -73,6 +73,11 @@ async function addNode(deps: NodeRoutesDeps, req: Request, res: Response): Promi
   const hostname = field(body, 'hostname');
   const port = portOf(field(body, 'port'));
   const token = field(body, 'token') ?? '';
+  if (typeof hostname === 'string' && normalizeHostname(hostname.trim()) === null) {
+    // The registry refuses it too; say why.
+    res.json({ error: 'Invalid hostname: a DNS name or an IP address only (no scheme, port or path)' });
+    return;
+  }
   if (typeof hostname !== 'string' || port === null || typeof token !== 'string') {
     res.json({ error: 'Invalid' });
     return;

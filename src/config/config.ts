@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import minimist from 'minimist';
 import { ClusterError, errorMessage, LOG_LEVELS, type LogLevel } from '../core';
 import { helpText } from './help';
+import { parseHostList } from './host-list';
 
 export const CLOUD_PROVIDERS = ['local', 'lightning', 'lightningDev'] as const;
 export type CloudProviderName = (typeof CLOUD_PROVIDERS)[number];
@@ -10,7 +11,7 @@ export type CloudProviderName = (typeof CLOUD_PROVIDERS)[number];
 /** File name of the built-in defaults, always read from the program folder. */
 export const DEFAULT_CONFIG_FILE = 'config-default.json';
 
-type ValueKind = 'port' | 'count' | 'bool' | 'string' | 'path' | 'logLevel' | 'cloudProvider';
+type ValueKind = 'port' | 'count' | 'bool' | 'string' | 'path' | 'logLevel' | 'cloudProvider' | 'hostList';
 
 interface KindValue {
   port: number;
@@ -20,6 +21,7 @@ interface KindValue {
   path: string;
   logLevel: LogLevel;
   cloudProvider: CloudProviderName;
+  hostList: readonly string[];
 }
 
 /**
@@ -32,6 +34,7 @@ const OPTION_KINDS = {
   'admin-cli-port': 'port',
   'admin-web-port': 'port',
   'admin-pass': 'string',
+  'admin-web-hosts': 'hostList',
   'log-level': 'logLevel',
   'cloud-provider': 'cloudProvider',
   'upload-max-speed': 'count',
@@ -69,6 +72,8 @@ export interface Config {
   readonly adminCliPort: number;
   readonly adminWebPort: number;
   readonly adminPass: string;
+  /** Host names the admin web answers to besides IP literals and localhost (lower case; "*" = any). */
+  readonly adminWebHosts: readonly string[];
   readonly logLevel: LogLevel;
   readonly cloudProvider: CloudProviderName;
   readonly uploadMaxSpeed: number;
@@ -132,13 +137,14 @@ export function parseConfig(args: ParseArgs): ParseResult {
 }
 
 function buildConfig(s: Settings, where: { cwd: string; appRoot: string; configFile: string | null }): Config {
-  // Every field is a primitive, so a shallow freeze is already a deep freeze.
+  // Every field is a primitive or a frozen array, so a shallow freeze is already a deep freeze.
   return Object.freeze({
     port: s.port,
     securePort: s['secure-port'],
     adminCliPort: s['admin-cli-port'],
     adminWebPort: s['admin-web-port'],
     adminPass: s['admin-pass'],
+    adminWebHosts: s['admin-web-hosts'],
     logLevel: s['log-level'],
     cloudProvider: s['cloud-provider'],
     uploadMaxSpeed: s['upload-max-speed'],
@@ -211,6 +217,11 @@ function checkString(v: unknown): Checked<string> {
   return typeof v === 'string' ? ok(v) : fail('a string (put the value in quotes)');
 }
 
+function checkHostList(v: unknown): Checked<readonly string[]> {
+  const names = parseHostList(v);
+  return names ? ok(names) : fail('comma-separated host names (DNS names or IP addresses), or *');
+}
+
 function checkPath(v: unknown): Checked<string> {
   return typeof v === 'string' && v !== '' ? ok(v) : fail('a non-empty path');
 }
@@ -228,6 +239,7 @@ const CHECKERS: { readonly [K in ValueKind]: (v: unknown) => Checked<KindValue[K
   path: checkPath,
   logLevel: checkOneOf(LOG_LEVELS),
   cloudProvider: checkOneOf(CLOUD_PROVIDERS),
+  hostList: checkHostList,
 };
 
 function checkOption<K extends OptionName>(name: K, value: unknown): Checked<Settings[K]> {

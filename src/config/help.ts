@@ -47,6 +47,7 @@ function optionLines(d: Settings): string[] {
     `--log-dir <path>\tDirectory for the log file, relative to the current directory (default: ${d['log-dir'] || 'the program folder'})`,
     `--max-open-uploads <number>\tMaximum number of task uploads initiated and not yet committed, from all clients together (default: ${orWord(d['max-open-uploads'], 'no limit')})`,
     `--max-open-uploads-per-address <number>\tMaximum number of task uploads initiated and not yet committed from one client address (an IPv6 /64 counts as one address) (default: ${orWord(d['max-open-uploads-per-address'], 'no limit')})`,
+    `--admin-web-hosts <names>\tComma-separated host names the admin web answers to besides IP addresses and localhost (other Host headers get 421, against DNS rebinding); * = any (default: ${d['admin-web-hosts'].join(',') || 'none'})`,
   ];
 }
 

@@ -6,3 +6,4 @@ export * from './concurrency';
 export * from './listen';
 export * from './node-flags';
 export * from './is-record';
+export * from './hostname';

@@ -1,10 +1,13 @@
 /** A small typed client for the NodeODM calls ClusterODM makes itself (not the proxied ones). */
+import { ClusterError } from '../core';
 
 export interface NodeEndpoint {
   /** Base URL, e.g. http://host:3000 */
   readonly baseUrl: string;
   /** The node's own token ("" if none). */
   readonly token: string;
+  /** False: the node's hostname is invalid and no request may be sent to it (the default is true). */
+  readonly addressable?: boolean;
 }
 
 export type FetchLike = (url: string, init?: RequestInit) => Promise<Response>;
@@ -21,6 +24,7 @@ export class NodeClient {
   }
 
   url(node: NodeEndpoint, pathname: string, query: Record<string, string | number> = {}): string {
+    if (node.addressable === false) throw new ClusterError('INVALID_INPUT', 'The node has an invalid hostname');
     const u = new URL(pathname, node.baseUrl);
     for (const [k, v] of Object.entries(query)) u.searchParams.set(k, String(v));
     if (node.token) u.searchParams.set('token', node.token);

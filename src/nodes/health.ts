@@ -63,6 +63,12 @@ export class HealthPoller implements Service {
   private async doRefresh(node: ClusterNode): Promise<boolean> {
     const { clock, logger, client } = this.opts;
     const before = this.known.get(node);
+    if (!node.addressable) {
+      // A bad hostname from nodes.json (logged at load): its token is never sent anywhere.
+      node.lastRefreshed = 0;
+      this.known.set(node, false);
+      return false;
+    }
     try {
       const info = parseNodeInfo(await client.getJson(node, '/info'));
       node.info = info;

@@ -1,5 +1,5 @@
 import type { NodeEndpoint, NodeInfo } from '../nodeodm';
-import { isRecord } from '../core';
+import { isRecord, isValidHostname } from '../core';
 
 /** How long after the last successful refresh a node counts as online. */
 export const ONLINE_WINDOW_MS = 2 * 60 * 1000;
@@ -30,10 +30,12 @@ export function nodeKey(hostname: string, port: number | string): string {
   return `${hostname.toLowerCase()}:${Number(port)}`;
 }
 
-/** Masks a secret for display: the first 2 characters, then asterisks. */
+/** A set secret as shown to admins: always the same mask, so neither its characters nor its length show. */
+export const MASKED_SECRET = '********';
+
+/** Masks a secret for display: "" stays "" (there is none), anything else is MASKED_SECRET. */
 export function maskSecret(secret: string): string {
-  if (!secret) return '';
-  return secret.length <= 4 ? '****' : `${secret.slice(0, 2)}${'*'.repeat(Math.min(8, secret.length - 2))}`;
+  return secret ? MASKED_SECRET : '';
 }
 
 /** A NodeODM backend: its persisted record plus runtime state (last /info, refresh time, turn, transients). */
@@ -53,9 +55,15 @@ export class ClusterNode implements NodeEndpoint {
    * (the node runs nothing for them, and may never: an upload can be abandoned); see selectStreamingNode.
    */
   uploads = 0;
+  /**
+   * False when the hostname is neither a DNS name nor an IP literal (only possible for an entry loaded from
+   * nodes.json): such a node is never polled, never online, and nothing is ever sent to it.
+   */
+  readonly addressable: boolean;
 
   constructor(record: NodeRecord) {
     this.record = record;
+    this.addressable = isValidHostname(record.hostname);
   }
 
   get hostname(): string {
@@ -87,7 +95,7 @@ export class ClusterNode implements NodeEndpoint {
   }
 
   isOnline(now: number): boolean {
-    return this.lastRefreshed > 0 && this.lastRefreshed >= now - ONLINE_WINDOW_MS;
+    return this.addressable && this.lastRefreshed > 0 && this.lastRefreshed >= now - ONLINE_WINDOW_MS;
   }
 
   isLocked(): boolean {

@@ -1,5 +1,5 @@
 import type { Clock, Logger } from '../core';
-import { ClusterError, errorMessage } from '../core';
+import { ClusterError, errorMessage, normalizeHostname } from '../core';
 import type { JsonStateFile } from '../store';
 import { ClusterNode, isValidPort, nodeKey, type NodeRecord } from './node';
 import { selectNode, selectStreamingNode, type Candidate } from './selection';
@@ -33,7 +33,14 @@ export class NodeRegistry {
         continue;
       }
       seen.add(key);
-      this.nodes.push(new ClusterNode(rec));
+      const node = new ClusterNode(rec);
+      // Kept (so NODE LIST shows it, NODE DEL removes it and the file round-trips) but never polled nor used.
+      if (!node.addressable) {
+        this.logger.warn(
+          `Node #${this.nodes.length + 1} in nodes.json: ${JSON.stringify(rec.hostname)} is not a valid hostname (a DNS name or an IP address); it is never polled nor sent tasks, delete it (NODE DEL) and add it again`,
+        );
+      }
+      this.nodes.push(node);
     }
     this.logger.info(`Loaded ${this.nodes.length} nodes`);
     return this.nodes.length;
@@ -71,9 +78,13 @@ export class NodeRegistry {
     return this.nodes.find((n) => n.isOnline(now)) ?? null;
   }
 
-  /** Adds a node unless one with the same host and port exists. Returns null for invalid or duplicate input. */
-  async addUnique(hostname: string, port: number | string, token = ''): Promise<ClusterNode | null> {
-    if (!hostname || /\s/.test(hostname) || !isValidPort(port)) return null;
+  /**
+   * Adds a node unless one with the same host and port exists. Returns null for invalid or duplicate input: the
+   * hostname must be a DNS name or an IP literal (`[::1]` is stored as `::1`).
+   */
+  async addUnique(host: string, port: number | string, token = ''): Promise<ClusterNode | null> {
+    const hostname = normalizeHostname(host);
+    if (hostname === null || !isValidPort(port)) return null;
     if (this.find(hostname, port)) return null;
     const node = new ClusterNode({ hostname, port, token });
     await this.add(node);

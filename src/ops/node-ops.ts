@@ -1,5 +1,5 @@
 import type { Logger } from '../core';
-import { errorMessage } from '../core';
+import { errorMessage, normalizeHostname } from '../core';
 import type { ClusterNode, HealthPoller, LoadHistory, NodeRegistry } from '../nodes';
 import type { RouteTable } from '../routing';
 
@@ -32,8 +32,15 @@ export class NodeOps {
     return this.o.registry;
   }
 
-  /** Adds a node (null if invalid or already there) and polls it right away without waiting. */
+  /**
+   * Adds a node (null if invalid or already there) and polls it right away without waiting. The hostname must be
+   * a DNS name or an IP literal (the registry checks it again, with the same function).
+   */
   async add(hostname: string, port: number | string, token = ''): Promise<ClusterNode | null> {
+    if (normalizeHostname(hostname) === null) {
+      this.o.logger.warn(`Refused to add node ${JSON.stringify(hostname.slice(0, 100))}: not a DNS name or an IP address`);
+      return null;
+    }
     const node = await this.o.registry.addUnique(hostname, port, token);
     if (node) {
       this.o.logger.info(`Added node ${node.name}`);

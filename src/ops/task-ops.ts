@@ -79,14 +79,31 @@ function hasError(v: unknown): boolean {
 }
 
 /**
+ * A token's key and its value in text: `token=x` (also in a query string), `token: x`, `"token":"x"`, `'token': 'x'`,
+ * and keys ending in token (`access_token=x`, `X-Auth-Token: x`). Group 1 is the key part, kept; group 2 the value.
+ * It starts at the word "token" itself (no leading `[\w-]*`), so a long line costs linear time.
+ */
+const TOKEN_IN_TEXT = /(token["']?[ \t]*[:=][ \t]*)("(?:[^"\\]|\\.)*"|'[^']*'|[^\s&"'#,;]+)/gi;
+/** Object keys whose value is a token. */
+const TOKEN_KEY = /token$/i;
+
+function redactValue(value: string): string {
+  const quote = value[0] === '"' || value[0] === "'" ? value[0] : '';
+  return `${quote}***${quote}`;
+}
+
+/**
  * Admin answers never show a user's token: a split-merge task's `sm-cluster` option (and ODM's output echoing it)
- * holds `?token=<user token>`. Every `token=` value in any string is masked.
+ * holds `?token=<user token>`, and a console line may print one in other forms. Every token value in any string,
+ * and every string under a key ending in "token", is masked.
  */
 export function redactTokens(v: unknown): unknown {
-  if (typeof v === 'string') return v.replace(/([?&]token=)[^&\s"'#]+/gi, '$1***');
+  if (typeof v === 'string') return v.replace(TOKEN_IN_TEXT, (_m, key: string, value: string) => `${key}${redactValue(value)}`);
   if (Array.isArray(v)) return v.map(redactTokens);
   if (typeof v === 'object' && v !== null) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactTokens(x)]));
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [k, TOKEN_KEY.test(k) && typeof x === 'string' && x !== '' ? '***' : redactTokens(x)]),
+    );
   }
   return v;
 }

@@ -2,7 +2,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { isIP } from 'node:net';
 import type { Logger } from '../core';
-import { errorMessage, systemErrorCode } from '../core';
+import { ClusterError, errorMessage, systemErrorCode } from '../core';
 import type { NodeEndpoint } from '../nodeodm';
 import { framingOf, hasUnexpectedBody, refuseBody } from './framing';
 import { sendError } from './respond';
@@ -130,6 +130,11 @@ export class Forwarder {
     pathAndQuery: string,
     opts: { body?: Buffer } = {},
   ): void {
+    if (node.addressable === false) {
+      // A bad hostname loaded from nodes.json: its token goes nowhere (NodeClient refuses it the same way).
+      this.onError(new ClusterError('INVALID_INPUT', 'The node has an invalid hostname'), node, req, res, false);
+      return;
+    }
     const framing = framingOf(req);
     if (framing !== 'none' && hasUnexpectedBody(req)) {
       this.opts.logger.warn(`Refused a ${req.method ?? 'GET'} request with a body for ${node.name}: ${redactUrl(req.url ?? '')}`);

@@ -72,6 +72,8 @@ export interface TestNodeOptions {
   tls: { key: Buffer | string; cert: Buffer | string } | null;
   /** Keep each request's body in `requests[i].body` (read alongside the route's own reading of it). */
   recordBodies: boolean;
+  /** Lines every task prints right after its first one (text an admin reads back with TASK OUTPUT). */
+  outputLines: readonly string[];
 }
 
 export interface TestNodeS3 {
@@ -167,6 +169,7 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   s3: null,
   tls: null,
   recordBodies: false,
+  outputLines: [],
 });
 
 /** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
@@ -1230,7 +1233,7 @@ class TestNodeServer implements TestNode {
   private startTask(task: NodeTask): void {
     task.status = TaskStatus.RUNNING;
     task.startedAt = Date.now();
-    task.output.push(`Test NodeODM node: processing ${task.imagesCount} images`);
+    task.output.push(`Test NodeODM node: processing ${task.imagesCount} images`, ...this.options.outputLines);
     this.scheduleStage(task, 0);
   }
 

@@ -257,17 +257,16 @@ test('auth: Basic auth with realm, wrong password slowed and logged, signout is 
   }
 });
 
-test('auth: attempts from an address inside its penalty window are refused unchecked, even with the right password', async (t) => {
+test('auth: inside the penalty window of an address the right password still works; wrong ones are slow and logged once', async (t) => {
   const h = await startWeb(t, { password: 'secret', loginDelayMs: 400 });
   const wrong = call(h, 'GET', '/r/info', { auth: ['admin', 'guess'] });
   await waitUntil(() => h.logger.lines.some((l) => l.includes('Failed admin web login')));
-  // Parallel guessing gains nothing: the right password inside the window is not even checked.
-  const right = call(h, 'GET', '/r/info', { auth: ['admin', 'secret'] });
-  assert.equal((await wrong).status, 401);
-  assert.equal((await right).status, 401);
-  assert.equal(h.logger.lines.filter((l) => l.includes('Failed admin web login')).length, 1, 'one log line per window');
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // Someone else on the admin's address (NAT, a reverse proxy) cannot lock the admin out.
   assert.equal((await call(h, 'GET', '/r/info', { auth: ['admin', 'secret'] })).status, 200);
+  const again = await call(h, 'GET', '/r/info', { auth: ['admin', 'guess2'] });
+  assert.equal(again.status, 401);
+  assert.equal((await wrong).status, 401);
+  assert.equal(h.logger.lines.filter((l) => l.includes('Failed admin web login')).length, 1, 'one log line per window');
 });
 
 test('no password: warning with the port, no CORS headers, JSON 404 under /r/, static 404 without a page', async (t) => {
@@ -325,8 +324,6 @@ test('nodes: add (number or string port), duplicates and invalid input, list sha
     {},
     { hostname: '127.0.0.1' },
     { port: 3000 },
-    { hostname: '', port: 3000 },
-    { hostname: 'bad host', port: 3000 },
     { hostname: 'h', port: 'abc' },
     { hostname: 'h', port: 70000 },
     { hostname: 'h', port: 0 },
@@ -335,6 +332,10 @@ test('nodes: add (number or string port), duplicates and invalid input, list sha
     [],
   ]) {
     assert.deepEqual(await add(bad), { error: 'Invalid' }, JSON.stringify(bad));
+  }
+  // A hostname that is not a DNS name or an IP literal gets its own message.
+  for (const hostname of ['', 'bad host', '127.0.0.1/', 'http://h']) {
+    assert.deepEqual(await add({ hostname, port: 3000 }), { error: 'Invalid hostname: a DNS name or an IP address only (no scheme, port or path)' }, hostname);
   }
 
   await waitUntil(async () => (await nodeList(h)).every((n) => n.isOnline), { message: 'both nodes polled' });
@@ -374,7 +375,7 @@ test('nodes: add (number or string port), duplicates and invalid input, list sha
   assert.equal(first.nodeData['hostname'], '127.0.0.1');
   assert.equal(first.nodeData['port'], a.port);
   assert.equal(second.nodeData['port'], b.port, 'a string port is stored as a number');
-  assert.notEqual(first.nodeData['token'], 'secret-token');
+  assert.equal(first.nodeData['token'], '********', 'masked whole');
   assert.equal(typeof first.nodeData['lastRefreshed'], 'number');
   assert.equal((first.nodeData['info'] as Record<string, unknown>)['version'], '2.2.4');
   const raw = await call(h, 'GET', '/r/node/list');

@@ -180,7 +180,7 @@ test('auth: the admin CLI and web refuse without the password, slow failures dow
   assert.equal(bad.status, 401);
   assert.ok(Date.now() - t0 >= 900, 'a wrong admin web password is answered after a delay');
   answers.push(await bad.text());
-  // Let the failure's penalty window pass, then log in properly.
+  // Then log in properly (the right password is accepted at once, even right after a failure).
   await waitUntil(async () => (await fetch(`${web}/r/info`, { headers: basic(ADMIN_PASS) })).status === 200, { timeoutMs: 15_000, intervalMs: 500 });
   for (const p of ['/r/info', '/r/node/list', '/r/tasks', `/r/tasks?q=${uuid}`, '/r/node/history', '/r/asr', '/']) {
     const r = await fetch(`${web}${p}`, { headers: basic(ADMIN_PASS) });

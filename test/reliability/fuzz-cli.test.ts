@@ -157,20 +157,15 @@ test('fuzz: before login, hostile input gets nothing but a closed connection (an
     }),
   );
   for (const ms of attempts) assert.ok(ms >= 900, `a failed login took only ${ms} ms`);
-  // Right after a failure even the right password is refused from that address: parallel guessing gains nothing.
+  // While a guess from the same address is pending, the right password still works (no lockout of the admin).
   const guess = await CliClient.connect(t, port);
   await guess.untilPrompt();
   guess.socket.write('LOGIN guess\r\n');
-  await waitUntil(() => logger.lines.filter((l) => l.includes('Failed admin CLI login')).length >= 6, { message: 'no failure logged' });
   const right = await CliClient.connect(t, port);
   await right.untilPrompt();
-  right.socket.write('LOGIN Sup3r-Secret-Pass\r\n');
-  await right.waitClosed(15_000);
-  assert.doesNotMatch(right.transcript, /#> /, 'refused inside the penalty window');
+  assert.match(await right.send('LOGIN Sup3r-Secret-Pass'), /^OK/, 'the right password works next to a failure');
   await guess.waitClosed(15_000);
-  const later = await CliClient.connect(t, port);
-  await later.untilPrompt();
-  assert.match(await later.send('LOGIN Sup3r-Secret-Pass'), /^OK/, 'after the window the right password works');
-  assert.ok(logger.lines.filter((l) => l.includes('Failed admin CLI login')).length >= 5);
+  assert.doesNotMatch(guess.transcript, /#> /);
+  await waitUntil(() => logger.lines.some((l) => l.includes('Failed admin CLI login')), { message: 'no failure logged' });
   assert.ok(!logger.lines.some((l) => l.includes('Sup3r-Secret-Pass') || l.includes('guess')), 'no password in the log');
 });

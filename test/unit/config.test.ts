@@ -55,6 +55,7 @@ test('the shipped config-default.json gives the original defaults', (t) => {
     adminCliPort: 8080,
     adminWebPort: 10000,
     adminPass: '',
+    adminWebHosts: [],
     logLevel: 'info',
     cloudProvider: 'local',
     uploadMaxSpeed: 0,
