@@ -3,8 +3,10 @@
  *
  * `installFakeDockerMachine(dir)` writes `dir/bin/docker-machine` (put it first on PATH) and returns a handle to
  * read what it recorded. The executable keeps its state in files (it is a new process at every call):
- *   - `create … <name>` records the call, can fail N times (`failCreate`), registers the droplet at a fake
- *     DigitalOcean API (as the real driver would) and gives the machine a loopback address of its own (127.77.x.y);
+ *   - `create … <name>` records the call, can fail N times (`failCreate`), can be held until the test releases it
+ *     (`holdCreate`: a test that must see a creation in progress waits on that, not on a guessed delay), registers
+ *     the droplet at a fake DigitalOcean API (as the real driver would) and gives the machine a loopback address of
+ *     its own (127.77.x.y);
  *   - `ssh <name> <command>` runs the command with a real `sh -c`, with fake `docker`, `fallocate`, `mkswap`,
  *     `swapon`, `free`, `chmod` first on PATH: `docker run … <image> <NodeODM flags>` starts a test node on the
  *     machine's address, port 3000, with those flags; anything the remote shell would expand is really expanded;
@@ -21,6 +23,8 @@ export interface FakeDmConfig {
   failCreate: number;
   /** Each `create` takes this long. */
   createDelayMs: number;
+  /** While true, every `create` waits (after its delay); `configure({ holdCreate: false })` lets them finish. */
+  holdCreate: boolean;
   /** Base URL of the fake DigitalOcean API ('' = none). */
   doApi: string;
   /** Extra flags for the test nodes the fake `docker run` starts. */
@@ -57,7 +61,7 @@ export interface FakeDockerMachine {
   killAll(): void;
 }
 
-const DEFAULTS: FakeDmConfig = { failCreate: 0, createDelayMs: 0, doApi: '', nodeArgs: [], failSshCode: 0, failSshMatch: '' };
+const DEFAULTS: FakeDmConfig = { failCreate: 0, createDelayMs: 0, holdCreate: false, doApi: '', nodeArgs: [], failSshCode: 0, failSshMatch: '' };
 const REMOTE_TOOLS = ['docker', 'fallocate', 'mkswap', 'swapon', 'free', 'chmod'];
 
 export function installFakeDockerMachine(dir: string, config: Partial<FakeDmConfig> = {}): FakeDockerMachine {
@@ -204,6 +208,7 @@ async function dockerMachine(stateDir: string, args: string[]): Promise<number> 
         return true;
       });
       if (cfg.createDelayMs > 0) await new Promise((r) => setTimeout(r, cfg.createDelayMs));
+      while (readConfig(stateDir).holdCreate) await new Promise((r) => setTimeout(r, 50));
       if (fail) {
         process.stderr.write('Error creating machine: Error in driver during machine creation: simulated failure\n');
         return 1;
