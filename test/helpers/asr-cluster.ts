@@ -1,6 +1,6 @@
 /**
  * A daemon with `--asr` over the autoscaler fakes, and one static test node that a long first task keeps full: the
- * setting of the autoscaler's integration tests (two files, so that neither comes near the per-file test timeout
+ * setting of the autoscaler's integration tests (three files, so that none comes near the per-file test timeout
  * on a loaded machine).
  */
 import assert from 'node:assert/strict';

@@ -1,6 +1,7 @@
 /**
  * The autoscaler through the daemon: a task's own machine from creation to results in S3, and the failures of
- * that flow (its forward, its creation). Limits, reconciliation and start-up: autoscaler-machines.test.ts.
+ * that flow (its forward, its creation). Limits and reconciliation: autoscaler-machines.test.ts; start-up:
+ * autoscaler-startup.test.ts.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
