@@ -24,8 +24,10 @@ export interface ReconcileDeps {
  */
 export async function reconcileMachines(d: ReconcileDeps): Promise<number> {
   const { machines, provider, registry, logger, mask } = d;
-  const known = new Set(registry.list().flatMap((n) => (n.record.dockerMachine ? [n.record.dockerMachine.name] : [])));
-  const orphan = (name: string): boolean => MACHINE_NAME.test(name) && !known.has(name) && !d.creating(name);
+  // Asked when each name is judged, not before the lists are read: a machine whose creation ends meanwhile leaves
+  // `creating` for the registry (a set taken first had it in neither, and the machine was destroyed).
+  const known = (name: string): boolean => registry.list().some((n) => n.record.dockerMachine?.name === name);
+  const orphan = (name: string): boolean => MACHINE_NAME.test(name) && !d.creating(name) && !known(name);
   let removed = 0;
   const local = await machines.list().catch((e: unknown) => {
     logger.warn(`Autoscaler: cannot list docker-machine machines: ${mask(errorMessage(e))}`);

@@ -24,7 +24,7 @@ test('admin page: the autoscaler panel shows the limit and the machine being cre
   // machine's task runs long, so that it is still counted as running when the page refreshes (every 5 s).
   const rig = await startAsrRig(t, {
     asr: { dropletsLimit: 4, maxUploadTime: 3600 },
-    dm: { holdCreate: true, nodeArgs: ['--processing-ms', '600000'] },
+    dm: { hold: ['create'], nodeArgs: ['--processing-ms', '600000'] },
   });
   const node = await startTestNode({ processingMs: 120_000 });
   t.after(() => node.close());
@@ -70,7 +70,7 @@ test('admin page: the autoscaler panel shows the limit and the machine being cre
   assert.ok(line.includes(uuid));
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, 'admin-asr-creating.png'), fullPage: true });
-  rig.dm.configure({ holdCreate: false });
+  rig.dm.configure({ hold: [] });
   // Later steps replace the first one; when the machine is ready the list empties and it counts as running.
   await waitUntil(async () => (await item.count()) === 0, { timeoutMs: 40000, message: 'the creation never ended' });
   await waitUntil(async () => /Running\s+1/i.test(await page.locator('#asr-stats').innerText()), { timeoutMs: 20000, message: 'not counted as running' });

@@ -3,16 +3,15 @@
  *
  * `installFakeDockerMachine(dir)` writes `dir/bin/docker-machine` (put it first on PATH) and returns a handle to
  * read what it recorded. The executable keeps its state in files (it is a new process at every call):
- *   - `create … <name>` records the call, can fail N times (`failCreate`), can be held until the test releases it
- *     (`holdCreate`: a test that must see a creation in progress waits on that, not on a guessed delay), registers
- *     the droplet at a fake DigitalOcean API (as the real driver would) and gives the machine a loopback address of
- *     its own (127.77.x.y);
+ *   - `create … <name>` records the call, can fail N times (`failCreate`), registers the droplet at a fake
+ *     DigitalOcean API (as the real driver would) and gives the machine a loopback address of its own (127.77.x.y);
  *   - `ssh <name> <command>` runs the command with a real `sh -c`, with fake `docker`, `fallocate`, `mkswap`,
  *     `swapon`, `free`, `chmod` first on PATH: `docker run … <image> <NodeODM flags>` starts a test node on the
  *     machine's address, port 3000, with those flags; anything the remote shell would expand is really expanded;
  *   - `inspect <name>` answers `{"Driver":{"IPAddress":…}}`; `rm -y [-f] <name>` stops the node and deletes the
  *     droplet; `ls -q` lists machines; `--help` exits 0.
- * Every call (its argv) is appended to calls.jsonl.
+ * Every call (its argv) is appended to calls.jsonl. `create`, `ssh` and `ls` can be held until the test releases them
+ * (`hold`): a test that must see a call in progress waits on that, not on a guessed delay.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -23,8 +22,8 @@ export interface FakeDmConfig {
   failCreate: number;
   /** Each `create` takes this long. */
   createDelayMs: number;
-  /** While true, every `create` waits (after its delay); `configure({ holdCreate: false })` lets them finish. */
-  holdCreate: boolean;
+  /** Commands (`create`, `ssh`, `ls`) that wait while they are listed here; `configure({ hold: [] })` lets them finish. */
+  hold: string[];
   /** Base URL of the fake DigitalOcean API ('' = none). */
   doApi: string;
   /** Extra flags for the test nodes the fake `docker run` starts. */
@@ -61,7 +60,7 @@ export interface FakeDockerMachine {
   killAll(): void;
 }
 
-const DEFAULTS: FakeDmConfig = { failCreate: 0, createDelayMs: 0, holdCreate: false, doApi: '', nodeArgs: [], failSshCode: 0, failSshMatch: '' };
+const DEFAULTS: FakeDmConfig = { failCreate: 0, createDelayMs: 0, hold: [], doApi: '', nodeArgs: [], failSshCode: 0, failSshMatch: '' };
 const REMOTE_TOOLS = ['docker', 'fallocate', 'mkswap', 'swapon', 'free', 'chmod'];
 
 export function installFakeDockerMachine(dir: string, config: Partial<FakeDmConfig> = {}): FakeDockerMachine {
@@ -188,6 +187,11 @@ async function doApi(cfg: FakeDmConfig, token: string, method: string, pathname:
   return text ? (JSON.parse(text) as unknown) : null;
 }
 
+/** Waits while the test holds this command. */
+async function held(stateDir: string, cmd: string): Promise<void> {
+  while (readConfig(stateDir).hold.includes(cmd)) await new Promise((r) => setTimeout(r, 50));
+}
+
 async function dockerMachine(stateDir: string, args: string[]): Promise<number> {
   const cfg = readConfig(stateDir);
   const [cmd, ...rest] = args;
@@ -197,9 +201,13 @@ async function dockerMachine(stateDir: string, args: string[]): Promise<number> 
     case '--help':
       process.stdout.write('Usage: docker-machine [OPTIONS] COMMAND [arg...]\n');
       return 0;
-    case 'ls':
-      for (const m of listMachines(stateDir)) process.stdout.write(`${m.name}\n`);
+    case 'ls': {
+      // The list is taken when the call starts, as the real one reads its store then.
+      const names = listMachines(stateDir).map((m) => m.name);
+      await held(stateDir, 'ls');
+      for (const name of names) process.stdout.write(`${name}\n`);
       return 0;
+    }
     case 'create': {
       const fail = withLock(stateDir, () => {
         const c = readConfig(stateDir);
@@ -208,7 +216,7 @@ async function dockerMachine(stateDir: string, args: string[]): Promise<number> 
         return true;
       });
       if (cfg.createDelayMs > 0) await new Promise((r) => setTimeout(r, cfg.createDelayMs));
-      while (readConfig(stateDir).holdCreate) await new Promise((r) => setTimeout(r, 50));
+      await held(stateDir, 'create');
       if (fail) {
         process.stderr.write('Error creating machine: Error in driver during machine creation: simulated failure\n');
         return 1;
@@ -245,6 +253,7 @@ async function dockerMachine(stateDir: string, args: string[]): Promise<number> 
         process.stderr.write(`Host does not exist: "${machine ?? ''}"\n`);
         return 1;
       }
+      await held(stateDir, 'ssh');
       if (cfg.failSshCode !== 0 && cfg.failSshMatch && command.includes(cfg.failSshMatch)) return cfg.failSshCode;
       const remoteBin = fs.readFileSync(path.join(stateDir, 'remote-bin'), 'utf8');
       const r = spawnSync('sh', ['-c', command], {

@@ -179,6 +179,26 @@ test("runtime secrets: a machine's node token and webhook secret are dropped whe
   assert.deepEqual(r.scaler.secrets(), before, 'secrets of machines that are gone are kept');
 });
 
+test('reconcile: a machine whose creation ends while the machine list is read is kept (it was destroyed as unknown to nodes.json)', async (t) => {
+  const r = await scalerRig(t, { clock: systemClock, asr: { addSwap: 0 } });
+  // The creation stops at its first ssh: the machine exists at docker-machine, and is being created.
+  r.ext.dm.configure({ hold: ['ssh', 'ls'] });
+  const creating = create(r);
+  await waitUntil(() => r.ext.dm.calls('docker-machine').some((c) => c.args[0] === 'ssh'), { timeoutMs: 30000, message: 'no ssh' });
+  const [name] = r.machines();
+  assert.ok(name);
+  // A vacuum's reconciliation lists the machines; the creation ends (the node is registered) before the list returns.
+  const reconciled = r.scaler.reconcile();
+  await waitUntil(() => r.ext.dm.calls('docker-machine').some((c) => c.args[0] === 'ls'), { timeoutMs: 30000, message: 'no ls' });
+  r.ext.dm.configure({ hold: ['ls'] });
+  const node = await creating;
+  r.ext.dm.configure({ hold: [] });
+  assert.equal(await reconciled, 0);
+  assert.deepEqual(r.machines(), [name], 'the new machine was destroyed');
+  assert.ok(r.registry.list().includes(node));
+  await r.scaler.destroyNode(node);
+});
+
 test("autoscaler: a machine whose random node token would start with '-' gets online (NodeODM took it for an option: 1 machine in 64 never came up)", async (t) => {
   // 0xf8… is '-' in base64url; the token must reach NodeODM as the value of --token whatever the random bytes.
   const r = await scalerRig(t, { clock: systemClock, asr: { addSwap: 0 }, random: (n) => Buffer.alloc(n, 0xf8) });
