@@ -6,52 +6,17 @@ import { ClusterNode, type HealthPoller, type NodeRegistry } from '../nodes';
 import type { RouteTable, TaskInfo, TaskTable } from '../routing';
 import type { DockerMachine } from './docker-machine';
 import type { AsrProvider } from './provider';
+import { reconcileMachines } from './reconcile';
 import { downloadsBaseUrl, type S3Store } from './s3';
 import { RuntimeSecrets } from './secrets';
-import { reconcileMachines } from './reconcile';
 import { maskSecrets } from './shell';
 import { TaskRecords } from './task-records';
+import type { AsrStatus, MachineProgress, MachineRequest, Reservation } from './types';
 import { Vacuum, VACUUM_INTERVAL_MS } from './vacuum';
 
 /** How long after a task's webhook its machine is destroyed (as the original). */
 export const CLEANUP_DELAY_MS = 10_000;
 const ONLINE_ROUNDS = 5;
-
-/** A place under the machines limit, taken synchronously when a task decides to autoscale. */
-export interface Reservation {
-  readonly images: number;
-  released: boolean;
-}
-
-/** What a task tells the autoscaler when it needs a machine. */
-export interface MachineRequest {
-  uuid: string;
-  images: number;
-  /** `<public address>/commit?token=<user token>`; the machine's secret is added to it. */
-  commitUrl: string;
-  /** Progress of the steps (also logged). */
-  onStep?: (message: string) => void;
-}
-
-/** A creation in progress, for the admin page. */
-export interface MachineProgress {
-  name: string;
-  uuid: string;
-  step: string;
-  since: number;
-}
-
-/** What the admin page shows of the autoscaler. */
-export interface AsrStatus {
-  provider: string;
-  pending: number;
-  running: number;
-  limit: number;
-  maxRuntime: number;
-  maxUploadTime: number;
-  /** Machines being created and their current step. */
-  creating: MachineProgress[];
-}
 
 export interface AutoscalerDeps {
   provider: AsrProvider;

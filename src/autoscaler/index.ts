@@ -14,6 +14,7 @@ export * from './s3';
 export * from './secrets';
 export * from './shell';
 export * from './task-records';
+export * from './types';
 export * from './vacuum';
 
 /** The autoscaler's dependencies, less what is built from the file. */

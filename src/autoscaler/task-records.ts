@@ -87,7 +87,6 @@ export class TaskRecords {
     const base: TaskInfo = info ?? { uuid, name: '', dateCreated: this.d.clock.now(), status: { code: TaskStatus.FAILED }, options: [], imagesCount: 0 };
     const taskInfo: TaskInfo = { ...base, status: { code: TaskStatus.FAILED, errorMessage: reason } };
     await this.d.tasks.put({ uuid, token, phase: 'failed', taskInfo, output: [...output, reason].slice(-MAX_OUTPUT_LINES) });
-    this.d.logger.warn(`Autoscaler: task ${uuid} is FAILED: ${reason}`);
   }
 }
 

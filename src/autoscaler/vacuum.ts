@@ -68,18 +68,22 @@ export class Vacuum {
     const verdict = this.verdict(node, now, online, uuids, states);
     if (!verdict) return;
     logger.warn(`${node.name} ${verdict.message}`);
+    const { failure } = verdict;
+    const failed = (uuid: string): void => logger.warn(`Autoscaler: task ${uuid} on ${node.name} is FAILED: ${failure ?? ''}`);
     // Every task keeps answering once the machine is gone: done ones with their info, the others FAILED.
     for (const [uuid, state] of states) {
       if (tasks.get(uuid)?.phase === 'finished') continue;
       const token = routes.peek(uuid)?.token;
-      if (state.kind === 'final') await records.saveFinished(uuid, token, state.info, state.output);
-      else if (verdict.failure && state.kind === 'active') await records.saveFailed(uuid, token, state.info, state.output, verdict.failure);
-      else if (verdict.failure && state.kind === 'unknown') await records.saveFailed(uuid, token, null, [], verdict.failure);
-    }
-    if (verdict.failure) {
-      for (const uuid of this.forwardingTo(node)) {
-        if (await tasks.markFailed(uuid, verdict.failure)) logger.warn(`Autoscaler: task ${uuid} is FAILED: ${verdict.failure}`);
+      if (state.kind === 'final') {
+        await records.saveFinished(uuid, token, state.info, state.output);
+      } else if (failure && state.kind !== 'missing') {
+        const last = state.kind === 'active' ? state : null;
+        await records.saveFailed(uuid, token, last?.info ?? null, last?.output ?? [], failure);
+        failed(uuid);
       }
+    }
+    if (failure) {
+      for (const uuid of this.forwardingTo(node)) if (await tasks.markFailed(uuid, failure)) failed(uuid);
     }
     await this.d.destroyNode(node);
   }

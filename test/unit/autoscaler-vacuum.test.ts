@@ -90,7 +90,7 @@ test('vacuum: past maxRuntime the machine goes with its task running, which answ
   assert.equal(output.at(-1), reason);
   assert.ok(output.length > 1, 'the output the node had is kept');
   assert.equal(r.tasks.get(uuid)?.token, 'user-token');
-  assert.ok(r.logger.lines.includes(`warn: Autoscaler: task ${uuid} is FAILED: ${reason}`));
+  assert.ok(r.logger.lines.includes(`warn: Autoscaler: task ${uuid} on ${machine.name} is FAILED: ${reason}`));
 });
 
 test('vacuum: past maxUploadTime a task still on its way to its machine answers FAILED with the reason', async (t) => {
