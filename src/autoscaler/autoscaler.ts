@@ -6,53 +6,17 @@ import { ClusterNode, type HealthPoller, type NodeRegistry } from '../nodes';
 import type { RouteTable, TaskInfo, TaskTable } from '../routing';
 import type { DockerMachine } from './docker-machine';
 import type { AsrProvider } from './provider';
+import { reconcileMachines } from './reconcile';
 import { downloadsBaseUrl, type S3Store } from './s3';
+import { RuntimeSecrets } from './secrets';
 import { maskSecrets } from './shell';
+import { TaskRecords } from './task-records';
+import type { AsrStatus, MachineProgress, MachineRequest, Reservation } from './types';
+import { Vacuum, VACUUM_INTERVAL_MS } from './vacuum';
 
-export const VACUUM_INTERVAL_MS = 10 * 60 * 1000;
 /** How long after a task's webhook its machine is destroyed (as the original). */
 export const CLEANUP_DELAY_MS = 10_000;
-/** An autospawned node holding no task for this long after its creation is destroyed (no leaked machines). */
 const ONLINE_ROUNDS = 5;
-export const IDLE_GRACE_MS = 30 * 60 * 1000;
-/** Names of the machines we create: clusterodm-<images>-<random>. */
-export const MACHINE_NAME = /^clusterodm-\d+-[A-Za-z0-9]+$/;
-
-/** A place under the machines limit, taken synchronously when a task decides to autoscale. */
-export interface Reservation {
-  readonly images: number;
-  released: boolean;
-}
-
-/** What a task tells the autoscaler when it needs a machine. */
-export interface MachineRequest {
-  uuid: string;
-  images: number;
-  /** `<public address>/commit?token=<user token>`; the machine's secret is added to it. */
-  commitUrl: string;
-  /** Progress of the steps (also logged). */
-  onStep?: (message: string) => void;
-}
-
-/** A creation in progress, for the admin page. */
-export interface MachineProgress {
-  name: string;
-  uuid: string;
-  step: string;
-  since: number;
-}
-
-/** What the admin page shows of the autoscaler. */
-export interface AsrStatus {
-  provider: string;
-  pending: number;
-  running: number;
-  limit: number;
-  maxRuntime: number;
-  maxUploadTime: number;
-  /** Machines being created and their current step. */
-  creating: MachineProgress[];
-}
 
 export interface AutoscalerDeps {
   provider: AsrProvider;
@@ -96,12 +60,29 @@ export class Autoscaler implements Service {
   private startedAt = 0;
   private vacuuming: Promise<void> | null = null;
   private stopped = false;
-  /** Secrets generated at run time (node tokens, webhook secrets): masked in logs too. */
-  private readonly runtimeSecrets = new Set<string>();
+  /** Secrets generated at run time (node tokens, webhook secrets), per machine: masked in logs too. */
+  private readonly runtimeSecrets = new RuntimeSecrets();
+  private readonly records: TaskRecords;
+  private readonly vacuumRules: Vacuum;
 
   constructor(deps: AutoscalerDeps) {
     this.d = deps;
     this.random = deps.random ?? randomBytes;
+    const { registry, poller, routes, tasks, client, clock, logger } = deps;
+    this.records = new TaskRecords({ tasks, client, clock, logger, ...(deps.downloadsBase ? { downloadsBase: deps.downloadsBase } : {}) });
+    this.vacuumRules = new Vacuum({
+      registry,
+      poller,
+      routes,
+      tasks,
+      client,
+      clock,
+      logger,
+      records: this.records,
+      destroyNode: (node) => this.destroyNode(node),
+      mask: (text) => this.mask(text),
+      startedAt: () => this.startedAt,
+    });
   }
 
   get provider(): AsrProvider {
@@ -110,7 +91,7 @@ export class Autoscaler implements Service {
 
   /** Secrets to mask wherever a command or a message is shown. */
   secrets(): string[] {
-    return [...this.d.provider.secrets(), ...this.runtimeSecrets];
+    return [...this.d.provider.secrets(), ...this.runtimeSecrets.values()];
   }
 
   mask(text: string): string {
@@ -181,9 +162,13 @@ export class Autoscaler implements Service {
     return `clusterodm-${images}-${id}`;
   }
 
-  private token(): string {
-    const t = this.random(24).toString('base64url');
-    this.runtimeSecrets.add(t);
+  /**
+   * A new secret of a machine, masked until the machine is gone. Hex: a base64url token starts with '-' once in 64,
+   * and NodeODM's argument parser (minimist) takes `--token -…` for options, so that machine never got online.
+   */
+  private token(machine: string): string {
+    const t = this.random(24).toString('hex');
+    this.runtimeSecrets.add(machine, t);
     return t;
   }
 
@@ -210,8 +195,8 @@ export class Autoscaler implements Service {
     let created = false;
     try {
       if (!this.canHandle(r.images)) throw new Error(`Cannot handle ${r.images} images.`);
-      const nodeToken = this.token();
-      const secret = this.token();
+      const nodeToken = this.token(name);
+      const secret = this.token(name);
       const retries = provider.createRetries();
       for (let attempt = 1; attempt <= retries && !created; attempt++) {
         checkAbort();
@@ -264,7 +249,11 @@ export class Autoscaler implements Service {
           logger.warn(`Could not remove docker-machine ${name}, it's likely that the machine was not created, but double-check!`);
         });
       }
-      throw e;
+      // The machine's secrets go with it: the error is masked now, as its callers will no longer know them.
+      const message = errorMessage(e);
+      const masked = this.mask(message);
+      this.runtimeSecrets.drop(name);
+      throw masked === message ? e : new Error(masked);
     } finally {
       this.creating.delete(name);
       this.release(r);
@@ -301,6 +290,7 @@ export class Autoscaler implements Service {
         if (known.length === 0) throw e;
         for (const m of known) await this.d.provider.deleteMachine(m.id);
       }
+      this.runtimeSecrets.drop(name);
     } finally {
       this.destroying.delete(name);
     }
@@ -326,29 +316,12 @@ export class Autoscaler implements Service {
   }
 
   /**
-   * A task on an autospawned node is done (its webhook, or the vacuum found the node idle): its final info and
-   * output go to the durable task table (so info/output keep answering once the machine is gone; the original
-   * saved no output and lost everything at a restart), then the machine is destroyed 10 s later.
+   * A task on an autospawned node is done (its webhook): its final info and output go to the durable task table
+   * (so info/output keep answering once the machine is gone), then the caller schedules the machine's removal.
    * `reported` is the webhook's body, used when the node cannot be asked.
    */
-  async finishTask(uuid: string, node: ClusterNode, token: string | undefined, reported: unknown): Promise<TaskInfo | null> {
-    const { client, tasks, logger } = this.d;
-    let info: unknown = null;
-    let output: string[] = [];
-    try {
-      // Info and the last lines of output in one request.
-      info = await client.getJson(node, `/task/${uuid}/info`, { with_output: -MAX_OUTPUT_LINES });
-      const out = (info as { output?: unknown } | null)?.output;
-      if (Array.isArray(out)) output = out.filter((l): l is string => typeof l === 'string');
-    } catch (e: unknown) {
-      logger.warn(`Autoscaler: cannot read task ${uuid} from ${node.name}: ${errorMessage(e)}`);
-    }
-    const taskInfo = asTaskInfo(info, uuid) ?? asTaskInfo(reported, uuid);
-    if (taskInfo) {
-      if (this.d.downloadsBase) taskInfo['s3Path'] = this.d.downloadsBase;
-      await tasks.put({ uuid, token, phase: 'finished', taskInfo, output });
-    }
-    return taskInfo;
+  finishTask(uuid: string, node: ClusterNode, token: string | undefined, reported: unknown): Promise<TaskInfo | null> {
+    return this.records.finish(uuid, node, token, reported);
   }
 
   /** Whether `secret` is the one given to this node's machine (constant time). */
@@ -369,7 +342,7 @@ export class Autoscaler implements Service {
 
   // ---- vacuum
 
-  /** One pass of the vacuum rules (SPEC §8.6, measured from when a node was last seen online) and reconciliation. */
+  /** One pass of the vacuum rules (vacuum.ts) and the reconciliation. Concurrent calls share one pass. */
   vacuum(): Promise<void> {
     this.vacuuming ??= this.doVacuum().finally(() => {
       this.vacuuming = null;
@@ -378,89 +351,15 @@ export class Autoscaler implements Service {
   }
 
   private async doVacuum(): Promise<void> {
-    const { registry, logger, clock } = this.d;
-    const now = clock.now();
-    const spawned = registry.list().filter((n) => n.isAutoSpawned());
-    const routed = this.d.routes.uuidsByNode(new Set(spawned));
-    for (const node of spawned) {
-      const reason = this.vacuumReason(node, now, routed.get(node) ?? []);
-      if (!reason) continue;
-      logger.warn(`${node.name} ${reason}`);
-      try {
-        // Tasks whose info is not saved yet are saved first, so they keep answering.
-        for (const uuid of routed.get(node) ?? []) {
-          if (this.d.tasks.get(uuid)?.phase === 'finished') continue;
-          await this.finishTask(uuid, node, this.d.routes.peek(uuid)?.token, null);
-        }
-        await this.destroyNode(node);
-      } catch (e: unknown) {
-        logger.error(`Autoscaler: cannot destroy ${node.name}: ${this.mask(errorMessage(e))}`);
-      }
-    }
+    const { logger } = this.d;
+    await this.vacuumRules.pass();
     await this.reconcile().catch((e: unknown) => logger.error(`Autoscaler: reconciliation failed: ${this.mask(errorMessage(e))}`));
   }
 
-  private vacuumReason(node: ClusterNode, now: number, uuids: readonly string[]): string | null {
-    const dm = node.record.dockerMachine;
-    if (!dm) return null;
-    const online = node.isOnline(now);
-    const age = (now - dm.created) / 1000;
-    if (online && dm.maxRuntime > 0 && age > dm.maxRuntime) {
-      return 'has exceeded its maximum runtime and will be forcibly deleted!';
-    }
-    if (online && dm.maxUploadTime > 0 && node.queueCount() === 0 && age > dm.maxUploadTime) {
-      return 'has exceeded its maximum upload time and will be forcibly deleted!';
-    }
-    // Offline since it was last seen online (or since we started, if we never saw it): one failed poll is not enough.
-    const lastSeen = node.lastSeenOnline > 0 ? Math.max(node.lastSeenOnline, dm.created) : Math.max(dm.created, this.startedAt);
-    if (!online && dm.maxUploadTime > 0 && (now - lastSeen) / 1000 > dm.maxUploadTime) {
-      return 'has been offline for too long and will be forcibly deleted!';
-    }
-    // Its tasks are done and saved, but the removal after the webhook did not happen (e.g. a restart in between).
-    if (uuids.length > 0 && uuids.every((u) => this.d.tasks.get(u)?.phase === 'finished') && !this.forwardingTo(node)) {
-      return 'has finished its task and will be deleted';
-    }
-    // No webhook came (or its machine was never destroyed): a node with nothing queued or running, and no task on
-    // its way to it, is idle. The original kept such machines forever with the default limits.
-    if (online && now - dm.created > IDLE_GRACE_MS && node.queueCount() === 0 && !this.forwardingTo(node)) {
-      return uuids.length > 0 ? 'is idle (its tasks are done) and will be deleted' : 'holds no task and will be deleted';
-    }
-    return null;
-  }
-
-  private forwardingTo(node: ClusterNode): boolean {
-    return this.d.tasks.entries({ phase: 'forwarding' }).some((e) => e.nodeKey === node.key);
-  }
-
-  /**
-   * Destroys machines that are ours but that nodes.json does not know (a crash between creation and registration,
-   * a failed removal): at docker-machine, names of our pattern; at the provider, machines carrying our tag.
-   */
-  async reconcile(): Promise<number> {
+  /** Destroys machines that are ours but unknown to nodes.json (reconcile.ts). */
+  reconcile(): Promise<number> {
     const { machines, provider, registry, logger } = this.d;
-    const known = new Set(registry.list().flatMap((n) => (n.record.dockerMachine ? [n.record.dockerMachine.name] : [])));
-    const orphan = (name: string): boolean => MACHINE_NAME.test(name) && !known.has(name) && !this.creating.has(name);
-    let removed = 0;
-    const local = await machines.list().catch((e: unknown) => {
-      logger.warn(`Autoscaler: cannot list docker-machine machines: ${this.mask(errorMessage(e))}`);
-      return [] as string[];
-    });
-    for (const name of local.filter(orphan)) {
-      logger.warn(`Autoscaler: machine ${name} is not in nodes.json, destroying it`);
-      await machines.rm(name, true).then(
-        () => removed++,
-        (e: unknown) => logger.error(`Autoscaler: cannot remove ${name}: ${this.mask(errorMessage(e))}`),
-      );
-    }
-    const tagged = await provider.listTaggedMachines();
-    for (const m of tagged.filter((x) => orphan(x.name))) {
-      logger.warn(`Autoscaler: ${provider.name} machine ${m.name} (${m.id}) is not in nodes.json, destroying it`);
-      await provider.deleteMachine(m.id).then(
-        () => removed++,
-        (e: unknown) => logger.error(`Autoscaler: cannot delete ${m.name}: ${this.mask(errorMessage(e))}`),
-      );
-    }
-    return removed;
+    return reconcileMachines({ machines, provider, registry, logger, mask: (t) => this.mask(t), creating: (name) => this.creating.has(name) });
   }
 
   // ---- admin views
@@ -484,31 +383,3 @@ export class Autoscaler implements Service {
     };
   }
 }
-
-/** Lines of output kept for a finished autoscaled task. */
-const MAX_OUTPUT_LINES = 10_000;
-
-/** A NodeODM task info with the fields the task table needs, or null. */
-function asTaskInfo(v: unknown, uuid: string): TaskInfo | null {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
-  const o = v as Record<string, unknown>;
-  const status = o['status'];
-  if (o['uuid'] !== uuid || typeof status !== 'object' || status === null) return null;
-  const code = (status as { code?: unknown }).code;
-  if (typeof code !== 'number') return null;
-  const num = (x: unknown, d: number): number => (typeof x === 'number' && Number.isFinite(x) ? x : d);
-  const { output: _output, ...rest } = o;
-  const info: TaskInfo = {
-    ...rest,
-    uuid,
-    name: typeof o['name'] === 'string' ? o['name'] : '',
-    dateCreated: num(o['dateCreated'], 0),
-    status: typeof (status as { errorMessage?: unknown }).errorMessage === 'string' ? { code, errorMessage: (status as { errorMessage: string }).errorMessage } : { code },
-    options: Array.isArray(o['options']) ? o['options'] : [],
-    imagesCount: num(o['imagesCount'], 0),
-  };
-  if (o['processingTime'] !== undefined) info.processingTime = num(o['processingTime'], -1);
-  if (o['progress'] !== undefined) info.progress = num(o['progress'], 0);
-  return info;
-}
-

@@ -8,9 +8,14 @@ export * from './asr-config';
 export * from './autoscaler';
 export * from './docker-machine';
 export * from './provider';
+export * from './reconcile';
 export * from './providers';
 export * from './s3';
+export * from './secrets';
 export * from './shell';
+export * from './task-records';
+export * from './types';
+export * from './vacuum';
 
 /** The autoscaler's dependencies, less what is built from the file. */
 export type AutoscalerFromFileDeps = Omit<AutoscalerDeps, 'provider' | 'machines' | 's3' | 'downloadsBase'> & {

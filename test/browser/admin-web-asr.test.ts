@@ -20,7 +20,12 @@ const ARTIFACTS = path.resolve(__dirname, '..', '..', '..', 'test-artifacts');
 
 test('admin page: the autoscaler panel shows the limit and the machine being created, step by step', async (t) => {
   assert.ok(fs.existsSync(CHROMIUM), `Chromium is missing at ${CHROMIUM} (Debian: apt-get install chromium); this test is never skipped.`);
-  const rig = await startAsrRig(t, { asr: { dropletsLimit: 4, maxUploadTime: 3600 }, dm: { createDelayMs: 4000 } });
+  // The creation is held until the page has shown it (a 4 s fake creation raced Chromium's start under load), and the
+  // machine's task runs long, so that it is still counted as running when the page refreshes (every 5 s).
+  const rig = await startAsrRig(t, {
+    asr: { dropletsLimit: 4, maxUploadTime: 3600 },
+    dm: { hold: ['create'], nodeArgs: ['--processing-ms', '600000'] },
+  });
   const node = await startTestNode({ processingMs: 120_000 });
   t.after(() => node.close());
   const d = await startDaemon(t, path.join(rig.dir, 'daemon'), ['--asr', rig.asrFile, '--admin-web-port', '1', '--admin-pass', PASSWORD], { env: rig.env });
@@ -65,6 +70,7 @@ test('admin page: the autoscaler panel shows the limit and the machine being cre
   assert.ok(line.includes(uuid));
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, 'admin-asr-creating.png'), fullPage: true });
+  rig.dm.configure({ hold: [] });
   // Later steps replace the first one; when the machine is ready the list empties and it counts as running.
   await waitUntil(async () => (await item.count()) === 0, { timeoutMs: 40000, message: 'the creation never ended' });
   await waitUntil(async () => /Running\s+1/i.test(await page.locator('#asr-stats').innerText()), { timeoutMs: 20000, message: 'not counted as running' });

@@ -10,7 +10,8 @@
  *     machine's address, port 3000, with those flags; anything the remote shell would expand is really expanded;
  *   - `inspect <name>` answers `{"Driver":{"IPAddress":…}}`; `rm -y [-f] <name>` stops the node and deletes the
  *     droplet; `ls -q` lists machines; `--help` exits 0.
- * Every call (its argv) is appended to calls.jsonl.
+ * Every call (its argv) is appended to calls.jsonl. `create`, `ssh` and `ls` can be held until the test releases them
+ * (`hold`): a test that must see a call in progress waits on that, not on a guessed delay.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -21,6 +22,8 @@ export interface FakeDmConfig {
   failCreate: number;
   /** Each `create` takes this long. */
   createDelayMs: number;
+  /** Commands (`create`, `ssh`, `ls`) that wait while they are listed here; `configure({ hold: [] })` lets them finish. */
+  hold: string[];
   /** Base URL of the fake DigitalOcean API ('' = none). */
   doApi: string;
   /** Extra flags for the test nodes the fake `docker run` starts. */
@@ -57,7 +60,7 @@ export interface FakeDockerMachine {
   killAll(): void;
 }
 
-const DEFAULTS: FakeDmConfig = { failCreate: 0, createDelayMs: 0, doApi: '', nodeArgs: [], failSshCode: 0, failSshMatch: '' };
+const DEFAULTS: FakeDmConfig = { failCreate: 0, createDelayMs: 0, hold: [], doApi: '', nodeArgs: [], failSshCode: 0, failSshMatch: '' };
 const REMOTE_TOOLS = ['docker', 'fallocate', 'mkswap', 'swapon', 'free', 'chmod'];
 
 export function installFakeDockerMachine(dir: string, config: Partial<FakeDmConfig> = {}): FakeDockerMachine {
@@ -184,6 +187,11 @@ async function doApi(cfg: FakeDmConfig, token: string, method: string, pathname:
   return text ? (JSON.parse(text) as unknown) : null;
 }
 
+/** Waits while the test holds this command. */
+async function held(stateDir: string, cmd: string): Promise<void> {
+  while (readConfig(stateDir).hold.includes(cmd)) await new Promise((r) => setTimeout(r, 50));
+}
+
 async function dockerMachine(stateDir: string, args: string[]): Promise<number> {
   const cfg = readConfig(stateDir);
   const [cmd, ...rest] = args;
@@ -193,9 +201,13 @@ async function dockerMachine(stateDir: string, args: string[]): Promise<number> 
     case '--help':
       process.stdout.write('Usage: docker-machine [OPTIONS] COMMAND [arg...]\n');
       return 0;
-    case 'ls':
-      for (const m of listMachines(stateDir)) process.stdout.write(`${m.name}\n`);
+    case 'ls': {
+      // The list is taken when the call starts, as the real one reads its store then.
+      const names = listMachines(stateDir).map((m) => m.name);
+      await held(stateDir, 'ls');
+      for (const name of names) process.stdout.write(`${name}\n`);
       return 0;
+    }
     case 'create': {
       const fail = withLock(stateDir, () => {
         const c = readConfig(stateDir);
@@ -204,6 +216,7 @@ async function dockerMachine(stateDir: string, args: string[]): Promise<number> 
         return true;
       });
       if (cfg.createDelayMs > 0) await new Promise((r) => setTimeout(r, cfg.createDelayMs));
+      await held(stateDir, 'create');
       if (fail) {
         process.stderr.write('Error creating machine: Error in driver during machine creation: simulated failure\n');
         return 1;
@@ -240,6 +253,7 @@ async function dockerMachine(stateDir: string, args: string[]): Promise<number> 
         process.stderr.write(`Host does not exist: "${machine ?? ''}"\n`);
         return 1;
       }
+      await held(stateDir, 'ssh');
       if (cfg.failSshCode !== 0 && cfg.failSshMatch && command.includes(cfg.failSshMatch)) return cfg.failSshCode;
       const remoteBin = fs.readFileSync(path.join(stateDir, 'remote-bin'), 'utf8');
       const r = spawnSync('sh', ['-c', command], {

@@ -5,40 +5,14 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
-import {
-  AsrConfig,
-  Autoscaler,
-  DigitalOceanAsrProvider,
-  DIGITALOCEAN_DEFAULTS,
-  DockerMachine,
-  IDLE_GRACE_MS,
-  maskSecrets,
-  mergeConfig,
-  providerEntry,
-  quote,
-  readAsrFile,
-  S3Store,
-  VACUUM_INTERVAL_MS,
-  type ConfigObject,
-} from '../../src/autoscaler';
-import { FakeClock, MemoryLogger } from '../../src/core';
-import { NodeClient } from '../../src/nodeodm';
-import { ClusterNode, HealthPoller, NodeRegistry, parseNodesFile } from '../../src/nodes';
+import { test } from 'node:test';
+import { AsrConfig, DIGITALOCEAN_DEFAULTS, DockerMachine, maskSecrets, mergeConfig, providerEntry, quote, readAsrFile, S3Store } from '../../src/autoscaler';
+import { MemoryLogger, systemClock } from '../../src/core';
 import { downloadsBase, S3Downloads, s3AssetPath } from '../../src/proxy';
-import { FileRouteStore, RouteTable, TaskTable } from '../../src/routing';
-import { JsonStateFile } from '../../src/store';
 import { BUCKET, DO_TOKEN, S3_KEY, S3_SECRET, startAsrRig } from '../helpers/asr-rig';
-import { startTestNode } from '../helpers/test-node';
+import { doProvider, scalerRig } from '../helpers/scaler-rig';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
-
-function doProvider(user: ConfigObject = {}, logger = new MemoryLogger()): DigitalOceanAsrProvider {
-  const base: ConfigObject = { accessToken: 'tok', s3: { accessKey: 'k', secretKey: 's', endpoint: 'nyc3.example.com', bucket: 'b' } };
-  const p = new DigitalOceanAsrProvider(new AsrConfig(mergeConfig(DIGITALOCEAN_DEFAULTS, mergeConfig(base, user))), { logger });
-  p.validate();
-  return p;
-}
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -165,152 +139,10 @@ test('remote commands: hostile values reach NodeODM as single arguments and run 
 });
 
 // ---------------------------------------------------------------------------------------------
-// the autoscaler with an injected clock
-
-interface Rig {
-  scaler: Autoscaler;
-  clock: FakeClock;
-  registry: NodeRegistry;
-  routes: RouteTable;
-  tasks: TaskTable;
-  logger: MemoryLogger;
-  machines: () => string[];
-  /** Registers an autospawned node with a machine at the fake docker-machine. */
-  spawned(name: string, opts: { created: number; maxRuntime?: number; maxUploadTime?: number; port?: number }): Promise<ClusterNode>;
-}
-
-async function scalerRig(t: TestContext, asr: ConfigObject = {}): Promise<Rig> {
-  const ext = await startAsrRig(t);
-  const dir = tempDir(t);
-  const clock = new FakeClock(1_800_000_000_000);
-  const logger = new MemoryLogger();
-  const registry = new NodeRegistry({ store: new JsonStateFile({ file: path.join(dir, 'nodes.json'), parse: parseNodesFile, logger, clock }), clock, logger });
-  const routes = new RouteTable({ store: new FileRouteStore({ file: path.join(dir, 'routes.json'), clock, logger }), clock, logger });
-  await routes.load(registry);
-  const tasks = new TaskTable({ file: path.join(dir, 'tasks.json'), clock, logger });
-  const client = new NodeClient();
-  const poller = new HealthPoller({ registry, client, clock, logger });
-  const provider = doProvider({ accessToken: DO_TOKEN, apiUrl: ext.fakeDo.url, ...asr });
-  const machines = new DockerMachine({ logger, bin: path.join(ext.dm.binDir, 'docker-machine') });
-  const s3 = new S3Store(provider.s3, logger);
-  const scaler = new Autoscaler({ provider, machines, s3, registry, poller, routes, tasks, client, clock, logger });
-  t.after(() => scaler.stop());
-  let nextPort = 1;
-  return {
-    scaler,
-    clock,
-    registry,
-    routes,
-    tasks,
-    logger,
-    machines: () => ext.dm.machines().map((m) => m.name).sort(),
-    spawned: async (name, o) => {
-      await machines.create(name, ['--driver', 'digitalocean', '--digitalocean-access-token', DO_TOKEN]);
-      const node = new ClusterNode({
-        hostname: '127.0.0.1',
-        port: o.port ?? nextPort++,
-        token: '',
-        dockerMachine: { name, created: o.created, maxRuntime: o.maxRuntime ?? -1, maxUploadTime: o.maxUploadTime ?? -1 },
-      });
-      await registry.add(node);
-      return node;
-    },
-  };
-}
-
-function setOnline(n: ClusterNode, now: number, queue: number): void {
-  n.lastRefreshed = now;
-  n.lastSeenOnline = now;
-  n.info = { maxParallelTasks: 1, taskQueueCount: queue };
-}
-
-test('vacuum: max runtime, max upload time, offline for too long (from when last seen), idle; busy nodes stay', async (t) => {
-  const r = await scalerRig(t);
-  await r.scaler.start();
-  await r.scaler.vacuum();
-  const now = r.clock.now();
-  const hour = 3600_000;
-  const runtime = await r.spawned('clusterodm-1-runtime', { created: now - 2 * hour, maxRuntime: 3600 });
-  const upload = await r.spawned('clusterodm-1-upload', { created: now - 2 * hour, maxUploadTime: 3600 });
-  const uploading = await r.spawned('clusterodm-1-uploading', { created: now - 2 * hour, maxUploadTime: 3600 });
-  const blip = await r.spawned('clusterodm-1-blip', { created: now - 2 * hour, maxUploadTime: 3600 });
-  const gone = await r.spawned('clusterodm-1-gone', { created: now - 2 * hour, maxUploadTime: 3600 });
-  const busy = await r.spawned('clusterodm-1-busy', { created: now - 10 * hour });
-  const fresh = await r.spawned('clusterodm-1-fresh', { created: now - 60_000 });
-  setOnline(runtime, now, 1);
-  setOnline(upload, now, 0);
-  setOnline(uploading, now, 1);
-  setOnline(busy, now, 1);
-  setOnline(fresh, now, 0);
-  // One failed poll: offline now, but seen online a minute ago (the original destroyed it at once).
-  blip.lastSeenOnline = now - 60_000;
-  // Not seen for longer than maxUploadTime.
-  gone.lastSeenOnline = now - 2 * hour;
-  await r.scaler.vacuum();
-  assert.deepEqual(r.machines(), ['clusterodm-1-blip', 'clusterodm-1-busy', 'clusterodm-1-fresh', 'clusterodm-1-uploading']);
-  assert.deepEqual(r.registry.list().map((n) => n.record.dockerMachine?.name).sort(), r.machines());
-  assert.ok(r.logger.lines.includes(`warn: ${runtime.name} has exceeded its maximum runtime and will be forcibly deleted!`));
-  assert.ok(r.logger.lines.some((l) => l.endsWith('has exceeded its maximum upload time and will be forcibly deleted!')));
-  assert.ok(r.logger.lines.some((l) => l.endsWith('has been offline for too long and will be forcibly deleted!')));
-
-  // Time passes: fresh becomes idle (nothing queued, past the grace time). The vacuum runs on its own timer.
-  r.clock.advance(IDLE_GRACE_MS);
-  await r.scaler.vacuum(); // let the passes the timer started meanwhile finish
-  // As polled just before the next pass.
-  const next = r.clock.now() + VACUUM_INTERVAL_MS;
-  for (const n of [fresh, busy, uploading]) setOnline(n, next, n === fresh ? 0 : 1);
-  blip.lastSeenOnline = next;
-  r.clock.advance(VACUUM_INTERVAL_MS);
-  await waitUntil(() => !r.machines().includes('clusterodm-1-fresh'), { timeoutMs: 10000, message: 'the idle machine stayed' });
-  assert.deepEqual(r.machines(), ['clusterodm-1-blip', 'clusterodm-1-busy', 'clusterodm-1-uploading']);
-});
-
-test('vacuum: an idle machine whose webhook never came keeps its task info and output', async (t) => {
-  const r = await scalerRig(t);
-  const node = await startTestNode({ processingMs: 50 });
-  t.after(() => node.close());
-  const fd = new FormData();
-  fd.append('images', new Blob([Buffer.alloc(10)]), 'a.jpg');
-  const { uuid } = (await (await fetch(`${node.url}/task/new`, { method: 'POST', body: fd })).json()) as { uuid: string };
-  const spawned = await r.spawned('clusterodm-1-idle', { created: r.clock.now() - 2 * IDLE_GRACE_MS, port: node.port });
-  await r.routes.add(uuid, spawned, 'user-token');
-  await new Promise((res) => setTimeout(res, 300));
-  setOnline(spawned, r.clock.now(), 0);
-  await r.scaler.vacuum();
-  assert.deepEqual(r.machines(), []);
-  const saved = r.tasks.get(uuid);
-  assert.equal(saved?.phase, 'finished');
-  assert.equal(saved?.taskInfo.status.code, 40);
-  assert.equal(saved?.token, 'user-token');
-  assert.ok(saved?.output.some((l) => l.startsWith('Compressing all.zip')));
-  assert.equal(r.routes.has(uuid), false);
-});
-
-test('vacuum: a machine whose task is done and saved (a restart lost the cleanup after its webhook) is destroyed at once', async (t) => {
-  const r = await scalerRig(t);
-  const now = r.clock.now();
-  const done = await r.spawned('clusterodm-1-done', { created: now - 60_000 });
-  const busy = await r.spawned('clusterodm-1-busy', { created: now - 60_000 });
-  setOnline(done, now, 0);
-  setOnline(busy, now, 1);
-  const uuid = '11111111-2222-4333-8444-000000000001';
-  await r.routes.add(uuid, done, undefined);
-  await r.routes.add('11111111-2222-4333-8444-000000000002', busy, undefined);
-  await r.tasks.put({
-    uuid,
-    token: undefined,
-    phase: 'finished',
-    taskInfo: { uuid, name: 't', dateCreated: now, status: { code: 40 }, options: [], imagesCount: 1 },
-    output: ['done'],
-  });
-  await r.scaler.vacuum();
-  assert.deepEqual(r.machines(), ['clusterodm-1-busy']);
-  assert.ok(r.logger.lines.includes(`warn: ${done.name} has finished its task and will be deleted`));
-  assert.equal(r.tasks.get(uuid)?.phase, 'finished', 'the saved task stays');
-});
+// the autoscaler with an injected clock (the vacuum: autoscaler-vacuum.test.ts)
 
 test('reserve: the limit is taken synchronously, so concurrent tasks never exceed it', async (t) => {
-  const r = await scalerRig(t, { dropletsLimit: 2 });
+  const r = await scalerRig(t, { asr: { dropletsLimit: 2 } });
   const a = r.scaler.reserve(5);
   const b = r.scaler.reserve(5);
   assert.ok(a && b);
@@ -321,6 +153,61 @@ test('reserve: the limit is taken synchronously, so concurrent tasks never excee
   await r.spawned('clusterodm-1-x', { created: r.clock.now() });
   assert.equal(r.scaler.reserve(5), null, 'running machines count against the limit');
   assert.equal(r.scaler.reserve(51), null, 'no size fits');
+});
+
+/** Creates a machine for a task of 5 images through the fake docker-machine (its NodeODM is a test node). */
+async function create(r: Awaited<ReturnType<typeof scalerRig>>): Promise<ReturnType<typeof r.scaler.createNode>> {
+  const reservation = r.scaler.reserve(5);
+  assert.ok(reservation);
+  const uuid = '11111111-2222-4333-8444-000000000009';
+  return r.scaler.createNode(reservation, { uuid, images: 5, commitUrl: 'http://127.0.0.1:9/commit?token=' }, new AbortController().signal);
+}
+
+test("runtime secrets: a machine's node token and webhook secret are dropped when it is gone (Autoscaler.runtimeSecrets grew forever)", async (t) => {
+  const r = await scalerRig(t, { clock: systemClock, asr: { addSwap: 0 } });
+  const before = r.scaler.secrets();
+  // Two creations that fail, then one that works.
+  r.ext.dm.configure({ failCreate: 2 });
+  await assert.rejects(create(r), /Cannot create machine \(attempted 1 times\)/);
+  await assert.rejects(create(r), /Cannot create machine/);
+  const node = await create(r);
+  // While the machine exists, its token is masked.
+  assert.equal(r.scaler.secrets().length, before.length + 2);
+  assert.equal(r.scaler.mask(`token ${node.token}`), 'token ********');
+  await r.scaler.destroyNode(node);
+  assert.deepEqual(r.machines(), []);
+  assert.deepEqual(r.scaler.secrets(), before, 'secrets of machines that are gone are kept');
+});
+
+test('reconcile: a machine whose creation ends while the machine list is read is kept (it was destroyed as unknown to nodes.json)', async (t) => {
+  const r = await scalerRig(t, { clock: systemClock, asr: { addSwap: 0 } });
+  // The creation stops at its first ssh: the machine exists at docker-machine, and is being created.
+  r.ext.dm.configure({ hold: ['ssh', 'ls'] });
+  const creating = create(r);
+  await waitUntil(() => r.ext.dm.calls('docker-machine').some((c) => c.args[0] === 'ssh'), { timeoutMs: 30000, message: 'no ssh' });
+  const [name] = r.machines();
+  assert.ok(name);
+  // A vacuum's reconciliation lists the machines; the creation ends (the node is registered) before the list returns.
+  const reconciled = r.scaler.reconcile();
+  await waitUntil(() => r.ext.dm.calls('docker-machine').some((c) => c.args[0] === 'ls'), { timeoutMs: 30000, message: 'no ls' });
+  r.ext.dm.configure({ hold: ['ls'] });
+  const node = await creating;
+  r.ext.dm.configure({ hold: [] });
+  assert.equal(await reconciled, 0);
+  assert.deepEqual(r.machines(), [name], 'the new machine was destroyed');
+  assert.ok(r.registry.list().includes(node));
+  await r.scaler.destroyNode(node);
+});
+
+test("autoscaler: a machine whose random node token would start with '-' gets online (NodeODM took it for an option: 1 machine in 64 never came up)", async (t) => {
+  // 0xf8… is '-' in base64url; the token must reach NodeODM as the value of --token whatever the random bytes.
+  const r = await scalerRig(t, { clock: systemClock, asr: { addSwap: 0 }, random: (n) => Buffer.alloc(n, 0xf8) });
+  const node = await create(r);
+  assert.equal(r.registry.list().includes(node), true);
+  assert.ok(node.isOnline(Date.now()));
+  const info = await fetch(`${node.baseUrl}/info?token=${encodeURIComponent(node.token)}`);
+  assert.equal(((await info.json()) as { taskQueueCount?: unknown }).taskQueueCount, 0, 'the node does not accept its token');
+  await r.scaler.destroyNode(node);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+/** What the autoscaler hands to its callers: tasks (dispatch) and the admin views. */
+
+/** A place under the machines limit, taken synchronously when a task decides to autoscale. */
+export interface Reservation {
+  readonly images: number;
+  released: boolean;
+}
+
+/** What a task tells the autoscaler when it needs a machine. */
+export interface MachineRequest {
+  uuid: string;
+  images: number;
+  /** `<public address>/commit?token=<user token>`; the machine's secret is added to it. */
+  commitUrl: string;
+  /** Progress of the steps (also logged). */
+  onStep?: (message: string) => void;
+}
+
+/** A creation in progress, for the admin page. */
+export interface MachineProgress {
+  name: string;
+  uuid: string;
+  step: string;
+  since: number;
+}
+
+/** What the admin page shows of the autoscaler. */
+export interface AsrStatus {
+  provider: string;
+  pending: number;
+  running: number;
+  limit: number;
+  maxRuntime: number;
+  maxUploadTime: number;
+  /** Machines being created and their current step. */
+  creating: MachineProgress[];
+}
