@@ -10,6 +10,7 @@ import { LAUNCHING_OUTPUT, type RouteTable, type TaskTable } from '../routing';
 import type { LocalTasks } from './local-tasks';
 import type { NodeUploader, TaskParams } from './node-uploader';
 import type { OptionsCache } from './options-cache';
+import { isPartialName } from './staging-names';
 import type { StreamForwarder, StreamSession } from './stream-forward';
 
 /** The init parameters of a task, as the original stores them in tmp/<uuid>/body.json. */
@@ -447,10 +448,10 @@ export async function removeDir(dir: string): Promise<void> {
   await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
 }
 
-/** Staged files of a task dir, without the body.json the intake keeps there. */
+/** Staged files of a task dir, without the body.json the intake keeps there and files still being written. */
 export async function listStagedFiles(dir: string): Promise<string[]> {
   try {
-    return (await fsp.readdir(dir)).filter((f) => f.toLowerCase() !== 'body.json').sort();
+    return (await fsp.readdir(dir)).filter((f) => f.toLowerCase() !== 'body.json' && !isPartialName(f)).sort();
   } catch {
     return [];
   }

@@ -58,6 +58,20 @@ export interface TestNodeOptions {
   webhook: string;
   /** NodeODM's `--s3_*`: a completed task's all.zip is uploaded to `<bucket>/<uuid>/all.zip` before the webhooks. */
   s3: TestNodeS3 | null;
+  /**
+   * NodeODM's assureUniqueFilename: an uploaded file whose name is taken in the task's upload dir is stored as
+   * `a_.jpg` (`a__.jpg`, …; a name without an extension gets `_` appended). false: the file is overwritten.
+   */
+  uniqueUploadNames: boolean;
+  /**
+   * NodeODM 2.x: an init whose `set-uuid` names an uncommitted upload keeps that upload's dir and files ("Dir already
+   * exists"). false: as older NodeODM, the init answers "Directory exists" and removes the dir.
+   */
+  initKeepsUpload: boolean;
+  /** multer: a file cut by a dropped upload connection stays in the upload dir (partial). false: it is removed. */
+  keepPartialUploads: boolean;
+  /** Number of upcoming commits that are carried out but whose answer is lost (the connection is destroyed). */
+  dropCommitAnswers: number;
 }
 
 export interface TestNodeS3 {
@@ -95,6 +109,12 @@ export interface TestNodeTask {
   progress: number;
 }
 
+/** A file stored for a task, with its size. */
+export interface TestNodeFile {
+  name: string;
+  bytes: number;
+}
+
 /** One request as the node received it. */
 export interface RecordedRequest {
   method: string;
@@ -119,6 +139,8 @@ export interface TestNode {
   taskFiles(uuid: string): string[];
   /** Size in bytes of one stored file; throws if it does not exist. */
   taskFileSize(uuid: string, name: string): number;
+  /** The files stored for a task (initialised or committed) with their sizes, sorted by name; [] if unknown. */
+  taskImages(uuid: string): TestNodeFile[];
   /** Changes several knobs at once and re-evaluates the task queue. */
   configure(patch: Partial<TestNodeOptions>): void;
   /** Takes the node offline (destroying open connections) or back online. */
@@ -143,6 +165,10 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   version: '2.2.4',
   webhook: '',
   s3: null,
+  uniqueUploadNames: true,
+  initKeepsUpload: true,
+  keepPartialUploads: false,
+  dropCommitAnswers: 0,
 });
 
 /** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
@@ -378,7 +404,25 @@ interface MultipartResult {
  * (a null dir accepts no files, like multer().none()). Any other file field is multer's
  * "Unexpected field". On failure the files written by this request are deleted.
  */
-function receiveMultipart(req: http.IncomingMessage, fileDir: string | null): Promise<MultipartResult> {
+/** How the files of an upload are stored (see the TestNodeOptions of the same names). */
+interface StoreRules {
+  uniqueUploadNames: boolean;
+  keepPartialUploads: boolean;
+}
+
+const OVERWRITE: StoreRules = { uniqueUploadNames: false, keepPartialUploads: false };
+
+/** NodeODM's assureUniqueFilename: `_` before the last extension until the name is free. */
+function uniqueFileName(dir: string, name: string, taken: ReadonlySet<string>): string {
+  let candidate = name;
+  while (taken.has(candidate) || fs.existsSync(path.join(dir, candidate))) {
+    const dot = candidate.lastIndexOf('.');
+    candidate = dot > 0 ? `${candidate.slice(0, dot)}_${candidate.slice(dot)}` : `${candidate}_`;
+  }
+  return candidate;
+}
+
+function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, rules: StoreRules = OVERWRITE): Promise<MultipartResult> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
@@ -394,12 +438,14 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null): Pr
     const outputs: { out: fs.WriteStream; target: string }[] = [];
     let failed = false;
 
-    const fail = (err: unknown): void => {
+    const fail = (err: unknown, dropped = false): void => {
       if (failed) return;
       failed = true;
       req.unpipe(parser);
       drain(req);
-      for (const { out, target } of outputs) discardFile(out, target);
+      // multer leaves what a dropped connection cut short on disk; every other failure removes the request's files.
+      if (dropped && rules.keepPartialUploads) for (const { out } of outputs) out.end();
+      else for (const { out, target } of outputs) discardFile(out, target);
       reject(multipartError(err));
     };
 
@@ -412,7 +458,8 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null): Pr
         fail(new Error('Unexpected field'));
         return;
       }
-      const fileName = storedFileName(info.filename);
+      const wanted = storedFileName(info.filename);
+      const fileName = rules.uniqueUploadNames ? uniqueFileName(fileDir, wanted, new Set(files)) : wanted;
       const target = path.join(fileDir, fileName);
       const out = fs.createWriteStream(target);
       files.push(fileName);
@@ -427,7 +474,7 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null): Pr
       });
     });
     req.on('close', () => {
-      if (!req.complete) fail(new Error('Request aborted'));
+      if (!req.complete) fail(new Error('Request aborted'), true);
     });
     req.pipe(parser);
   });
@@ -629,6 +676,10 @@ class TestNodeServer implements TestNode {
     const dir = this.dirOf(uuid);
     if (dir === undefined) throw new Error(`No task ${uuid} on this node`);
     return fs.statSync(path.join(dir, path.basename(name))).size;
+  }
+
+  taskImages(uuid: string): TestNodeFile[] {
+    return this.taskFiles(uuid).map((name) => ({ name, bytes: this.taskFileSize(uuid, name) }));
   }
 
   configure(patch: Partial<TestNodeOptions>): void {
@@ -873,9 +924,15 @@ class TestNodeServer implements TestNode {
       const fields = this.taskFields(await this.readInitFields(ctx.req));
       const dir = path.join(this.dataDir, uuid);
       const stale = this.pendingMap.get(uuid);
+      if (stale && this.options.initKeepsUpload) {
+        // NodeODM 2.x: "Dir already exists" is fine; the uncommitted upload's files stay, body.json is rewritten.
+        stale.fields = fields;
+        sendJson(ctx.res, { uuid });
+        return;
+      }
       if (stale) {
-        // NodeODM's mkdir fails on the leftover of an uncommitted init; its error path then deletes that folder,
-        // so the next init with the same uuid succeeds.
+        // Older NodeODM: the mkdir fails on the leftover of an uncommitted init; its error path then deletes that
+        // folder, so the next init with the same uuid succeeds.
         this.pendingMap.delete(uuid);
         await fsp.rm(stale.dir, { recursive: true, force: true });
         sendJson(ctx.res, { error: 'Directory exists' });
@@ -907,7 +964,7 @@ class TestNodeServer implements TestNode {
       drain(req);
       return { fields: {}, files: [] };
     }
-    return receiveMultipart(req, dir);
+    return receiveMultipart(req, dir, this.options);
   }
 
   private async handleUpload(ctx: Ctx): Promise<void> {
@@ -941,6 +998,12 @@ class TestNodeServer implements TestNode {
     const error = files.length === 0 ? 'Need at least 1 file.' : this.maxImagesError(files.length);
     if (error !== undefined) return this.die(ctx, pending.dir, error);
     this.addTask(pending.uuid, pending.dir, pending.fields, files.length);
+    if (this.options.dropCommitAnswers > 0) {
+      // Committed, but the client never hears it.
+      this.options.dropCommitAnswers -= 1;
+      ctx.req.socket.destroy();
+      return;
+    }
     sendJson(ctx.res, { uuid: pending.uuid });
   }
 
