@@ -79,6 +79,7 @@ export class ClusterOdm {
   readonly expiry: ExpiryService;
   readonly flood: FloodMonitor;
   readonly streaming: StreamForwarder;
+  private readonly uploader: NodeUploader;
   /** The autoscaler (--asr), or null. */
   readonly autoscaler: Autoscaler | null;
   private readonly deps: AppDeps;
@@ -143,14 +144,14 @@ export class ClusterOdm {
     this.forwarder = new Forwarder({ logger, ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}) });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
     // One keep-alive pool per node, shared by proxied calls and task uploads.
-    const uploader = new NodeUploader({
+    const uploader = (this.uploader = new NodeUploader({
       clock,
       logger,
       maxSendBytesPerSec: config.uploadMaxSpeed,
       agentFor: (node) => this.forwarder.agentFor(node),
       ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
       ...(nodeTimeoutMs !== undefined ? { requestTimeoutMs: nodeTimeoutMs } : {}),
-    });
+    }));
     this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger });
     this.dispatcher = new TaskDispatcher({
       registry: this.registry,
@@ -267,6 +268,10 @@ export class ClusterOdm {
     await this.registry.load();
     await this.routes.load(this.registry);
     await this.tasks.load();
+    // Tasks that were uploading or being forwarded may be partly on any node: sent there again, they start clean.
+    this.uploader.sentByEarlierRun(
+      this.tasks.entries().filter((e) => e.phase === 'uploading' || e.phase === 'forwarding').map((e) => e.uuid),
+    );
     await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
     if (this.autoscaler) {
       try {

@@ -26,6 +26,8 @@ export class StreamSession {
   readonly sent = new Set<string>();
   /** Files on their way to the node inside a copy of the client's upload request (not in `queue`). */
   readonly teeing = new Set<string>();
+  /** Files of upload requests in flight (taken from `queue`, not yet in `sent`). */
+  readonly sending = new Set<string>();
   /** The task is initialised on the node. */
   initialized = false;
   error: string | null = null;
@@ -99,7 +101,10 @@ export class StreamForwarder {
     this.touch(s);
     s.ready = (async () => {
       s.params = await paramsFor(node);
-      await this.d.uploader.init(node, uuid, s.params, s.ac.signal);
+      // A fresh task: a node can hold it committed only under a client's set-uuid that another task took there.
+      if ((await this.d.uploader.init(node, uuid, s.params, s.ac.signal)) === 'committed') {
+        throw new Error(`task ${uuid} is already committed on ${node.name}`);
+      }
       s.initialized = true;
     })().catch((e: unknown) => {
       this.fail(s, e);
@@ -182,6 +187,7 @@ export class StreamForwarder {
   private pump(s: StreamSession): void {
     while (!s.error && s.active < this.d.parallel && s.queue.length > 0) {
       const batch = s.queue.splice(0, this.d.batchFiles);
+      for (const f of batch) s.sending.add(f.name);
       s.active++;
       void (async () => {
         try {
@@ -192,6 +198,7 @@ export class StreamForwarder {
         } catch (e: unknown) {
           this.fail(s, e);
         } finally {
+          for (const f of batch) s.sending.delete(f.name);
           s.active--;
           this.pump(s);
           s.notify();
@@ -235,7 +242,9 @@ export class StreamForwarder {
   async complete(s: StreamSession, files: readonly UploadFile[]): Promise<void> {
     // A Set, not queue.some() per file: a task of 20,000 images with many still queued would block for seconds.
     const queued = new Set(s.queue.map((q) => q.name));
-    for (const f of files) if (!s.sent.has(f.name) && !s.teeing.has(f.name) && !queued.has(f.name)) s.queue.push(f);
+    // A file on its way (copied, queued or in an upload request) is not sent again: the node would store it twice.
+    const pending = (name: string): boolean => s.sent.has(name) || s.teeing.has(name) || s.sending.has(name) || queued.has(name);
+    for (const f of files) if (!pending(f.name)) s.queue.push(f);
     this.pump(s);
     await s.whenSettled();
     if (s.error) throw new Error(s.error);
@@ -243,7 +252,10 @@ export class StreamForwarder {
     if (missing.length > 0) throw new Error(`${missing.length} files did not reach ${s.node.name}`);
   }
 
-  /** Stops a taken session and removes its partial task from the node (best effort, in the background). */
+  /**
+   * Stops a taken session and removes its uncommitted upload from the node (best effort, in the background; the
+   * node's uploader also clears it before the task is initialised there again).
+   */
   abandon(s: StreamSession): void {
     s.ac.abort();
     void s
