@@ -41,7 +41,11 @@ export class NodeTaskLedger {
 
   set(node: NodeEndpoint, uuid: string, patch: Partial<OnNode>): void {
     const task = this.record(uuid);
-    task.nodes.set(node.baseUrl, { ...this.get(node, uuid), ...patch });
+    const next = { ...this.get(node, uuid), ...patch };
+    if (next.upload || next.commitSent || next.cleanupCommitted || task.earlierRun) task.nodes.set(node.baseUrl, next);
+    else task.nodes.delete(node.baseUrl);
+    // Nothing of the task left anywhere: no record (a task whose upload was abandoned and cleared costs nothing).
+    if (task.nodes.size === 0 && !task.earlierRun) this.tasks.delete(uuid);
   }
 
   /** The task is committed on a node: nothing of it elsewhere matters to this process any more. */
