@@ -13,8 +13,6 @@ interface OnNode {
   upload: boolean;
   /** A commit of the task was sent to the node (its answer may have been lost). */
   commitSent: boolean;
-  /** The node's uncommitted upload was committed to remove it, and its removal is not confirmed yet. */
-  cleanupCommitted: boolean;
 }
 
 interface TaskRecord {
@@ -36,13 +34,13 @@ export class NodeTaskLedger {
     const known = task?.nodes.get(node.baseUrl);
     if (known) return known;
     const maybe = task?.earlierRun === true;
-    return { upload: maybe, commitSent: maybe, cleanupCommitted: false };
+    return { upload: maybe, commitSent: maybe };
   }
 
   set(node: NodeEndpoint, uuid: string, patch: Partial<OnNode>): void {
     const task = this.record(uuid);
     const next = { ...this.get(node, uuid), ...patch };
-    if (next.upload || next.commitSent || next.cleanupCommitted || task.earlierRun) task.nodes.set(node.baseUrl, next);
+    if (next.upload || next.commitSent || task.earlierRun) task.nodes.set(node.baseUrl, next);
     else task.nodes.delete(node.baseUrl);
     // Nothing of the task left anywhere: no record (a task whose upload was abandoned and cleared costs nothing).
     if (task.nodes.size === 0 && !task.earlierRun) this.tasks.delete(uuid);

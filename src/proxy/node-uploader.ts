@@ -7,7 +7,7 @@
  *   nothing is retried after an abort;
  * - a task sent again to a node starts there from nothing: NodeODM keeps an uncommitted upload at the next init
  *   (and stores a repeated name as `a_.jpg`), so an upload this process (or an earlier run) may have left is found
- *   with an upload request without files, then committed and removed, before the init;
+ *   with an upload request without files, and removed before the init (see clearUpload);
  * - a task the node reports as committed is never removed: if this process may have committed it (a lost commit
  *   answer), it is adopted; otherwise it is kept and the send fails (NODE_TASK_EXISTS).
  *
@@ -60,8 +60,10 @@ const REQUEST_TIMEOUT_MS = 1600 * 1000;
 const SHORT_TIMEOUT_MS = 60 * 1000;
 /** Init attempts while the uuid is busy on the node (an older NodeODM removes a stale upload only after answering). */
 const INIT_ATTEMPTS = 3;
-/** Rounds of "commit the leftover upload, remove it" before a node that keeps one is given up on. */
+/** Removals of a leftover upload before a node that keeps one is given up on. */
 const CLEAR_ATTEMPTS = 3;
+/** Options that are not JSON: NodeODM refuses the init, and removes the upload dir of its set-uuid. */
+const REFUSED_OPTIONS = 'not JSON: remove the uncommitted upload';
 
 export class NodeUploader {
   private readonly http: NodeHttp;
@@ -148,8 +150,8 @@ export class NodeUploader {
   }
 
   /**
-   * Best effort: removes from the node an uncommitted upload of the task (committed, then removed); a task the node
-   * reports as committed is never touched. Failures are logged, only an abort rejects.
+   * Best effort: removes from the node an uncommitted upload of the task; a task the node holds committed is never
+   * touched. Failures are logged, only an abort rejects.
    */
   async removePartial(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
     try {
@@ -236,39 +238,34 @@ export class NodeUploader {
   }
 
   /**
-   * Makes sure the node holds no uncommitted upload of the task. NodeODM has no request that removes one: it is
-   * found with an upload request without files, committed, and the task this makes is removed. A task the node
-   * already holds committed answers "not found" to both requests and is left alone.
+   * Makes sure the node holds no uncommitted upload of the task. NodeODM has no request that removes one, but an
+   * init under the task's uuid with options that are not JSON is refused, and NodeODM then removes that uuid's
+   * upload dir (taskNew.handleInit's die); a committed task is never touched (its uuid is refused before). An upload
+   * request without files tells whether an upload is still there.
    */
   private async clearUpload(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
     for (let round = 1; ; round++) {
-      if (this.ledger.get(node, uuid).cleanupCommitted) await this.removeCleanupTask(node, uuid, signal);
       const probe = await this.http.call(node, { method: 'POST', path: uploadPath(uuid), signal, timeoutMs: this.shortTimeoutMs });
-      const refusal = refusalOf(probe);
-      if (refusal === 'no-upload') {
+      const found = refusalOf(probe);
+      if (found === 'no-upload') {
         this.ledger.set(node, uuid, { upload: false });
         return;
       }
-      if (refusal !== 'upload-without-files') expectNoError(probe);
+      if (found !== 'upload-without-files') expectNoError(probe);
       if (round > CLEAR_ATTEMPTS) throw nodeError(`${node.name} keeps an uncommitted upload of task ${uuid}`);
-      this.deps.logger.warn(`${node.name} holds an uncommitted upload of task ${uuid}: removing it`);
-      const commit = await this.http.call(node, { method: 'POST', path: commitPath(uuid), signal, timeoutMs: this.shortTimeoutMs });
-      // A refused commit (no files, too many images) makes NodeODM remove the upload itself.
-      if (refusalOf(commit) !== null || commit['uuid'] !== uuid) continue;
-      this.ledger.set(node, uuid, { cleanupCommitted: true });
-      await this.removeCleanupTask(node, uuid, signal);
+      if (round === 1) this.deps.logger.warn(`${node.name} holds an uncommitted upload of task ${uuid}: removing it`);
+      // NodeODM removes the dir after answering: the next probe may still see it for a moment.
+      if (round > 1) await sleepOrThrow(this.deps.clock, this.retrySleepMs, signal);
+      const refused = await this.http.call(node, {
+        method: 'POST',
+        path: '/task/new/init',
+        body: Buffer.from(JSON.stringify({ options: REFUSED_OPTIONS })),
+        signal,
+        timeoutMs: this.shortTimeoutMs,
+        headers: { 'set-uuid': uuid },
+      });
+      if (refusalOf(refused) === null) throw nodeError(`${node.name} accepted an init it must refuse: cannot remove its upload of task ${uuid}`);
     }
-  }
-
-  /** POST /task/remove of the task that clearUpload committed only to remove it. */
-  private async removeCleanupTask(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
-    const json = Buffer.from(JSON.stringify({ uuid }));
-    const answer = await this.http.call(node, { method: 'POST', path: '/task/remove', body: json, signal, timeoutMs: this.shortTimeoutMs });
-    // Refused but gone anyway ("<uuid> not found") is fine too.
-    if (answer['success'] !== true && (await this.isCommitted(node, uuid, signal))) {
-      throw nodeError(`${node.name} did not remove the leftover upload of task ${uuid}: ${String(answer['error'] ?? 'no success flag')}`);
-    }
-    this.ledger.set(node, uuid, { cleanupCommitted: false });
   }
 
   /** Whether the node reports the task as committed (its /task/<uuid>/info answers); a request failure throws. */

@@ -921,7 +921,7 @@ class TestNodeServer implements TestNode {
     if (uuid === undefined) return;
     this.reserved.add(uuid);
     try {
-      const fields = this.taskFields(await this.readInitFields(ctx.req));
+      const fields = await this.initFields(ctx, uuid);
       const dir = path.join(this.dataDir, uuid);
       const stale = this.pendingMap.get(uuid);
       if (stale && this.options.initKeepsUpload) {
@@ -943,6 +943,20 @@ class TestNodeServer implements TestNode {
       sendJson(ctx.res, { uuid });
     } finally {
       this.reserved.delete(uuid);
+    }
+  }
+
+  /** The init's fields; on a refusal (options that are not JSON), NodeODM's die() removes the uuid's upload dir. */
+  private async initFields(ctx: Ctx, uuid: string): Promise<TaskFields> {
+    try {
+      return this.taskFields(await this.readInitFields(ctx.req));
+    } catch (err) {
+      const pending = this.pendingMap.get(uuid);
+      if (pending) {
+        this.pendingMap.delete(uuid);
+        await fsp.rm(pending.dir, { recursive: true, force: true });
+      }
+      throw err;
     }
   }
 

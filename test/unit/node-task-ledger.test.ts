@@ -4,8 +4,8 @@ import { NodeTaskLedger } from '../../src/proxy/node-task-ledger';
 
 const a = { baseUrl: 'http://127.0.0.1:1/', token: '' };
 const b = { baseUrl: 'http://127.0.0.1:2/', token: '' };
-const nothing = { upload: false, commitSent: false, cleanupCommitted: false };
-const maybe = { upload: true, commitSent: true, cleanupCommitted: false };
+const nothing = { upload: false, commitSent: false };
+const maybe = { upload: true, commitSent: true };
 
 test('ledger: a task of this run is on no node until sent; one of an earlier run may be on every node', () => {
   const ledger = new NodeTaskLedger();

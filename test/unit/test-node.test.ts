@@ -380,7 +380,7 @@ test('requests are recorded; close() removes the temp dir and stops listening', 
   await node.close(); // idempotent
 });
 
-test('as NodeODM: a repeated name is stored as a_.jpg, and an init keeps an uncommitted upload (unless told otherwise)', async (t) => {
+test('as NodeODM: a repeated name is stored as a_.jpg, an init keeps an uncommitted upload (unless told otherwise), a refused one removes it', async (t) => {
   const node = await startNode(t);
   const uuid = '00000000-1111-4222-8333-555555555555';
   assert.deepEqual(await post(`${node.url}/task/new/init`, undefined, { 'set-uuid': uuid }), { uuid });
@@ -394,6 +394,11 @@ test('as NodeODM: a repeated name is stored as a_.jpg, and an init keeps an unco
   assert.equal(node.taskImages(uuid)[0]?.bytes, 'jpeg bytes of a.jpg'.length);
   // An upload without files tells whether the node holds an uncommitted upload.
   assert.deepEqual(await post(`${node.url}/task/new/upload/${uuid}`), { error: 'Need at least 1 file.' });
+  // An init refused for its options removes the upload dir of its set-uuid (NodeODM's die()).
+  const refused = await post<{ error?: string }>(`${node.url}/task/new/init`, new URLSearchParams({ options: 'not json' }), { 'set-uuid': uuid });
+  assert.match(refused.error ?? '', /not valid JSON/);
+  assert.deepEqual(node.taskFiles(uuid), []);
+  assert.deepEqual(await post(`${node.url}/task/new/upload/${uuid}`), { error: 'Invalid uuid (not found)' });
 
   const older = await startNode(t, { uniqueUploadNames: false, initKeepsUpload: false });
   assert.deepEqual(await post(`${older.url}/task/new/init`, undefined, { 'set-uuid': uuid }), { uuid });
