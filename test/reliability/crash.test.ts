@@ -3,6 +3,7 @@
  * single-shot) through it, and restarted each time. Afterwards every state file parses, no committed task lost its
  * route, every task a client got a uuid for is on a node or answers FAILED, and no finished task left a tmp dir.
  * Seeded: CRASH_SEED=<n> replays a run (the kill moments and each client's choices; scheduling still varies).
+ * A second test kills the daemon in the middle of one image of a chunked upload and checks what the node ends with.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
