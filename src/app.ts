@@ -95,6 +95,7 @@ export class ClusterOdm {
   readonly strays: StrayCopies;
   /** Tasks whose /commit webhook was counted (data/webhooks.json). */
   readonly ledger: CommitLedger;
+  private readonly uploader: NodeUploader;
   /** The autoscaler (--asr), or null. */
   readonly autoscaler: Autoscaler | null;
   private readonly deps: AppDeps;
@@ -160,14 +161,14 @@ export class ClusterOdm {
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
     this.options = options;
     // One keep-alive pool per node, shared by proxied calls and task uploads.
-    const uploader = new NodeUploader({
+    const uploader = (this.uploader = new NodeUploader({
       clock,
       logger,
       maxSendBytesPerSec: config.uploadMaxSpeed,
       agentFor: (node) => this.forwarder.agentFor(node),
       ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
       ...(nodeTimeoutMs !== undefined ? { requestTimeoutMs: nodeTimeoutMs } : {}),
-    });
+    }));
     this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger, needFreeSlot: autoscaler !== null });
     this.strays = new StrayCopies({
       file: path.join(config.dataDir, 'strays.json'),
@@ -324,6 +325,10 @@ export class ClusterOdm {
     await this.tasks.load();
     await this.ledger.load();
     await this.strays.load();
+    // Tasks that were uploading or being forwarded may be partly on any node: sent there again, they start clean.
+    this.uploader.sentByEarlierRun(
+      this.tasks.entries().filter((e) => e.phase === 'uploading' || e.phase === 'forwarding').map((e) => e.uuid),
+    );
     await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
     if (this.autoscaler) {
       try {

@@ -5,6 +5,8 @@ export type ErrorCode =
   | 'STATE_WRITE_FAILED'
   | 'NODE_REQUEST_FAILED'
   | 'NODE_NOT_FOUND'
+  /** A node holds a committed task under the uuid being sent, that this process did not commit: it is kept. */
+  | 'NODE_TASK_EXISTS'
   | 'INVALID_INPUT'
   | 'NOT_FOUND'
   | 'UNAUTHORIZED'
@@ -14,6 +16,8 @@ export type ErrorCode =
   | 'NO_CAPACITY'
   /** A cloud machine API call failed for any other reason (auth, bad input, server error, network). */
   | 'MACHINE_API_FAILED'
+  /** A local file could not be read or written (full or read-only disk, ...). */
+  | 'IO_FAILED'
   | 'INTERNAL';
 
 export class ClusterError extends Error {

@@ -5,21 +5,29 @@
  * Differences from the original (SPEC §12 items 9, 10):
  * - abort destroys every in-flight request and rejects every pending promise with 'Aborted';
  *   nothing is retried after an abort;
- * - when init finds the uuid already taken (a copy left by an earlier attempt), the copy is
- *   removed with POST /task/remove before init is tried again, instead of failing or mixing
- *   old files with new ones.
+ * - a task sent again to a node starts there from nothing: NodeODM keeps an uncommitted upload at the next init
+ *   (and stores a repeated name as `a_.jpg`), so an upload this process (or an earlier run) may have left is found
+ *   with an upload request without files, and removed before the init (see clearUpload);
+ * - a task the node reports as committed is never removed: if this process may have committed it (a lost commit
+ *   answer), it is adopted; otherwise it is kept and the send fails (NODE_TASK_EXISTS).
  *
- * Bodies stream from disk with backpressure through node:http (one keep-alive agent per node),
- * so memory stays flat whatever the task size.
+ * What was sent where is kept in a {@link NodeTaskLedger}; requests go through {@link NodeHttp} (one keep-alive
+ * agent per node), files through {@link ChunkUploader}.
  */
-import { setMaxListeners } from 'node:events';
-import * as http from 'node:http';
-import * as https from 'node:https';
-import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
-import { abortableSleep, ClusterError, errorMessage, type Clock, type Logger, type TimerHandle } from '../core';
+import type * as http from 'node:http';
+import { ClusterError, errorMessage, type Clock, type Logger } from '../core';
 import type { NodeEndpoint } from '../nodeodm';
 import { buildMultipart, type MultipartBody, type MultipartPart } from './multipart-writer';
+import { expectNoError, isTaskInfo, refusalOf } from './node-answers';
+import { abortedError, NodeHttp, nodeError, type UploadNode } from './node-http';
+import { NodeTaskLedger } from './node-task-ledger';
+import { ChunkUploader, sleepOrThrow, type UploadFile } from './upload-chunks';
+import type { UploadProgress } from './upload-progress';
 import type { TeeBody } from './upload-tee';
+
+export type { UploadNode } from './node-http';
+export type { UploadFile } from './upload-chunks';
+export type { UploadProgress } from './upload-progress';
 
 export interface TaskParams {
   name: string;
@@ -29,14 +37,6 @@ export interface TaskParams {
   skipPostProcessing: boolean;
   webhook: string | null;
   outputs: string | null;
-}
-
-export interface UploadProgress {
-  filesSent: number;
-  filesTotal: number;
-  /** Multipart body bytes (file bytes plus part headers) handed to the sockets. */
-  bytesSent: number;
-  bytesTotal: number;
 }
 
 export interface NodeUploaderDeps {
@@ -52,34 +52,40 @@ export interface NodeUploaderDeps {
   requestTimeoutMs?: number;
 }
 
-export type UploadNode = NodeEndpoint & { name: string };
-export type UploadFile = { path: string; name: string };
-
 const PARALLEL_UPLOADS = 20;
 const CHUNK_RETRIES = 5;
 const RETRY_SLEEP_MS = 2000;
 const REQUEST_TIMEOUT_MS = 1600 * 1000;
-/** Removal is best-effort: a node that does not answer within this is left alone. */
-const REMOVE_TIMEOUT_MS = 60 * 1000;
-/** Init attempts when the uuid is taken: NodeODM deletes a stale tmp dir only after answering. */
+/** Clean-up and status requests are small: a node that does not answer within this is given up on. */
+const SHORT_TIMEOUT_MS = 60 * 1000;
+/** Init attempts while the uuid is busy on the node (an older NodeODM removes a stale upload only after answering). */
 const INIT_ATTEMPTS = 3;
-/** NodeODM answers are tiny JSON objects; anything bigger is not a NodeODM answer. */
-const MAX_ANSWER_BYTES = 1024 * 1024;
-
-type Answer = Record<string, unknown>;
-
-/** One upload request's worth of files, with its body ready to stream (again, on retry). */
-interface Chunk {
-  files: readonly UploadFile[];
-  body: MultipartBody;
-}
+/** Removals of a leftover upload before a node that keeps one is given up on. */
+const CLEAR_ATTEMPTS = 3;
+/** Options that are not JSON: NodeODM refuses the init, and removes the upload dir of its set-uuid. */
+const REFUSED_OPTIONS = 'not JSON: remove the uncommitted upload';
 
 export class NodeUploader {
-  private readonly agents = new Map<string, http.Agent>();
+  private readonly http: NodeHttp;
+  private readonly chunks: ChunkUploader;
+  /** What this process sent to which node (see node-task-ledger.ts). */
+  private readonly ledger = new NodeTaskLedger();
 
-  constructor(private readonly deps: NodeUploaderDeps) {}
+  constructor(private readonly deps: NodeUploaderDeps) {
+    this.http = new NodeHttp(deps.agentFor);
+    this.chunks = new ChunkUploader({
+      http: this.http,
+      clock: deps.clock,
+      logger: deps.logger,
+      maxSendBytesPerSec: deps.maxSendBytesPerSec ?? 0,
+      parallel: deps.parallel ?? PARALLEL_UPLOADS,
+      chunkRetries: deps.chunkRetries ?? CHUNK_RETRIES,
+      retrySleepMs: this.retrySleepMs,
+      requestTimeoutMs: this.requestTimeoutMs,
+    });
+  }
 
-  /** init + all uploads + commit; resolves when the node has committed the task. */
+  /** init + all uploads + commit; resolves when the node holds the task committed (sent now, or adopted). */
   async sendTask(
     node: UploadNode,
     uuid: string,
@@ -91,9 +97,13 @@ export class NodeUploader {
     if (files.length === 0) throw new ClusterError('INVALID_INPUT', 'Not enough images (0 files uploaded)');
     const started = this.deps.clock.now();
     try {
-      await this.init(node, uuid, params, signal);
-      await this.uploadAll(node, uuid, files, signal, opts.onProgress);
-      await this.commitOrCleanUp(node, uuid, signal);
+      const adopted = await this.ledger.exclusive(node, uuid, async () => {
+        if ((await this.startTask(node, uuid, params, signal)) === 'committed') return true;
+        await this.chunks.uploadAll(node, uuid, files, signal, opts.onProgress);
+        await this.commitOrAdopt(node, uuid, signal);
+        return false;
+      });
+      if (adopted) return;
     } catch (e: unknown) {
       if (signal.aborted) {
         this.deps.logger.info(`Sending task ${uuid} to ${node.name} aborted`);
@@ -105,39 +115,17 @@ export class NodeUploader {
     this.deps.logger.info(`Task ${uuid} sent to ${node.name}: ${files.length} files in ${seconds} s`);
   }
 
-  /** POST /task/new/init with set-uuid; a copy of the task left on the node is removed first. */
-  async init(node: UploadNode, uuid: string, params: TaskParams, signal: AbortSignal): Promise<void> {
-    this.deps.logger.info(`Initializing task ${uuid} on ${node.name}`);
-    const body = await buildMultipart(initParts(params));
-    const send = (): Promise<Answer> =>
-      this.post(node, '/task/new/init', body, signal, this.requestTimeoutMs, { 'set-uuid': uuid });
-    let answer = await send();
-    for (let attempt = 1; attempt < INIT_ATTEMPTS && uuidTaken(answer); attempt++) {
-      this.deps.logger.warn(
-        `${node.name} already holds a copy of task ${uuid} (${String(answer['error'])}), removing it before init`,
-      );
-      if (attempt > 1) await sleepOrThrow(this.deps.clock, this.retrySleepMs, signal);
-      await this.removePartial(node, uuid, signal);
-      answer = await send();
-    }
-    expectNoError(answer);
-    if (answer['uuid'] !== uuid) {
-      throw nodeError(`set-uuid did not match, ${String(answer['uuid'])} !== ${uuid}`);
-    }
+  /**
+   * POST /task/new/init with set-uuid, on a node cleared of any upload of the task it may hold. 'committed': the
+   * node holds the task committed, and this process may have committed it (it is adopted, nothing is to be sent).
+   */
+  init(node: UploadNode, uuid: string, params: TaskParams, signal: AbortSignal): Promise<'initialized' | 'committed'> {
+    return this.ledger.exclusive(node, uuid, () => this.startTask(node, uuid, params, signal));
   }
 
   /** One POST /task/new/upload/<uuid> carrying all `files`, retried like the original. */
-  async upload(
-    node: UploadNode,
-    uuid: string,
-    files: readonly UploadFile[],
-    signal: AbortSignal,
-    onProgress?: (p: UploadProgress) => void,
-  ): Promise<void> {
-    const chunk = await prepareChunk(files);
-    const meter = new ProgressMeter(files.length, chunk.body.contentLength, this.deps.logger, onProgress);
-    this.deps.logger.info(`Uploading ${files.length} files to ${node.name} for ${uuid}`);
-    await this.sendChunk(node, uuid, chunk, signal, meter.lane());
+  upload(node: UploadNode, uuid: string, files: readonly UploadFile[], signal: AbortSignal, onProgress?: (p: UploadProgress) => void): Promise<void> {
+    return this.chunks.uploadOne(node, uuid, files, signal, onProgress);
   }
 
   /** False with --upload-max-speed: a client's body copied as is to a node (upload-tee.ts) would not be paced. */
@@ -151,143 +139,147 @@ export class NodeUploader {
    */
   async uploadBody(node: UploadNode, uuid: string, body: TeeBody, signal: AbortSignal): Promise<void> {
     const multipart: MultipartBody = { contentType: body.contentType, contentLength: body.contentLength, stream: () => body.stream };
-    const path = `/task/new/upload/${encodeURIComponent(uuid)}`;
-    const answer = await this.post(node, path, multipart, signal, this.requestTimeoutMs);
+    const answer = await this.http.call(node, { method: 'POST', path: uploadPath(uuid), body: multipart, signal, timeoutMs: this.requestTimeoutMs });
     expectNoError(answer);
     if (answer['success'] !== true) throw nodeError(`${node.name} did not confirm the upload`);
   }
 
   /** POST /task/new/commit/<uuid>. */
-  async commit(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
-    this.deps.logger.info(`Committing task ${uuid} on ${node.name}`);
-    const answer = await this.post(node, `/task/new/commit/${encodeURIComponent(uuid)}`, null, signal, this.requestTimeoutMs);
-    expectNoError(answer);
-    if (answer['uuid'] !== undefined && answer['uuid'] !== uuid) {
-      throw nodeError(`commit answered for task ${String(answer['uuid'])}, expected ${uuid}`);
+  commit(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
+    return this.ledger.exclusive(node, uuid, () => this.sendCommit(node, uuid, signal));
+  }
+
+  /**
+   * Best effort: removes from the node an uncommitted upload of the task; a task the node holds committed is never
+   * touched. Failures are logged, only an abort rejects.
+   */
+  async removePartial(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
+    try {
+      await this.ledger.exclusive(node, uuid, () => this.clearUpload(node, uuid, signal));
+    } catch (e: unknown) {
+      if (signal.aborted) throw abortedError();
+      this.deps.logger.warn(`Could not remove the upload of task ${uuid} from ${node.name}: ${errorMessage(e)}`);
     }
   }
 
-  /** Best-effort POST /task/remove {uuid}: failures are logged, only an abort rejects. */
-  async removePartial(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
-    this.deps.logger.info(`Removing task ${uuid} from ${node.name}`);
-    try {
-      const json = Buffer.from(JSON.stringify({ uuid }));
-      const answer = await this.post(node, '/task/remove', json, signal, Math.min(this.requestTimeoutMs, REMOVE_TIMEOUT_MS));
-      if (answer['success'] !== true) {
-        this.deps.logger.warn(`${node.name} did not remove task ${uuid}: ${String(answer['error'] ?? 'no success flag')}`);
-      }
-    } catch (e: unknown) {
-      if (signal.aborted) throw abortedError();
-      this.deps.logger.warn(`Could not remove task ${uuid} from ${node.name}: ${errorMessage(e)}`);
-    }
+  /**
+   * Tasks an earlier run may have sent to any node (they were uploading or being forwarded when it stopped): before
+   * one is initialised on a node, whatever upload of it the node holds is removed; if the node holds it committed,
+   * it is adopted.
+   */
+  sentByEarlierRun(uuids: Iterable<string>): void {
+    this.ledger.fromEarlierRun(uuids);
   }
 
   /** Closes the keep-alive connections of the agents this instance created. */
   close(): void {
-    for (const agent of this.agents.values()) agent.destroy();
-    this.agents.clear();
+    this.http.close();
   }
 
-  // ----- steps -----
+  // ----- steps (each runs with the task's ledger lock on the node held) -----
 
-  /** Up to `parallel` requests of ceil(n/parallel) files each; the first final failure cancels the rest. */
-  private async uploadAll(
-    node: UploadNode,
-    uuid: string,
-    files: readonly UploadFile[],
-    signal: AbortSignal,
-    onProgress?: (p: UploadProgress) => void,
-  ): Promise<void> {
-    const chunks = await Promise.all(splitEvenly(files, this.deps.parallel ?? PARALLEL_UPLOADS).map(prepareChunk));
-    const bytesTotal = chunks.reduce((sum, c) => sum + c.body.contentLength, 0);
-    const meter = new ProgressMeter(files.length, bytesTotal, this.deps.logger, onProgress);
-    this.deps.logger.info(`Uploading ${files.length} files to ${node.name} for ${uuid} (${chunks.length} requests, ${bytesTotal} bytes)`);
-    await runAllOrCancel(
-      chunks.map((chunk) => (s: AbortSignal) => this.sendChunk(node, uuid, chunk, s, meter.lane())),
-      signal,
-    );
-  }
-
-  /** Commit, and if its outcome is unknown or failed, remove what the node may have committed. */
-  private async commitOrCleanUp(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
-    try {
-      await this.commit(node, uuid, signal);
-    } catch (e: unknown) {
-      // A lost commit answer can leave the task running on a node we are about to give up on.
-      if (!signal.aborted) await this.removePartial(node, uuid, signal);
-      throw e;
-    }
-  }
-
-  private async sendChunk(node: UploadNode, uuid: string, chunk: Chunk, signal: AbortSignal, lane: ProgressLane): Promise<void> {
-    const retries = this.deps.chunkRetries ?? CHUNK_RETRIES;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        lane.restart();
-        await this.postUpload(node, uuid, chunk, signal, lane);
-        lane.done(chunk.files.length);
-        return;
-      } catch (e: unknown) {
-        if (signal.aborted) throw abortedError();
-        if (attempt >= retries) {
-          throw nodeError(`${errorMessage(e)}: maximum upload retries (${retries}) exceeded`, e);
-        }
-        this.deps.logger.warn(`File upload to ${node.name} failed, retrying... (${attempt + 1}) [task ${uuid}: ${errorMessage(e)}]`);
-        await sleepOrThrow(this.deps.clock, this.retrySleepMs, signal);
+  private async startTask(node: UploadNode, uuid: string, params: TaskParams, signal: AbortSignal): Promise<'initialized' | 'committed'> {
+    if (this.ledger.get(node, uuid).upload) await this.clearUpload(node, uuid, signal);
+    this.deps.logger.info(`Initializing task ${uuid} on ${node.name}`);
+    const body = await buildMultipart(initParts(params));
+    for (let attempt = 1; ; attempt++) {
+      this.ledger.set(node, uuid, { upload: true });
+      const answer = await this.http.call(node, {
+        method: 'POST',
+        path: '/task/new/init',
+        body,
+        signal,
+        timeoutMs: this.requestTimeoutMs,
+        headers: { 'set-uuid': uuid },
+      });
+      const refusal = refusalOf(answer);
+      if (refusal === null) {
+        if (answer['uuid'] !== uuid) throw nodeError(`set-uuid did not match, ${String(answer['uuid'])} !== ${uuid}`);
+        return 'initialized';
       }
+      if (refusal === 'uuid-in-use' && (await this.isCommitted(node, uuid, signal))) {
+        if (!this.ledger.get(node, uuid).commitSent) {
+          throw new ClusterError('NODE_TASK_EXISTS', `task ${uuid} is already committed on ${node.name}; it is kept there`);
+        }
+        this.deps.logger.warn(`Task ${uuid} is committed on ${node.name} by an earlier attempt: kept`);
+        this.ledger.forget(uuid);
+        return 'committed';
+      }
+      if ((refusal !== 'uuid-in-use' && refusal !== 'upload-removed') || attempt >= INIT_ATTEMPTS) expectNoError(answer);
+      // "Directory exists": an older NodeODM removed an upload it held; "Invalid set-uuid" for a task that is not
+      // committed: the node is creating a task under this uuid right now. Either way, init again in a moment.
+      this.deps.logger.warn(`${node.name} refused to initialize task ${uuid} (${String(answer['error'])}), trying again`);
+      if (refusal === 'uuid-in-use') await sleepOrThrow(this.deps.clock, this.retrySleepMs, signal);
     }
   }
 
-  private async postUpload(node: UploadNode, uuid: string, chunk: Chunk, signal: AbortSignal, lane: ProgressLane): Promise<void> {
-    const meter = new BodyMeter(this.deps.clock, this.deps.maxSendBytesPerSec ?? 0, (n) => lane.bytes(n));
-    const path = `/task/new/upload/${encodeURIComponent(uuid)}`;
-    const answer = await this.post(node, path, chunk.body, signal, this.requestTimeoutMs, {}, meter);
+  /** Commit; if that fails, a node that reports the task as committed anyway (a lost answer) keeps it, adopted. */
+  private async commitOrAdopt(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
+    try {
+      await this.sendCommit(node, uuid, signal);
+    } catch (e: unknown) {
+      if (signal.aborted) throw e;
+      const committed = await this.isCommitted(node, uuid, signal).catch(() => false);
+      if (!committed) throw e;
+      this.deps.logger.warn(`Task ${uuid} is committed on ${node.name} although its commit failed (${errorMessage(e)}): kept`);
+      this.ledger.forget(uuid);
+    }
+  }
+
+  private async sendCommit(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
+    this.deps.logger.info(`Committing task ${uuid} on ${node.name}`);
+    this.ledger.set(node, uuid, { commitSent: true });
+    const answer = await this.http.call(node, { method: 'POST', path: commitPath(uuid), signal, timeoutMs: this.requestTimeoutMs });
     expectNoError(answer);
-    if (answer['success'] !== true) throw nodeError(`${node.name} did not confirm the upload of ${chunk.files.length} files`);
-  }
-
-  // ----- HTTP -----
-
-  private post(
-    node: UploadNode,
-    path: string,
-    body: MultipartBody | Buffer | null,
-    signal: AbortSignal,
-    timeoutMs: number,
-    extraHeaders: http.OutgoingHttpHeaders = {},
-    meter?: Transform,
-  ): Promise<Answer> {
-    const headers: http.OutgoingHttpHeaders = { ...extraHeaders, ...bodyHeaders(body) };
-    const source = body === null ? Readable.from([]) : Buffer.isBuffer(body) ? Readable.from([body]) : body.stream();
-    const request = { url: this.urlFor(node, path), agent: this.agentOf(node), headers, timeoutMs, signal };
-    const what = `POST ${path} to ${node.name}`;
-    return exchange(request, meter ? [source, meter] : [source]).then(
-      ({ status, text }) => parseAnswer(what, status, text),
-      (e: unknown) => {
-        throw e instanceof ClusterError ? e : nodeError(`${what} failed: ${errorMessage(e)}`, e);
-      },
-    );
-  }
-
-  private urlFor(node: NodeEndpoint, path: string): URL {
-    const url = new URL(path, node.baseUrl);
-    if (node.token) url.searchParams.set('token', node.token);
-    return url;
-  }
-
-  private agentOf(node: NodeEndpoint): http.Agent {
-    if (this.deps.agentFor) return this.deps.agentFor(node);
-    let agent = this.agents.get(node.baseUrl);
-    if (agent === undefined) {
-      const secure = new URL(node.baseUrl).protocol === 'https:';
-      agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
-      this.agents.set(node.baseUrl, agent);
+    if (answer['uuid'] !== undefined && answer['uuid'] !== uuid) {
+      throw nodeError(`commit answered for task ${String(answer['uuid'])}, expected ${uuid}`);
     }
-    return agent;
+    this.ledger.forget(uuid);
+  }
+
+  /**
+   * Makes sure the node holds no uncommitted upload of the task. NodeODM has no request that removes one, but an
+   * init under the task's uuid with options that are not JSON is refused, and NodeODM then removes that uuid's
+   * upload dir (taskNew.handleInit's die); a committed task is never touched (its uuid is refused before). An upload
+   * request without files tells whether an upload is still there.
+   */
+  private async clearUpload(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
+    for (let round = 1; ; round++) {
+      const probe = await this.http.call(node, { method: 'POST', path: uploadPath(uuid), signal, timeoutMs: this.shortTimeoutMs });
+      const found = refusalOf(probe);
+      if (found === 'no-upload') {
+        this.ledger.set(node, uuid, { upload: false });
+        return;
+      }
+      if (found !== 'upload-without-files') expectNoError(probe);
+      if (round > CLEAR_ATTEMPTS) throw nodeError(`${node.name} keeps an uncommitted upload of task ${uuid}`);
+      if (round === 1) this.deps.logger.warn(`${node.name} holds an uncommitted upload of task ${uuid}: removing it`);
+      // NodeODM removes the dir after answering: the next probe may still see it for a moment.
+      if (round > 1) await sleepOrThrow(this.deps.clock, this.retrySleepMs, signal);
+      const refused = await this.http.call(node, {
+        method: 'POST',
+        path: '/task/new/init',
+        body: Buffer.from(JSON.stringify({ options: REFUSED_OPTIONS })),
+        signal,
+        timeoutMs: this.shortTimeoutMs,
+        headers: { 'set-uuid': uuid },
+      });
+      if (refusalOf(refused) === null) throw nodeError(`${node.name} accepted an init it must refuse: cannot remove its upload of task ${uuid}`);
+    }
+  }
+
+  /** Whether the node reports the task as committed (its /task/<uuid>/info answers); a request failure throws. */
+  private async isCommitted(node: UploadNode, uuid: string, signal: AbortSignal): Promise<boolean> {
+    const info = await this.http.call(node, { method: 'GET', path: `/task/${encodeURIComponent(uuid)}/info`, signal, timeoutMs: this.shortTimeoutMs });
+    return isTaskInfo(info, uuid);
   }
 
   private get requestTimeoutMs(): number {
     return this.deps.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  }
+
+  private get shortTimeoutMs(): number {
+    return Math.min(this.requestTimeoutMs, SHORT_TIMEOUT_MS);
   }
 
   private get retrySleepMs(): number {
@@ -295,7 +287,13 @@ export class NodeUploader {
   }
 }
 
-// ----- request parts -----
+function uploadPath(uuid: string): string {
+  return `/task/new/upload/${encodeURIComponent(uuid)}`;
+}
+
+function commitPath(uuid: string): string {
+  return `/task/new/commit/${encodeURIComponent(uuid)}`;
+}
 
 function initParts(params: TaskParams): MultipartPart[] {
   const parts: MultipartPart[] = [
@@ -307,271 +305,4 @@ function initParts(params: TaskParams): MultipartPart[] {
   if (params.webhook) parts.push({ name: 'webhook', value: params.webhook });
   if (params.outputs) parts.push({ name: 'outputs', value: params.outputs });
   return parts;
-}
-
-async function prepareChunk(files: readonly UploadFile[]): Promise<Chunk> {
-  const body = await buildMultipart(files.map((f) => ({ name: 'images', filePath: f.path, fileName: f.name })));
-  return { files, body };
-}
-
-/** The original's split: chunks of ceil(n/parallel) files, so at most `parallel` requests. */
-function splitEvenly<T>(items: readonly T[], parallel: number): T[][] {
-  const size = Math.max(1, Math.ceil(items.length / Math.max(1, parallel)));
-  const chunks: T[][] = [];
-  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
-  return chunks;
-}
-
-function bodyHeaders(body: MultipartBody | Buffer | null): http.OutgoingHttpHeaders {
-  if (body === null) return { 'content-length': 0 };
-  if (Buffer.isBuffer(body)) return { 'content-type': 'application/json', 'content-length': body.length };
-  return { 'content-type': body.contentType, 'content-length': body.contentLength };
-}
-
-// ----- answers -----
-
-/** NodeODM's success rule: HTTP 200 and a JSON object (the `error` field is checked by the step). */
-function parseAnswer(what: string, status: number, text: string): Answer {
-  if (status !== 200) throw nodeError(`${what} answered HTTP ${status}, expected 200`);
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw nodeError(`${what} answered with invalid JSON`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw nodeError(`${what} answered with a non-object`);
-  return json as Answer;
-}
-
-/** The node's own error text is passed through verbatim, like the original. */
-function expectNoError(answer: Answer): void {
-  const error = answer['error'];
-  if (error !== undefined) throw nodeError(typeof error === 'string' ? error : JSON.stringify(error));
-}
-
-/**
- * The uuid is in use: "Invalid set-uuid" for a committed task, "Directory exists" for an init
- * whose uploads never got committed (NodeODM deletes that directory right after answering).
- */
-function uuidTaken(answer: Answer): boolean {
-  const error = answer['error'];
-  return typeof error === 'string' && (error.startsWith('Invalid set-uuid') || error.startsWith('Directory exists'));
-}
-
-function nodeError(message: string, cause?: unknown): ClusterError {
-  return new ClusterError('NODE_REQUEST_FAILED', message, cause === undefined ? undefined : { cause });
-}
-
-function abortedError(): ClusterError {
-  return new ClusterError('ABORTED', 'Aborted');
-}
-
-// ----- concurrency and time -----
-
-/** Runs jobs in parallel; the first failure cancels the others, and all have settled on return. */
-async function runAllOrCancel(jobs: Array<(signal: AbortSignal) => Promise<void>>, outer: AbortSignal): Promise<void> {
-  if (outer.aborted) throw abortedError();
-  const inner = new AbortController();
-  // Each job holds at most one listener (a request or a retry pause) at a time: 20 is expected, not a leak.
-  setMaxListeners(jobs.length + 10, inner.signal);
-  const forward = (): void => inner.abort();
-  outer.addEventListener('abort', forward, { once: true });
-  let failure: { error: unknown } | undefined;
-  try {
-    await Promise.all(
-      jobs.map((job) =>
-        job(inner.signal).catch((e: unknown) => {
-          failure ??= { error: e };
-          inner.abort();
-        }),
-      ),
-    );
-  } finally {
-    outer.removeEventListener('abort', forward);
-  }
-  if (outer.aborted) throw abortedError();
-  if (failure) throw failure.error;
-}
-
-
-/** Waits between retries; an abort ends the wait with the abort error. */
-async function sleepOrThrow(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  await abortableSleep(clock, ms, signal);
-  if (signal.aborted) throw abortedError();
-}
-
-// ----- progress -----
-
-interface ProgressLane {
-  bytes(n: number): void;
-  /** A retry starts over: forget the bytes of the failed attempt. */
-  restart(): void;
-  done(files: number): void;
-}
-
-/** Sums the progress of parallel requests into one UploadProgress stream. */
-class ProgressMeter {
-  private filesSent = 0;
-  private bytesSent = 0;
-
-  constructor(
-    private readonly filesTotal: number,
-    private readonly bytesTotal: number,
-    private readonly logger: Logger,
-    private readonly onProgress?: (p: UploadProgress) => void,
-  ) {}
-
-  lane(): ProgressLane {
-    let sent = 0;
-    return {
-      bytes: (n) => {
-        sent += n;
-        this.add(0, n);
-      },
-      restart: () => {
-        if (sent > 0) this.add(0, -sent);
-        sent = 0;
-      },
-      done: (files) => this.add(files, 0),
-    };
-  }
-
-  private add(files: number, bytes: number): void {
-    this.filesSent += files;
-    this.bytesSent += bytes;
-    if (!this.onProgress) return;
-    try {
-      this.onProgress({ filesSent: this.filesSent, filesTotal: this.filesTotal, bytesSent: this.bytesSent, bytesTotal: this.bytesTotal });
-    } catch (e: unknown) {
-      // A broken progress listener must not break (or crash) the upload.
-      this.logger.warn(`Upload progress listener failed: ${errorMessage(e)}`);
-    }
-  }
-}
-
-/**
- * Counts body bytes for progress and, given a rate, paces them with the injected clock
- * (--upload-max-speed). Slices of ~100 ms keep the pace smooth; each slice leaves no earlier
- * than the rate allows, so the cap holds over any window starting at the first byte.
- */
-class BodyMeter extends Transform {
-  private sent = 0;
-  private startedAt: number | undefined;
-  private timer: TimerHandle | undefined;
-
-  constructor(
-    private readonly clock: Clock,
-    private readonly bytesPerSec: number,
-    private readonly onBytes: (n: number) => void,
-  ) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    if (this.bytesPerSec <= 0) {
-      this.forward(chunk);
-      done();
-      return;
-    }
-    this.startedAt ??= this.clock.now();
-    this.paceFrom(chunk, 0, done);
-  }
-
-  override _destroy(error: Error | null, done: (error: Error | null) => void): void {
-    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
-    done(error);
-  }
-
-  private paceFrom(chunk: Buffer, offset: number, done: TransformCallback): void {
-    if (offset >= chunk.length) return done();
-    const slice = chunk.subarray(offset, offset + Math.max(1, Math.floor(this.bytesPerSec / 10)));
-    const due = (this.startedAt ?? 0) + ((this.sent + slice.length) * 1000) / this.bytesPerSec;
-    const send = (): void => {
-      this.timer = undefined;
-      this.forward(slice);
-      this.paceFrom(chunk, offset + slice.length, done);
-    };
-    const wait = due - this.clock.now();
-    if (wait <= 0) send();
-    else this.timer = this.clock.setTimeout(send, wait);
-  }
-
-  private forward(slice: Buffer): void {
-    this.sent += slice.length;
-    this.onBytes(slice.length);
-    this.push(slice);
-  }
-}
-
-// ----- one HTTP exchange -----
-
-interface ExchangeRequest {
-  url: URL;
-  agent: http.Agent;
-  headers: http.OutgoingHttpHeaders;
-  timeoutMs: number;
-  signal: AbortSignal;
-}
-
-/**
- * One POST whose body streams with backpressure. Settles exactly once: with the answer, on an
- * error, on the idle timeout, or with 'Aborted' as soon as the signal fires; in every failure
- * case the request and the body streams are destroyed so no file stays open.
- */
-function exchange(req: ExchangeRequest, body: [Readable, ...Transform[]]): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const destroyBody = (): void => body.forEach((s) => s.destroy());
-    if (req.signal.aborted) {
-      destroyBody();
-      return reject(abortedError());
-    }
-    const send = req.url.protocol === 'https:' ? https.request : http.request;
-    const request = send(req.url, { method: 'POST', agent: req.agent, headers: req.headers });
-    let settled = false;
-    let answered = false;
-    const finish = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      req.signal.removeEventListener('abort', onAbort);
-      return true;
-    };
-    const fail = (e: unknown): void => {
-      if (!finish()) return;
-      request.destroy();
-      destroyBody();
-      reject(e);
-    };
-    const onAbort = (): void => fail(abortedError());
-    req.signal.addEventListener('abort', onAbort, { once: true });
-    request.setTimeout(req.timeoutMs, () => fail(new Error(`no data moved for ${req.timeoutMs / 1000} s`)));
-    request.on('error', fail);
-    request.on('response', (res) => {
-      answered = true;
-      readText(res).then((text) => {
-        if (!finish()) return;
-        // An early answer (the node refused the body) leaves the rest unsent: drop that socket.
-        if (!request.writableFinished) request.destroy();
-        resolve({ status: res.statusCode ?? 0, text });
-      }, fail);
-    });
-    // Once the node has answered, a broken body pipe is expected and the answer decides.
-    pipeline([...body, request], (e) => {
-      if (e && !answered) fail(e);
-    });
-  });
-}
-
-async function readText(res: http.IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res) {
-    const buf = chunk as Buffer;
-    size += buf.length;
-    if (size > MAX_ANSWER_BYTES) {
-      res.destroy();
-      throw new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`);
-    }
-    chunks.push(buf);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -1,6 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import type { Limits } from '../nodeodm';
 import type { TaskParams } from './node-uploader';
+import { isPartialName } from './staging-names';
 
 /** The init parameters of a task, as the original stores them in tmp/<uuid>/body.json. */
 export interface BodyParams {
@@ -48,10 +49,10 @@ export async function removeDir(dir: string): Promise<void> {
   await fsp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
 }
 
-/** Staged files of a task dir, without the body.json the intake keeps there. */
+/** Staged files of a task dir, without the body.json the intake keeps there and files still being written. */
 export async function listStagedFiles(dir: string): Promise<string[]> {
   try {
-    return (await fsp.readdir(dir)).filter((f) => f.toLowerCase() !== 'body.json').sort();
+    return (await fsp.readdir(dir)).filter((f) => f.toLowerCase() !== 'body.json' && !isPartialName(f)).sort();
   } catch {
     return [];
   }

@@ -123,7 +123,10 @@ export class StreamForwarder {
     this.touch(s);
     s.ready = (async () => {
       s.params = await paramsFor(node);
-      await this.d.uploader.init(node, uuid, s.params, s.ac.signal);
+      // A fresh task: a node can hold it committed only under a client's set-uuid that another task took there.
+      if ((await this.d.uploader.init(node, uuid, s.params, s.ac.signal)) === 'committed') {
+        throw new Error(`task ${uuid} is already committed on ${node.name}`);
+      }
       s.initialized = true;
     })().catch((e: unknown) => {
       this.fail(s, e);
@@ -256,6 +259,7 @@ export class StreamForwarder {
   private pump(s: StreamSession): void {
     while (!s.error && s.active < this.d.parallel && s.queue.length > 0) {
       const batch = s.queue.splice(0, this.d.batchFiles);
+      for (const f of batch) s.sending.add(f.name);
       s.active++;
       for (const f of batch) s.sending.add(f.name);
       void (async () => {
@@ -267,6 +271,7 @@ export class StreamForwarder {
         } catch (e: unknown) {
           this.fail(s, e);
         } finally {
+          for (const f of batch) s.sending.delete(f.name);
           s.active--;
           for (const f of batch) s.sending.delete(f.name);
           this.pump(s);
@@ -322,7 +327,10 @@ export class StreamForwarder {
     if (missing.length > 0) throw new Error(`${missing.length} files did not reach ${s.node.name}`);
   }
 
-  /** Stops a taken session and removes its partial task from the node (best effort, in the background). */
+  /**
+   * Stops a taken session and removes its uncommitted upload from the node (best effort, in the background; the
+   * node's uploader also clears it before the task is initialised there again).
+   */
   abandon(s: StreamSession): void {
     s.ac.abort();
     void s

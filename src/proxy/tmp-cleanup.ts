@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { Clock, Logger, Service, TimerHandle } from '../core';
 import { errorMessage } from '../core';
 import type { TaskTable } from '../routing';
+import { isPartialName } from './staging-names';
 import { removeDir } from './task-dispatch';
 
 const HOUR = 60 * 60 * 1000;
@@ -24,7 +25,8 @@ export interface TmpCleanupOptions {
 }
 
 /**
- * Sweeps tmp/ at start and every 30 minutes (SPEC §4.13). Activity is the task table's `updated` time (bumped by
+ * Sweeps tmp/ at start and every 30 minutes (SPEC §4.13); the first pass also removes, from the task dirs it keeps,
+ * files that a crash cut short while they were being staged. Activity is the task table's `updated` time (bumped by
  * every upload), not a file count seen by an earlier sweep, so a restart does not reset it; and a task being
  * forwarded is never touched, however old (the original's 48 h rule could delete it mid-forward).
  */
@@ -35,6 +37,8 @@ export class TmpCleanup implements Service {
   private running: Promise<number> | null = null;
   /** Dirs older than this start with no task behind them were left by the previous run (a crash): no grace. */
   private startedAt = Number.NEGATIVE_INFINITY;
+  /** Files being written when the previous run stopped are removed by the first pass. */
+  private partialsSwept = false;
 
   constructor(opts: TmpCleanupOptions) {
     this.o = { intervalMs: 30 * 60 * 1000, onUploadRemoved: () => undefined, ...opts };
@@ -74,11 +78,16 @@ export class TmpCleanup implements Service {
     } catch {
       return 0;
     }
+    const firstPass = !this.partialsSwept;
+    this.partialsSwept = true;
     let removed = 0;
     for (const name of names) {
       if (name === '.gitignore') continue;
       const reason = await this.reasonToRemove(name);
-      if (!reason) continue;
+      if (!reason) {
+        if (firstPass) await this.removePartials(name);
+        continue;
+      }
       this.o.logger.info(`Cleaning up ${name}${reason === 'stale' ? ' [stale]' : ''}`);
       await removeDir(path.join(this.o.tmpDir, name));
       // An abandoned upload session ends with its files; failed or canceled tasks stay listed.
@@ -89,6 +98,30 @@ export class TmpCleanup implements Service {
       removed++;
     }
     return removed;
+  }
+
+  /**
+   * Files of a kept task dir that a crash cut short while they were being written (staging-names.ts): written before
+   * this start, so no upload of this run is writing them. The task's complete files stay.
+   */
+  private async removePartials(name: string): Promise<void> {
+    const dir = path.join(this.o.tmpDir, name);
+    let files: string[];
+    try {
+      files = (await fsp.readdir(dir)).filter(isPartialName);
+    } catch {
+      return; // not a dir, or gone meanwhile
+    }
+    for (const file of files) {
+      const at = path.join(dir, file);
+      const mtime = await fsp.stat(at).then(
+        (st) => st.mtimeMs,
+        () => Number.POSITIVE_INFINITY,
+      );
+      if (mtime >= this.startedAt) continue;
+      await fsp.rm(at, { force: true }).catch(() => undefined);
+      this.o.logger.info(`Removed ${file} of task ${name}: cut short by a restart`);
+    }
   }
 
   private async reasonToRemove(name: string): Promise<'stale' | 'old' | null> {

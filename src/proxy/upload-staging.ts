@@ -4,7 +4,10 @@
  * Defects of the original `formDataParser` that this module deliberately does not copy (SPEC §12 items 21 and 30,
  * TRANSCRIPTS §4 E):
  * - it replied before the write streams had flushed: here the promise settles only after every file is closed;
- * - unique names were check-then-create: here names are reserved synchronously and files are opened with `wx`;
+ * - unique names were check-then-create: here names are reserved synchronously, and a complete file gets its name
+ *   with a hard link, which never replaces an existing file;
+ * - files were written under their final names, so a crash left a cut image that was later sent as a whole one:
+ *   here a file is written under a temporary name (staging-names.ts) and named only once complete;
  * - busboy had no `error` listener, so a truncated body hung forever and leaked files: here every parser error
  *   rejects, and every file this call created is removed;
  * - a non-`images` file part was never consumed, stalling the request for 30 s: here it is drained;
@@ -17,36 +20,19 @@
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as path from 'node:path';
-import { Transform, finished, type Readable, type TransformCallback, type Writable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
 import { errorMessage, systemErrorCode } from '../core/errors';
 import { FileSink } from './file-sink';
+import { fromBusboy, shortName, StagingError, writeError } from './staging-errors';
+import { NameReserver, partialName, renameNoReplace, sanitizeFilename } from './staging-names';
+import { busboyLimits, resolveLimits, type StagingLimits } from './staging-limits';
+import { ByteLimiter, feed, Slots, waitClosed } from './staging-streams';
 
-export interface StagingLimits {
-  /** Files stored by one call. */
-  maxFiles: number;
-  maxFileBytes: number;
-  /** Sum of the stored files' bytes in one call. */
-  maxTotalBytes: number;
-  maxFieldBytes: number;
-  maxFields: number;
-  /**
-   * The request is destroyed when no body bytes are read for this long (the original used a 30 s socket timeout).
-   * Reads pause only when the client stops sending or the disk stops taking data, so this catches both.
-   */
-  idleTimeoutMs: number;
-}
-
-export const DEFAULT_STAGING_LIMITS: StagingLimits = Object.freeze({
-  maxFiles: 20000,
-  maxFileBytes: 4 * 1024 ** 3,
-  // 1 TiB: in practice the disk is the bound; the limit exists so that the caller can lower it per token.
-  maxTotalBytes: 1024 ** 4,
-  maxFieldBytes: 1024 * 1024,
-  maxFields: 100,
-  idleTimeoutMs: 30_000,
-});
+export { StagingError, type StagingErrorKind } from './staging-errors';
+export { isPartialName, NameReserver, sanitizeFilename, uniqueVariant } from './staging-names';
+export { DEFAULT_STAGING_LIMITS, type StagingLimits } from './staging-limits';
 
 export interface StagedFile {
   /** Stored name (sanitised, unique in the directory). */
@@ -81,254 +67,22 @@ export interface StageOptions {
   /**
    * Returns a free name for `wanted`, and must never hand out the same name twice (a {@link NameReserver} does
    * this). Share one per task directory between concurrent calls. Default: a reserver private to this call, seeded
-   * with the directory listing; concurrent calls then still never overwrite each other (files are opened with
-   * `wx`, and an existing name is simply skipped).
+   * with the directory listing; concurrent calls then still never overwrite each other (a complete file gets its
+   * name with a hard link, which fails on an existing name, and that name is simply skipped).
    */
   reserveName?: (wanted: string) => string;
   /** Gives back a name from `reserveName` whose file this call removed (failed request). */
   releaseName?: (name: string) => void;
 }
 
-export type StagingErrorKind = 'malformed' | 'limit' | 'unexpected-field' | 'aborted' | 'io';
-
-export class StagingError extends Error {
-  readonly kind: StagingErrorKind;
-  constructor(kind: StagingErrorKind, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StagingError';
-    this.kind = kind;
-  }
-}
-
-/** Longest file name most filesystems accept, in bytes. */
-const MAX_NAME_BYTES = 255;
 /** A sane `reserveName` succeeds at once; this only stops a broken one from looping forever on EEXIST. */
-const MAX_OPEN_ATTEMPTS = 1000;
+const MAX_NAME_ATTEMPTS = 1000;
 /**
  * Files open at once per call. busboy does not wait for parts smaller than a stream buffer, so a body of thousands
  * of tiny files would otherwise open thousands of files at once (EMFILE). The request is also paused while this
  * many files are pending, which bounds what is buffered to about one socket read.
  */
 const MAX_PARALLEL_WRITES = 16;
-/** User-controlled names are echoed in error messages; keep those short. */
-const MAX_NAME_IN_MESSAGE = 200;
-
-// ---------------------------------------------------------------------------------------------------------------
-// File names
-
-/**
- * The stored name for a client-supplied filename: basename on both `/` and `\` (so no separator is left), control
- * characters removed, never empty/`.`/`..`, `body.json` (any case) renamed `_body.json` so it cannot shadow the
- * task's own `body.json`, and at most 255 UTF-8 bytes (keeping the extension).
- */
-export function sanitizeFilename(raw: string | undefined): string {
-  // C0, DEL and C1 controls: NUL truncates paths in C code and the others corrupt logs and terminals.
-  let name = (raw ?? '').replace(/[\u0000-\u001f\u007f-\u009f]/g, '');
-  name = name.slice(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1);
-  if (name === '.' || name === '..' || name === '') return 'file';
-  // The commit step drops every file whose lower-cased name is body.json (SPEC §4.7): rename it rather than lose it.
-  if (name.toLowerCase() === 'body.json') name = `_${name}`;
-  return capNameBytes(name, MAX_NAME_BYTES);
-}
-
-/**
- * The n-th unique variant of `name`, as the original did it: `a.jpg` → `a_.jpg` → `a__.jpg`, and a name without
- * an extension gets `_` appended. The stem is shortened when needed so the result stays within 255 bytes.
- */
-export function uniqueVariant(name: string, n: number): string {
-  if (n === 0) return name;
-  const ext = path.extname(name);
-  const stem = name.slice(0, name.length - ext.length);
-  const budget = MAX_NAME_BYTES - Buffer.byteLength(ext) - n;
-  return truncateUtf8(stem, Math.max(0, budget)) + '_'.repeat(n) + ext;
-}
-
-function capNameBytes(name: string, max: number): string {
-  if (Buffer.byteLength(name) <= max) return name;
-  const ext = path.extname(name);
-  const extBytes = Buffer.byteLength(ext);
-  // An absurdly long "extension" is not worth keeping; cut the whole name instead.
-  if (extBytes > max / 2) return truncateUtf8(name, max);
-  return truncateUtf8(name.slice(0, name.length - ext.length), max - extBytes) + ext;
-}
-
-/** Longest prefix of `s` within `maxBytes` UTF-8 bytes, never splitting a character. */
-function truncateUtf8(s: string, maxBytes: number): string {
-  let out = '';
-  let bytes = 0;
-  for (const ch of s) {
-    const b = Buffer.byteLength(ch);
-    if (bytes + b > maxBytes) break;
-    out += ch;
-    bytes += b;
-  }
-  return out;
-}
-
-/**
- * Hands out unique names for one directory. Reservation is synchronous, so concurrent requests in this process
- * can never pick the same name (the original's check-then-create race). Seeded lazily with the directory listing.
- * Create one per task directory and share it between that task's uploads.
- */
-export class NameReserver {
-  private readonly taken = new Set<string>();
-  private seeded = false;
-
-  constructor(private readonly dir: string | null) {}
-
-  reserve(wanted: string): string {
-    this.seed();
-    for (let n = 0; ; n++) {
-      const candidate = uniqueVariant(wanted, n);
-      if (!this.taken.has(candidate)) {
-        this.taken.add(candidate);
-        return candidate;
-      }
-    }
-  }
-
-  release(name: string): void {
-    this.taken.delete(name);
-  }
-
-  private seed(): void {
-    if (this.seeded) return;
-    this.seeded = true;
-    if (this.dir === null) return;
-    try {
-      for (const entry of fs.readdirSync(this.dir)) this.taken.add(entry);
-    } catch {
-      // A missing or unreadable dir: opening the file reports the real error.
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Errors
-
-/** busboy 1.x says "Unexpected end of form"/"... of file"; NodeODM (multer) says this, and clients know that text. */
-const TRUNCATED = 'Unexpected end of multipart data';
-
-function parserError(err: unknown): StagingError {
-  if (err instanceof StagingError) return err;
-  const message = errorMessage(err);
-  if (/^Unexpected end of (form|file)$/.test(message)) return new StagingError('malformed', TRUNCATED, { cause: err });
-  return new StagingError('malformed', message, { cause: err });
-}
-
-/** Errors from a file's write path: our own limits, the filesystem, or the part's source stream (parser). */
-function writeError(err: unknown): StagingError {
-  if (err instanceof StagingError) return err;
-  const isSystemError = err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string';
-  // The client sees the message: give the code, not the server's paths (the cause keeps them for the logs).
-  if (isSystemError) {
-    const reason = systemErrorCode(err) ?? errorMessage(err);
-    return new StagingError('io', `Cannot store uploaded file: ${reason}`, { cause: err });
-  }
-  return parserError(err);
-}
-
-function contentTypeError(err: unknown, contentType: string): StagingError {
-  const message = errorMessage(err);
-  // Same text as NodeODM answers (TRANSCRIPTS §4 E).
-  if (message === 'Multipart: Boundary not found') return new StagingError('malformed', message);
-  return new StagingError('malformed', `Unsupported content type: ${contentType}`);
-}
-
-function shortName(name: string): string {
-  return name.length > MAX_NAME_IN_MESSAGE ? `${name.slice(0, MAX_NAME_IN_MESSAGE)}…` : name;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Streaming
-
-/** Passes bytes through, asking `admit` before each chunk so per-file and per-request byte limits cut the write. */
-class ByteLimiter extends Transform {
-  bytes = 0;
-
-  constructor(private readonly admit: (fileBytes: number, chunkBytes: number) => StagingError | null) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const problem = this.admit(this.bytes, chunk.length);
-    if (problem) {
-      callback(problem);
-      return;
-    }
-    this.bytes += chunk.length;
-    callback(null, chunk);
-  }
-}
-
-/**
- * Feeds a busboy file stream into `limiter`. busboy's own stream is never destroyed by us: a destroyed part
- * stream never emits 'end', which leaves busboy waiting forever. Instead, when the write side stops early, the
- * part is drained so busboy can reach the next boundary.
- */
-function feed(part: Readable, limiter: ByteLimiter): void {
-  // The limiter can fail (byte limit) before the pipeline that reports its error is attached (file still
-  // opening); without a listener that error would be an uncaught exception. The pipeline still sees it.
-  limiter.on('error', () => undefined);
-  part.pipe(limiter);
-  part.once('error', (err: Error) => limiter.destroy(err));
-  part.once('close', () => {
-    if (!part.readableEnded) limiter.destroy(new Error('Unexpected end of file'));
-  });
-  limiter.once('close', () => {
-    if (part.readableEnded) return;
-    part.unpipe(limiter);
-    part.resume();
-  });
-}
-
-/** Counting semaphore: `acquire` waits for a free slot, `release` hands it to the next waiter. */
-class Slots {
-  private free: number;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(size: number) {
-    this.free = size;
-  }
-
-  acquire(): Promise<void> {
-    if (this.free > 0) {
-      this.free--;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.free++;
-  }
-}
-
-function waitClosed(stream: Writable): Promise<void> {
-  return new Promise((resolve) => {
-    if (stream.closed) resolve();
-    else stream.once('close', () => resolve());
-  });
-}
-
-function resolveLimits(partial: Partial<StagingLimits> | undefined): StagingLimits {
-  const limits = { ...DEFAULT_STAGING_LIMITS };
-  for (const [key, value] of Object.entries(partial ?? {}) as [keyof StagingLimits, number | undefined][]) {
-    if (value !== undefined) limits[key] = value;
-  }
-  return limits;
-}
-
-/** busboy's limits are inclusive ("reached" at exactly N), ours are "more than N is too much": hence the +1s. */
-function busboyLimits(limits: StagingLimits): busboy.Limits {
-  return {
-    fieldSize: limits.maxFieldBytes + 1,
-    fields: limits.maxFields + 1,
-    files: limits.maxFiles + 1,
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // One call
@@ -439,7 +193,7 @@ class StagingSession {
         defParamCharset: 'utf8',
       });
     } catch (err) {
-      this.fail(contentTypeError(err, contentType));
+      this.fail(fromBusboy(err, contentType));
       this.req.resume();
       return Promise.resolve();
     }
@@ -454,7 +208,7 @@ class StagingSession {
     parser.on('fieldsLimit', () => this.fail(new StagingError('limit', 'Too many fields')));
     parser.on('filesLimit', () => this.fail(new StagingError('limit', 'Max images count exceeded.')));
     parser.on('error', (err: unknown) => {
-      this.fail(parserError(err));
+      this.fail(fromBusboy(err));
       // busboy reports a malformed part header with a bare emit('error') and then waits for more input forever;
       // destroying it makes it close. Deferred: the emit happens in the middle of busboy's own parsing loop.
       process.nextTick(() => {
@@ -552,7 +306,11 @@ class StagingSession {
     try {
       // The call may have failed while this file waited for a slot: then there is nothing to create.
       if (limiter.destroyed) throw limiter.errored ?? new StagingError('aborted', 'Upload aborted');
-      const { name, handle } = await this.openUnique(first);
+      const dir = this.dirOrThrow();
+      // Written under a temporary name, so that a crash never leaves a cut file under an image's name.
+      const temp = partialName();
+      const handle = await fs.promises.open(path.join(dir, temp), 'wx');
+      this.created.push(temp);
       const out = new FileSink(handle);
       try {
         await pipeline(limiter, out);
@@ -560,6 +318,7 @@ class StagingSession {
         // 'finish' means every write completed; also wait for the close so 20000 files do not pile up open fds.
         await waitClosed(out);
       }
+      const name = await this.publish(dir, temp, first);
       const file: StagedFile = { name, originalName, bytes: limiter.bytes };
       this.staged[slot] = file;
       this.report(file);
@@ -582,18 +341,16 @@ class StagingSession {
     }
   }
 
-  /** Opens `dir/name` with `wx`, so an existing file is never overwritten; on EEXIST asks for another name. */
-  private async openUnique(first: string): Promise<{ name: string; handle: fs.promises.FileHandle }> {
-    const dir = this.dirOrThrow();
+  /** Gives a complete file its reserved name, never replacing an existing file: on EEXIST, asks for another one. */
+  private async publish(dir: string, temp: string, first: string): Promise<string> {
     let name = first;
     for (let attempt = 1; ; attempt++) {
-      const filePath = path.join(dir, name);
       try {
-        const handle = await fs.promises.open(filePath, 'wx');
+        await renameNoReplace(path.join(dir, temp), path.join(dir, name));
         this.created.push(name);
-        return { name, handle };
+        return name;
       } catch (err) {
-        if (systemErrorCode(err) !== 'EEXIST' || attempt >= MAX_OPEN_ATTEMPTS) throw err;
+        if (systemErrorCode(err) !== 'EEXIST' || attempt >= MAX_NAME_ATTEMPTS) throw err;
         name = this.reserveChecked(name);
       }
     }

@@ -74,6 +74,20 @@ export interface TestNodeOptions {
   recordBodies: boolean;
   /** Lines every task prints right after its first one (text an admin reads back with TASK OUTPUT). */
   outputLines: readonly string[];
+  /**
+   * NodeODM's assureUniqueFilename: an uploaded file whose name is taken in the task's upload dir is stored as
+   * `a_.jpg` (`a__.jpg`, …; a name without an extension gets `_` appended). false: the file is overwritten.
+   */
+  uniqueUploadNames: boolean;
+  /**
+   * NodeODM 2.x: an init whose `set-uuid` names an uncommitted upload keeps that upload's dir and files ("Dir already
+   * exists"). false: as older NodeODM, the init answers "Directory exists" and removes the dir.
+   */
+  initKeepsUpload: boolean;
+  /** multer: a file cut by a dropped upload connection stays in the upload dir (partial). false: it is removed. */
+  keepPartialUploads: boolean;
+  /** Number of upcoming commits that are carried out but whose answer is lost (the connection is destroyed). */
+  dropCommitAnswers: number;
 }
 
 export interface TestNodeS3 {
@@ -111,6 +125,12 @@ export interface TestNodeTask {
   progress: number;
 }
 
+/** A file stored for a task, with its size. */
+export interface TestNodeFile {
+  name: string;
+  bytes: number;
+}
+
 /** One request as the node received it. */
 export interface RecordedRequest {
   method: string;
@@ -141,6 +161,8 @@ export interface TestNode {
   taskFiles(uuid: string): string[];
   /** Size in bytes of one stored file; throws if it does not exist. */
   taskFileSize(uuid: string, name: string): number;
+  /** The files stored for a task (initialised or committed) with their sizes, sorted by name; [] if unknown. */
+  taskImages(uuid: string): TestNodeFile[];
   /** Changes several knobs at once and re-evaluates the task queue. */
   configure(patch: Partial<TestNodeOptions>): void;
   /** Takes the node offline (destroying open connections) or back online. */
@@ -170,6 +192,10 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   tls: null,
   recordBodies: false,
   outputLines: [],
+  uniqueUploadNames: true,
+  initKeepsUpload: true,
+  keepPartialUploads: false,
+  dropCommitAnswers: 0,
 });
 
 /** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
@@ -405,7 +431,27 @@ interface MultipartResult {
  * (a null dir accepts no files, like multer().none()). Any other file field is multer's
  * "Unexpected field". On failure the files written by this request are deleted.
  */
-function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, gate: Transform | null = null): Promise<MultipartResult> {
+/** How the files of an upload are stored (see the TestNodeOptions of the same names). */
+interface StoreRules {
+  uniqueUploadNames: boolean;
+  keepPartialUploads: boolean;
+}
+
+const OVERWRITE: StoreRules = { uniqueUploadNames: false, keepPartialUploads: false };
+
+/** NodeODM's assureUniqueFilename: `_` before the last extension until the name is free. */
+function uniqueFileName(dir: string, name: string, taken: ReadonlySet<string>): string {
+  let candidate = name;
+  while (taken.has(candidate) || fs.existsSync(path.join(dir, candidate))) {
+    const dot = candidate.lastIndexOf('.');
+    candidate = dot > 0 ? `${candidate.slice(0, dot)}_${candidate.slice(dot)}` : `${candidate}_`;
+  }
+  return candidate;
+}
+
+function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, rules: StoreRules = OVERWRITE,
+  gate: Transform | null = null,
+): Promise<MultipartResult> {
   return new Promise((resolve, reject) => {
     const source: Readable = gate ?? req;
     let parser: busboy.Busboy;
@@ -422,7 +468,7 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, gat
     const outputs: { out: fs.WriteStream; target: string }[] = [];
     let failed = false;
 
-    const fail = (err: unknown): void => {
+    const fail = (err: unknown, dropped = false): void => {
       if (failed) return;
       failed = true;
       source.unpipe(parser);
@@ -431,7 +477,9 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, gat
         gate.destroy();
       }
       drain(req);
-      for (const { out, target } of outputs) discardFile(out, target);
+      // multer leaves what a dropped connection cut short on disk; every other failure removes the request's files.
+      if (dropped && rules.keepPartialUploads) for (const { out } of outputs) out.end();
+      else for (const { out, target } of outputs) discardFile(out, target);
       reject(multipartError(err));
     };
 
@@ -444,7 +492,8 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, gat
         fail(new Error('Unexpected field'));
         return;
       }
-      const fileName = storedFileName(info.filename);
+      const wanted = storedFileName(info.filename);
+      const fileName = rules.uniqueUploadNames ? uniqueFileName(fileDir, wanted, new Set(files)) : wanted;
       const target = path.join(fileDir, fileName);
       const out = fs.createWriteStream(target);
       files.push(fileName);
@@ -459,7 +508,7 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, gat
       });
     });
     req.on('close', () => {
-      if (!req.complete) fail(new Error('Request aborted'));
+      if (!req.complete) fail(new Error('Request aborted'), true);
     });
     if (gate) req.pipe(gate);
     source.pipe(parser);
@@ -684,6 +733,10 @@ class TestNodeServer implements TestNode {
     const dir = this.dirOf(uuid);
     if (dir === undefined) throw new Error(`No task ${uuid} on this node`);
     return fs.statSync(path.join(dir, path.basename(name))).size;
+  }
+
+  taskImages(uuid: string): TestNodeFile[] {
+    return this.taskFiles(uuid).map((name) => ({ name, bytes: this.taskFileSize(uuid, name) }));
   }
 
   configure(patch: Partial<TestNodeOptions>): void {
@@ -947,12 +1000,18 @@ class TestNodeServer implements TestNode {
     if (uuid === undefined) return;
     this.reserved.add(uuid);
     try {
-      const fields = this.taskFields(await this.readInitFields(ctx.req));
+      const fields = await this.initFields(ctx, uuid);
       const dir = path.join(this.dataDir, uuid);
       const stale = this.pendingMap.get(uuid);
+      if (stale && this.options.initKeepsUpload) {
+        // NodeODM 2.x: "Dir already exists" is fine; the uncommitted upload's files stay, body.json is rewritten.
+        stale.fields = fields;
+        sendJson(ctx.res, { uuid });
+        return;
+      }
       if (stale) {
-        // NodeODM's mkdir fails on the leftover of an uncommitted init; its error path then deletes that folder,
-        // so the next init with the same uuid succeeds.
+        // Older NodeODM: the mkdir fails on the leftover of an uncommitted init; its error path then deletes that
+        // folder, so the next init with the same uuid succeeds.
         this.pendingMap.delete(uuid);
         await fsp.rm(stale.dir, { recursive: true, force: true });
         sendJson(ctx.res, { error: 'Directory exists' });
@@ -963,6 +1022,20 @@ class TestNodeServer implements TestNode {
       sendJson(ctx.res, { uuid });
     } finally {
       this.reserved.delete(uuid);
+    }
+  }
+
+  /** The init's fields; on a refusal (options that are not JSON), NodeODM's die() removes the uuid's upload dir. */
+  private async initFields(ctx: Ctx, uuid: string): Promise<TaskFields> {
+    try {
+      return this.taskFields(await this.readInitFields(ctx.req));
+    } catch (err) {
+      const pending = this.pendingMap.get(uuid);
+      if (pending) {
+        this.pendingMap.delete(uuid);
+        await fsp.rm(pending.dir, { recursive: true, force: true });
+      }
+      throw err;
     }
   }
 
@@ -984,7 +1057,7 @@ class TestNodeServer implements TestNode {
       drain(req);
       return { fields: {}, files: [] };
     }
-    return receiveMultipart(req, dir, stall ? stallAfterFirstChunk() : null);
+    return receiveMultipart(req, dir, this.options, stall ? stallAfterFirstChunk() : null);
   }
 
   private isUploadStalled(): boolean {
@@ -1025,6 +1098,12 @@ class TestNodeServer implements TestNode {
     if (error !== undefined) return this.die(ctx, pending.dir, error);
     this.addTask(pending.uuid, pending.dir, pending.fields, files.length);
     await this.delay(this.options.commitDelayMs);
+    if (this.options.dropCommitAnswers > 0) {
+      // Committed, but the client never hears it.
+      this.options.dropCommitAnswers -= 1;
+      ctx.req.socket.destroy();
+      return;
+    }
     sendJson(ctx.res, { uuid: pending.uuid });
   }
 

@@ -3,9 +3,11 @@
  * single-shot) through it, and restarted each time. Afterwards every state file parses, no committed task lost its
  * route, every task a client got a uuid for is on a node or answers FAILED, and no finished task left a tmp dir.
  * Seeded: CRASH_SEED=<n> replays a run (the kill moments and each client's choices; scheduling still varies).
+ * A second test kills the daemon in the middle of one image of a chunked upload and checks what the node ends with.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { CliClient } from '../helpers/cli-client';
@@ -284,4 +286,93 @@ test('crash consistency: 200 task creations survive 20+ SIGKILLs of the daemon',
       `${tracked.filter((x) => x.refused).length} refused at commit, ${leftovers.length - sessions.size} orphan tmp dirs of unanswered requests (swept at the next start), ` +
       `${sessions.size} unanswered inits kept as upload sessions\n`,
   );
+});
+
+/** One multipart body of announced length, for a client that sends only part of it before the daemon dies. */
+function oneFileBody(name: string, size: number): { boundary: string; head: Buffer; tail: Buffer; length: number } {
+  const boundary = 'CrashMidUpload7f3a';
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="images"; filename="${name}"\r\nContent-Type: image/jpeg\r\n\r\n`,
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  return { boundary, head, tail, length: head.length + size + tail.length };
+}
+
+test('a crash during an upload leaves no broken or duplicated images on the node', { timeout: 170_000 }, async (t) => {
+  const dir = tempDir(t);
+  // As NodeODM with multer: a dropped upload leaves its cut file behind, an init keeps an uncommitted upload's files,
+  // and a repeated name is stored as IMG_0001_.JPG.
+  const node = await startTestNode({ processingMs: 50, keepPartialUploads: true, initKeepsUpload: true, uniqueUploadNames: true });
+  t.after(() => node.close());
+  const first = await startDaemon(t, dir);
+  const cli = await CliClient.connect(t, first.cliPort);
+  await cli.untilPrompt();
+  assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
+  assert.equal(await cli.send('NODE UPDATE'), 'OK\r\n');
+  cli.socket.destroy();
+
+  const init = await json(`${first.url}/task/new/init`, { method: 'POST', body: form({ name: 'killed mid-upload' }) });
+  const uuid = String(init['uuid']);
+  assert.match(uuid, /^[0-9a-f-]{36}$/, JSON.stringify(init));
+  const small = [
+    { name: 'IMG_0001.JPG', data: Buffer.alloc(300_000, 1) },
+    { name: 'IMG_0002.JPG', data: Buffer.alloc(300_001, 2) },
+  ];
+  assert.deepEqual(await json(`${first.url}/task/new/upload/${uuid}`, { method: 'POST', body: form({}, small) }), { success: true });
+  // The images go on to the node while the client uploads.
+  await waitUntil(() => node.taskImages(uuid).length === 2, { timeoutMs: 30_000, message: 'the first chunk did not reach the node' });
+
+  // A chunk with one 40 MB image; the daemon is killed once half of it is staged.
+  const big = { name: 'IMG_0003.JPG', size: 40_000_000 };
+  const body = oneFileBody(big.name, big.size);
+  const staged = path.join(dir, 'tmp', uuid);
+  const stagedBytes = (): number =>
+    fs
+      .readdirSync(staged)
+      .filter((n) => n !== 'body.json' && !small.some((s) => s.name === n))
+      .reduce((sum, n) => sum + fs.statSync(path.join(staged, n)).size, 0);
+  const u = new URL(`${first.url}/task/new/upload/${uuid}`);
+  const cut = http.request({
+    host: u.hostname,
+    port: u.port,
+    path: u.pathname,
+    method: 'POST',
+    headers: { 'content-type': `multipart/form-data; boundary=${body.boundary}`, 'content-length': body.length },
+  });
+  cut.on('error', () => undefined);
+  cut.write(body.head);
+  for (let sent = 0; sent < big.size / 2; sent += 1_000_000) cut.write(Buffer.alloc(1_000_000, 3));
+  await waitUntil(() => stagedBytes() >= 15_000_000, { timeoutMs: 60_000, message: 'half of the big image was not staged' });
+  assert.equal(await first.stop('SIGKILL'), null);
+  cut.destroy();
+
+  // Restarted on the same data and tmp dirs, the client sends the same chunk again, whole, and commits.
+  const again = await startDaemon(t, dir);
+  const onlyWholeFilesStaged = await waitUntil(
+    () => fs.readdirSync(staged).sort().join(',') === ['IMG_0001.JPG', 'IMG_0002.JPG', 'body.json'].join(','),
+    { timeoutMs: 10_000 },
+  ).then(
+    () => true,
+    () => false,
+  );
+  const whole = [{ name: big.name, data: Buffer.alloc(big.size, 3) }];
+  assert.deepEqual(await json(`${again.url}/task/new/upload/${uuid}`, { method: 'POST', body: form({}, whole) }, 60_000), { success: true });
+  assert.deepEqual(await json(`${again.url}/task/new/commit/${uuid}`, { method: 'POST', body: form({}) }), { uuid });
+  await waitUntil(async () => statusCode(await json(`${again.url}/task/${uuid}/info`)) === 40, {
+    timeoutMs: 60_000,
+    message: 'the task did not complete on the node',
+  });
+
+  // The node holds exactly the images the client sent, each one complete, once.
+  assert.deepEqual(node.taskImages(uuid), [
+    { name: 'IMG_0001.JPG', bytes: 300_000 },
+    { name: 'IMG_0002.JPG', bytes: 300_001 },
+    { name: 'IMG_0003.JPG', bytes: 40_000_000 },
+  ]);
+  assert.deepEqual(
+    node.tasks().map((x) => [x.uuid, x.imagesCount]),
+    [[uuid, 3]],
+  );
+  assert.ok(onlyWholeFilesStaged, 'the part of the killed upload was removed from tmp/ at start');
+  assert.doesNotMatch(again.output(), /Uncaught Exception|Unhandled Rejection/);
 });

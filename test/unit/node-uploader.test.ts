@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { FakeClock, MemoryLogger, systemClock, type Clock } from '../../src/core';
+import { ClusterError, FakeClock, MemoryLogger, systemClock, type Clock } from '../../src/core';
 import { buildMultipart } from '../../src/proxy/multipart-writer';
 import {
   NodeUploader,
@@ -206,19 +206,54 @@ test('sendTask: 5 retries per chunk; the 6th failure rejects with "maximum uploa
   assert.equal(node.tasks()[0]?.uuid, second, 'five drops are still survivable');
 });
 
-test('sendTask: a copy of the task left on the node is removed before init, then the send succeeds', async (t) => {
+test('init never removes a task that a node reports as committed: it is kept and the send fails clearly', async (t) => {
   const node = await startNode(t);
-  const { uploader, logger } = makeUploader(t);
+  const { uploader } = makeUploader(t);
   const uuid = randomUUID();
-  // An earlier attempt that got as far as committing, with a file the new attempt does not have.
-  await send(uploader, endpoint(node), uuid, makeFiles(t, ['a.jpg', 'stale.jpg']));
+  // A task committed on the node under this uuid that this send did not commit (a set-uuid taken by someone else).
+  const committed = makeFiles(t, ['a.jpg', 'theirs.jpg']);
+  await send(uploader, endpoint(node), uuid, committed);
   const files = makeFiles(t, ['a.jpg', 'b.jpg', 'c.jpg'], (i) => 5000 + i);
 
+  await assert.rejects(send(uploader, endpoint(node), uuid, files), (e: unknown) => {
+    assert.ok(e instanceof ClusterError);
+    assert.equal(e.code, 'NODE_TASK_EXISTS');
+    assert.match(e.message, new RegExp(`task ${uuid} is already committed on node:${node.port}`));
+    return true;
+  });
+  assert.deepEqual(node.tasks().map((task) => [task.uuid, task.imagesCount]), [[uuid, 2]]);
+  assertStored(node, uuid, committed);
+  assert.deepEqual(requestsTo(node, '/task/remove'), []);
+});
+
+test('a commit whose answer is lost is adopted: the task stays committed on its node and is never removed', async (t) => {
+  const node = await startNode(t, { dropCommitAnswers: 1 });
+  const { uploader, logger } = makeUploader(t);
+  const uuid = randomUUID();
+  const files = makeFiles(t, names(3));
   await send(uploader, endpoint(node), uuid, files);
   assert.deepEqual(node.tasks().map((task) => [task.uuid, task.imagesCount]), [[uuid, 3]]);
   assertStored(node, uuid, files);
-  assert.equal(requestsTo(node, '/task/remove').length, 1);
-  assert.ok(logger.lines.some((l) => l.startsWith('warn: ') && l.includes(`already holds a copy of task ${uuid}`)));
+  assert.deepEqual(requestsTo(node, '/task/remove'), []);
+  assert.equal(requestsTo(node, '/task/new/commit/').length, 1, 'committed once');
+  assert.ok(logger.lines.some((l) => l.includes(`Task ${uuid} is committed on node:${node.port}`)));
+});
+
+test('a node holding an uncommitted upload of the task from an earlier attempt ends with exactly the images sent again', async (t) => {
+  const node = await startNode(t);
+  const { uploader } = makeUploader(t);
+  const uuid = randomUUID();
+  const signal = new AbortController().signal;
+  // An earlier attempt: initialised, one image sent, never committed (NodeODM keeps such an upload at the next init).
+  const earlier = makeFiles(t, ['a.jpg'], () => 777);
+  await uploader.init(endpoint(node), uuid, params(), signal);
+  await uploader.upload(endpoint(node), uuid, earlier, signal);
+  assert.deepEqual(node.taskFiles(uuid), ['a.jpg']);
+
+  const files = makeFiles(t, ['a.jpg', 'b.jpg'], (i) => 1000 + i);
+  await send(uploader, endpoint(node), uuid, files);
+  assert.deepEqual(node.tasks().map((task) => [task.uuid, task.imagesCount]), [[uuid, 2]]);
+  assertStored(node, uuid, files);
 });
 
 /** A scripted node: answers each request with `answer(path)` as JSON, after reading the body. */
@@ -242,7 +277,7 @@ test('sendTask: init answering another uuid is rejected', async (t) => {
   await assert.rejects(send(uploader, node, uuid, makeFiles(t, names(1))), { message: `set-uuid did not match, not-mine !== ${uuid}` });
 });
 
-test('init: NodeODM\'s "Directory exists" (an uncommitted earlier init) also leads to remove + init again', async (t) => {
+test('init: older NodeODM\'s "Directory exists" (it removed an uncommitted earlier upload) leads to init again', async (t) => {
   const uuid = randomUUID();
   let inits = 0;
   const { node, paths } = await startScripted(t, (p) => {
@@ -252,7 +287,7 @@ test('init: NodeODM\'s "Directory exists" (an uncommitted earlier init) also lea
   });
   const { uploader } = makeUploader(t);
   await uploader.init(node, uuid, params(), new AbortController().signal);
-  assert.deepEqual(paths, ['/task/new/init', '/task/remove', '/task/new/init']);
+  assert.deepEqual(paths, ['/task/new/init', '/task/new/init']);
 });
 
 test('an idle request times out and counts as a failed attempt', async (t) => {

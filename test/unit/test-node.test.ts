@@ -423,3 +423,61 @@ test('requests are recorded; close() removes the temp dir and stops listening', 
   await assert.rejects(fetch(`${node.url}/info`));
   await node.close(); // idempotent
 });
+
+test('as NodeODM: a repeated name is stored as a_.jpg, an init keeps an uncommitted upload (unless told otherwise), a refused one removes it', async (t) => {
+  const node = await startNode(t);
+  const uuid = '00000000-1111-4222-8333-555555555555';
+  assert.deepEqual(await post(`${node.url}/task/new/init`, undefined, { 'set-uuid': uuid }), { uuid });
+  await post(`${node.url}/task/new/upload/${uuid}`, imagesForm(['a.jpg', 'b']));
+  assert.deepEqual(await post(`${node.url}/task/new/init`, undefined, { 'set-uuid': uuid }), { uuid });
+  await post(`${node.url}/task/new/upload/${uuid}`, imagesForm(['a.jpg', 'a.jpg', 'b']));
+  assert.deepEqual(
+    node.taskImages(uuid).map((f) => f.name),
+    ['a.jpg', 'a_.jpg', 'a__.jpg', 'b', 'b_'],
+  );
+  assert.equal(node.taskImages(uuid)[0]?.bytes, 'jpeg bytes of a.jpg'.length);
+  // An upload without files tells whether the node holds an uncommitted upload.
+  assert.deepEqual(await post(`${node.url}/task/new/upload/${uuid}`), { error: 'Need at least 1 file.' });
+  // An init refused for its options removes the upload dir of its set-uuid (NodeODM's die()).
+  const refused = await post<{ error?: string }>(`${node.url}/task/new/init`, new URLSearchParams({ options: 'not json' }), { 'set-uuid': uuid });
+  assert.match(refused.error ?? '', /not valid JSON/);
+  assert.deepEqual(node.taskFiles(uuid), []);
+  assert.deepEqual(await post(`${node.url}/task/new/upload/${uuid}`), { error: 'Invalid uuid (not found)' });
+
+  const older = await startNode(t, { uniqueUploadNames: false, initKeepsUpload: false });
+  assert.deepEqual(await post(`${older.url}/task/new/init`, undefined, { 'set-uuid': uuid }), { uuid });
+  await post(`${older.url}/task/new/upload/${uuid}`, imagesForm(['a.jpg', 'a.jpg']));
+  assert.deepEqual(older.taskFiles(uuid), ['a.jpg']);
+  assert.deepEqual(await post(`${older.url}/task/new/init`, undefined, { 'set-uuid': uuid }), { error: 'Directory exists' });
+  assert.deepEqual(older.taskFiles(uuid), []);
+});
+
+test('dropCommitAnswers commits the task but loses the answer; keepPartialUploads keeps a file cut by a dropped upload', async (t) => {
+  const node = await startNode(t, { dropCommitAnswers: 1, keepPartialUploads: true, processingMs: 60_000 });
+  const { uuid } = await post<{ uuid: string }>(`${node.url}/task/new/init`);
+  await post(`${node.url}/task/new/upload/${uuid}`, imagesForm(['a.jpg']));
+  await assert.rejects(fetch(`${node.url}/task/new/commit/${uuid}`, { method: 'POST' }));
+  assert.equal(node.options.dropCommitAnswers, 0);
+  assert.equal((await info(node, uuid)).imagesCount, 1);
+
+  const cut = (await post<{ uuid: string }>(`${node.url}/task/new/init`)).uuid;
+  const boundary = 'CutBoundary';
+  const head = `--${boundary}\r\nContent-Disposition: form-data; name="images"; filename="cut.jpg"\r\n\r\n`;
+  const u = new URL(`${node.url}/task/new/upload/${cut}`);
+  const req = http.request({
+    host: u.hostname,
+    port: u.port,
+    path: u.pathname,
+    method: 'POST',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': head.length + 100_000 },
+  });
+  req.on('error', () => undefined);
+  req.write(head);
+  req.write(Buffer.alloc(50_000, 1));
+  await waitUntil(() => node.taskImages(cut).some((f) => f.name === 'cut.jpg' && f.bytes > 0), { message: 'nothing written' });
+  req.destroy();
+  // Committed after the drop, the task has the cut file as its image.
+  assert.deepEqual(await post(`${node.url}/task/new/commit/${cut}`), { uuid: cut });
+  assert.equal((await info(node, cut)).imagesCount, 1);
+  assert.ok((node.taskImages(cut)[0]?.bytes ?? 0) < 100_000);
+});

@@ -78,3 +78,35 @@ test('tmp cleanup: runs at start and every 30 minutes; a missing tmp dir is fine
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(fs.readdirSync(tmp), [], 'the periodic pass removed the orphan');
 });
+
+test('tmp cleanup: at start, files a crash cut short are removed from the task dirs it keeps; whole files stay', async (t) => {
+  const root = tempDir(t);
+  const tmp = path.join(root, 'tmp');
+  const clock = new FakeClock(Date.now());
+  const logger = new MemoryLogger();
+  const table = new TaskTable({ file: path.join(root, 'tasks.json'), clock, logger });
+  await table.load();
+  await table.put({
+    uuid: id(1),
+    token: undefined,
+    phase: 'uploading',
+    taskInfo: { uuid: id(1), name: 'x', dateCreated: 0, status: { code: 10 }, options: [], imagesCount: 0 },
+    output: [],
+  });
+  const dir = path.join(tmp, id(1));
+  fs.mkdirSync(dir, { recursive: true });
+  const at = (name: string, ms: number): void => {
+    fs.writeFileSync(path.join(dir, name), 'x');
+    fs.utimesSync(path.join(dir, name), new Date(ms), new Date(ms));
+  };
+  at('body.json', clock.now() - 60_000);
+  at('a.jpg', clock.now() - 60_000);
+  at('.partial-0123456789abcdef', clock.now() - 5_000); // being written when the previous run was killed
+  at('.partial-fedcba9876543210', clock.now() + 5_000); // an upload of this run, still being written
+  const cleanup = new TmpCleanup({ tmpDir: tmp, table, clock, logger, staleUploadsHours: 0 });
+  await cleanup.start();
+  t.after(() => cleanup.stop());
+  assert.equal(await cleanup.sweep(), 0);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['.partial-fedcba9876543210', 'a.jpg', 'body.json']);
+  assert.ok(logger.lines.some((l) => l.includes(`.partial-0123456789abcdef of task ${id(1)}`)));
+});

@@ -6,7 +6,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
+import { ClusterError } from '../../src/core';
 import {
+  isPartialName,
   NameReserver,
   StagingError,
   sanitizeFilename,
@@ -444,6 +446,41 @@ test('a client aborting mid-file: the promise rejects and the partial file is re
   assert.ok(!outcome.ok);
   assert.equal(outcome.error.kind, 'aborted');
   assert.deepEqual(listDir(dir), []);
+});
+
+test('a file is written under a temporary name and gets its own name only once complete', async (t) => {
+  const dir = tempDir(t);
+  fs.writeFileSync(path.join(dir, 'partial.jpg'), 'an earlier image');
+  const h = await startServer(t, filesInto(dir));
+  const declared = multipartBody([{ name: 'images', filename: 'partial.jpg', value: Buffer.alloc(300_000, 120) }]).length;
+  const socket = await openPartialUpload(h.port, declared, 200_000);
+  // Mid-file, as a crash would find it: the cut file is under a temporary name, never under an image's name.
+  await waitFor(() => listDir(dir).some(isPartialName));
+  assert.deepEqual(listDir(dir).filter((n) => !isPartialName(n)), ['partial.jpg']);
+  assert.equal(fs.readFileSync(path.join(dir, 'partial.jpg'), 'utf8'), 'an earlier image');
+  socket.end(Buffer.concat([Buffer.alloc(100_000, 120), Buffer.from(`\r\n--${BOUNDARY}--\r\n`)]));
+  const outcome = await h.nextOutcome();
+  assert.ok(outcome.ok);
+  assert.deepEqual(outcome.result.files, [{ name: 'partial_.jpg', originalName: 'partial.jpg', bytes: 300_000 }]);
+  assert.deepEqual(listDir(dir), ['partial.jpg', 'partial_.jpg']);
+  assert.equal(fs.statSync(path.join(dir, 'partial_.jpg')).size, 300_000);
+  // A client's file can never pass for a file being written.
+  assert.equal(isPartialName(sanitizeFilename('.partial-0123456789abcdef')), false);
+});
+
+test('staging errors carry stable codes', async (t) => {
+  const dir = tempDir(t);
+  const h = await startServer(t, filesInto(dir, { limits: { maxFileBytes: 10 } }));
+  await postMultipart(h.url, multipartBody([{ name: 'images', filename: 'a.jpg', value: Buffer.alloc(11) }]));
+  const limit = await h.nextOutcome();
+  assert.ok(!limit.ok);
+  assert.equal(limit.error.code, 'LIMIT_REACHED');
+  assert.ok(limit.error instanceof ClusterError);
+  await postMultipart(h.url, multipartBody([{ name: 'images', filename: 'a.jpg', value: Buffer.alloc(5) }], false));
+  const truncated = await h.nextOutcome();
+  assert.ok(!truncated.ok);
+  assert.equal(truncated.error.code, 'INVALID_INPUT');
+  assert.equal(truncated.error.message, 'Unexpected end of multipart data');
 });
 
 test('an idle upload times out: rejected, connection dropped, partial file removed', async (t) => {
