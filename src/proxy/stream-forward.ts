@@ -228,8 +228,11 @@ export class StreamForwarder {
             (e: unknown) => {
               const error = errorMessage(e);
               sent = { error };
+              // A node that stopped reading may hold a cut file under its real name: a catch-up there would store
+              // the whole one beside it (NodeODM renames it), so the task goes again from nothing at commit.
+              if (body?.lagged() && current()) this.fail(s, e);
               // While the client is still sending: the files staged so far, and the next ones, go from disk now.
-              if (staged === null) fallBack(error);
+              else if (staged === null) fallBack(error);
             },
           )
           .then(settle);

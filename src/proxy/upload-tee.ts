@@ -15,6 +15,12 @@ export interface TeeBody {
   readonly stream: Readable;
   readonly contentType: string;
   readonly contentLength: number;
+  /**
+   * True once the copy was dropped because the node fell too far behind. A node that stopped reading never sees
+   * the connection end, so it may keep the file it was receiving, cut short, under its real name: its upload
+   * cannot be caught up, only sent again from nothing.
+   */
+  readonly lagged: () => boolean;
 }
 
 /** How far (bytes held in memory) the node may fall behind the client before its copy is dropped. */
@@ -41,11 +47,13 @@ export function teeable(headers: http.IncomingHttpHeaders): boolean {
 export function teeRequest(req: http.IncomingMessage, maxLagBytes = DEFAULT_TEE_LAG_BYTES): TeeBody {
   // Fed by push only; what the node has not taken yet is its readable buffer, bounded below.
   const stream = new Readable({ read: () => undefined });
+  let lagged = false;
   // Errors reach the upload request through its pipeline; this keeps a late one from being unhandled.
   stream.on('error', () => undefined);
   const onData = (chunk: Buffer): void => {
     if (stream.destroyed) return;
     if (stream.readableLength + chunk.length > maxLagBytes) {
+      lagged = true;
       stream.destroy(new ClusterError('NODE_REQUEST_FAILED', `the node fell more than ${maxLagBytes} bytes behind the client`));
     } else {
       stream.push(chunk);
@@ -65,7 +73,12 @@ export function teeRequest(req: http.IncomingMessage, maxLagBytes = DEFAULT_TEE_
     req.off('end', onEnd);
     req.off('close', onClose);
   });
-  return { stream, contentType: req.headers['content-type'] ?? '', contentLength: Number(req.headers['content-length']) };
+  return {
+    stream,
+    contentType: req.headers['content-type'] ?? '',
+    contentLength: Number(req.headers['content-length']),
+    lagged: () => lagged,
+  };
 }
 
 /**
