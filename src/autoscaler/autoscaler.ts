@@ -203,6 +203,13 @@ export class Autoscaler implements Service {
       const webhook = new URL(req.commitUrl);
       webhook.searchParams.set('secret', secret);
       const port = this.driver.servicePort;
+      // One probe node per address, so an unreachable NodeODM is logged once, not at every poll.
+      const probes = new Map<string, ClusterNode>();
+      const probe = (ip: string): Promise<boolean> => {
+        let n = probes.get(ip);
+        if (!n) probes.set(ip, (n = new ClusterNode({ hostname: ip, port, token: nodeToken })));
+        return poller.refresh(n);
+      };
       machine = await this.driver.create({
         name,
         images: r.images,
@@ -210,7 +217,7 @@ export class Autoscaler implements Service {
         webhookUrl: webhook.toString(),
         step,
         signal,
-        probe: (ip) => poller.refresh(new ClusterNode({ hostname: ip, port, token: nodeToken })),
+        probe,
       });
       if (signal.aborted) throw new Error('Aborted');
       const node = new ClusterNode({

@@ -74,7 +74,7 @@ export function autoscalerFromFile(file: string, deps: AutoscalerFromFileDeps): 
   scaler = new Autoscaler({ provider, machines, s3, ...rest, downloadsBase: downloadsFromS3 || downloadsBaseUrl(provider.s3) });
   return scaler;
 }
-// The api driver (cloud APIs + cloud-init, no docker-machine); the lifecycle is wired to it in a later step.
+// The api driver's building blocks (cloud APIs, cloud-init, install id).
 export * from './drivers/cloud-init';
 export * from './install-id';
 export * from './machine-api';

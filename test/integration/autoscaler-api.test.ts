@@ -79,8 +79,16 @@ test('autoscaler api driver: a task that finds the static node full gets its own
   const login = boot.calls.find((x) => x.tool === 'docker' && x.args[0] === 'login');
   assert.deepEqual(login?.args, ['login', '-u', 'odm', '--password-stdin', 'registry.example.com']);
   // nodes.json keeps the droplet's id beside the machine name, so it can be destroyed after a restart.
-  const nodes = JSON.parse(fs.readFileSync(path.join(c.d.dir, 'data', 'nodes.json'), 'utf8')) as Array<{ dockerMachine?: { name: string; machineId?: string } }>;
-  const spawned = nodes.find((n) => n.dockerMachine);
+  type Saved = { dockerMachine?: { name: string; machineId?: string } };
+  const savedSpawned = (): Saved | undefined => {
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(c.d.dir, 'data', 'nodes.json'), 'utf8')) as Saved[]).find((n) => n.dockerMachine);
+    } catch {
+      return undefined; // not written yet
+    }
+  };
+  await waitUntil(() => savedSpawned() !== undefined, { timeoutMs: 10000, message: 'nodes.json never listed the machine' });
+  const spawned = savedSpawned();
   assert.equal(spawned?.dockerMachine?.machineId, droplet.id);
   assert.equal(spawned?.dockerMachine?.name, body['name']);
 
@@ -163,4 +171,29 @@ test('autoscaler api driver: two installs on one DigitalOcean account never dest
   assert.ok(cloud.machines.has(mine.id), "B destroyed A's machine");
   assert.ok(cloud.machines.has(foreign.id), 'B destroyed a droplet without its install tag');
   assert.ok((await c.cli.send('NODE LIST')).includes('[A]'));
+});
+
+test('autoscaler api driver: a SIGKILL while a machine is being created leaves no machine of ours after the next start, and touches no other', async (t) => {
+  const { rig, cloud } = await apiRig(t);
+  // The machine gets no address while the daemon lives: the creation is stuck between the API call and registration.
+  cloud.knobs.ipAfterPolls = 1_000_000;
+  const c = await cluster(t, rig);
+  const install = installIdOf(c.d.dir);
+  await fillStaticNode(c);
+  const uuid = await newTask(c.d, 2);
+  await waitUntil(() => cloud.machines.size === 1, { timeoutMs: 30000, message: 'no create' });
+  const [stuck] = [...cloud.machines.values()];
+  assert.ok(stuck && stuck.tags.includes(`clusterodm-install:${install}`));
+  await c.d.stop('SIGKILL');
+  cloud.knobs.ipAfterPolls = 0;
+  const other = cloud.addDroplet({ name: 'clusterodm-2-OtherInstall', tags: ['clusterodm', 'clusterodm-install:zzzzzzzzzzzzzzz9'] });
+  const untagged = cloud.addDroplet({ name: 'clusterodm-2-NoInstallTag', tags: ['clusterodm'] });
+
+  const d2 = await startDaemon(t, path.join(rig.dir, 'daemon'), ['--asr', rig.asrFile], { env: rig.env });
+  await waitUntil(() => !cloud.machines.has(stuck.id), { timeoutMs: 30000, message: 'the orphaned machine survived' });
+  assert.ok(cloud.machines.has(other.id), "another install's machine was destroyed");
+  assert.ok(cloud.machines.has(untagged.id), 'a machine without our install id was destroyed');
+  assert.match(d2.output(), new RegExp(`digitalocean machine ${stuck.name} \\(${stuck.id}\\) is not in nodes.json, destroying it`));
+  const i = await info(d2, uuid);
+  assert.ok(i.status && [10, 20, 30, 40].includes(i.status.code), JSON.stringify(i));
 });
