@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { cluster, fillStaticNode, info, newTask } from '../helpers/asr-cluster';
 import { BUCKET, DO_TOKEN, S3_SECRET, startAsrRig, type AsrRig } from '../helpers/asr-rig';
+import { CliClient } from '../helpers/cli-client';
 import { startDaemon } from '../helpers/daemon';
 import { FakeDigitalOceanApi } from '../helpers/fake-clouds/digitalocean';
 import { assetSha256 } from '../helpers/test-node';
@@ -196,4 +197,36 @@ test('autoscaler api driver: a SIGKILL while a machine is being created leaves n
   assert.match(d2.output(), new RegExp(`digitalocean machine ${stuck.name} \\(${stuck.id}\\) is not in nodes.json, destroying it`));
   const i = await info(d2, uuid);
   assert.ok(i.status && [10, 20, 30, 40].includes(i.status.code), JSON.stringify(i));
+});
+
+test('autoscaler api driver: starts without docker-machine, stops on a bad driver or a missing key, and ASR VIEWCMD shows the spec without secrets', async (t) => {
+  const { rig, cloud } = await apiRig(t);
+  const noDockerMachine = { ...process.env, PATH: '/nonexistent' };
+  const tryStart = async (name: string): Promise<string> => {
+    try {
+      const d = await startDaemon(t, path.join(rig.dir, name), ['--asr', rig.asrFile], { env: noDockerMachine });
+      await d.stop();
+      return 'started';
+    } catch (e: unknown) {
+      return e instanceof Error ? e.message : String(e);
+    }
+  };
+  rig.writeAsr({ driver: 'ssh' });
+  assert.match(await tryStart('a'), /Cannot initialize ASR: Invalid config key driver: must be "docker-machine" or "api"/);
+  rig.writeAsr({ driver: 'api', accessToken: 'CHANGEME!' });
+  assert.match(await tryStart('b'), /Cannot initialize ASR: You need to create a configuration file and set accessToken\./);
+  rig.writeAsr({ accessToken: DO_TOKEN, bootTimeout: 0 });
+  assert.match(await tryStart('c'), /Invalid config key bootTimeout/);
+  rig.writeAsr({ bootTimeout: 60 });
+
+  const d = await startDaemon(t, path.join(rig.dir, 'ok'), ['--asr', rig.asrFile], { env: noDockerMachine });
+  assert.match(d.output(), /ASR driver: api \(digitalocean\)/);
+  const cli = await CliClient.connect(t, d.cliPort);
+  await cli.untilPrompt();
+  const view = await cli.send('ASR VIEWCMD 5');
+  const install = installIdOf(d.dir);
+  assert.match(view, /^digitalocean create \{"region":"nyc3","size":"s-1vcpu-1gb","image":"ubuntu-24-04-x64","name":"debug-machine",.*\(user data: cloud-init, not shown\)\r\n$/);
+  assert.ok(view.includes(`"installId":"${install}"`), view);
+  assert.ok(!view.includes(DO_TOKEN) && !view.includes(S3_SECRET), 'a secret in ASR VIEWCMD');
+  assert.equal(cloud.machines.size, 0);
 });
