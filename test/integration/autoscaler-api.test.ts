@@ -230,3 +230,33 @@ test('autoscaler api driver: starts without docker-machine, stops on a bad drive
   assert.ok(!view.includes(DO_TOKEN) && !view.includes(S3_SECRET), 'a secret in ASR VIEWCMD');
   assert.equal(cloud.machines.size, 0);
 });
+
+test('autoscaler api driver: after a restart, a running machine is kept (nodes.json knows its id) and NODE DEL destroys it through the API', async (t) => {
+  const { rig, cloud } = await apiRig(t);
+  cloud.knobs.bootOptions = { node: { processingMs: 600_000 } };
+  const c = await cluster(t, rig);
+  const install = installIdOf(c.d.dir);
+  await fillStaticNode(c);
+  await newTask(c.d, 2);
+  await waitUntil(async () => (await c.cli.send('NODE LIST')).includes('[A]'), { timeoutMs: 60000, message: 'no [A] node' });
+  const [machine] = [...cloud.machines.values()];
+  assert.ok(machine);
+  await waitUntil(() => fs.readFileSync(path.join(c.d.dir, 'data', 'nodes.json'), 'utf8').includes(`"machineId":"${machine.id}"`), {
+    timeoutMs: 10000,
+    message: 'nodes.json never got the machine id',
+  });
+  await c.d.stop();
+  // Listed after it: once this orphan is gone, the reconciliation has judged the running machine.
+  const orphan = cloud.addDroplet({ name: 'clusterodm-2-Orphan', tags: ['clusterodm', `clusterodm-install:${install}`] });
+
+  const d2 = await startDaemon(t, path.join(rig.dir, 'daemon'), ['--asr', rig.asrFile], { env: rig.env });
+  await waitUntil(() => !cloud.machines.has(orphan.id), { timeoutMs: 30000, message: 'the orphan survived' });
+  assert.ok(cloud.machines.has(machine.id), 'the running machine was reconciled away');
+  const cli = await CliClient.connect(t, d2.cliPort);
+  await cli.untilPrompt();
+  const n = /^(\d+)\) .*\[A\]/m.exec(await cli.send('NODE LIST'))?.[1] ?? '';
+  assert.notEqual(n, '');
+  assert.equal(await cli.send(`NODE DEL ${n}`), 'OK\r\n');
+  assert.ok(!cloud.machines.has(machine.id), 'NODE DEL did not destroy the machine');
+  assert.ok(cloud.requests.some((r) => r.method === 'DELETE' && r.path === `/v2/droplets/${machine.id}`));
+});
