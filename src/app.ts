@@ -132,6 +132,7 @@ export class ClusterOdm {
           clock,
           logger,
           downloadsFromS3: config.downloadsFromS3 ? downloadsBase(config.downloadsFromS3) : '',
+          dataDir: config.dataDir,
         });
       } catch (e: unknown) {
         this.setupError = `Cannot initialize ASR: ${errorMessage(e)}`;

@@ -1,12 +1,13 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock, Logger, Service, TimerHandle } from '../core';
-import { abortableSleep, errorMessage } from '../core';
+import { abortableSleep, ClusterError, errorMessage } from '../core';
 import type { NodeClient } from '../nodeodm';
 import { ClusterNode, type HealthPoller, type NodeRegistry } from '../nodes';
 import type { RouteTable, TaskInfo, TaskTable } from '../routing';
 import type { DockerMachine } from './docker-machine';
-import type { AsrProvider } from './provider';
-import { reconcileMachines } from './reconcile';
+import { DockerMachineDriver } from './drivers/docker-machine-driver';
+import type { CreatedMachine, MachineDriver } from './drivers/driver';
+import type { AsrProvider, AsrSettings } from './provider';
 import { downloadsBaseUrl, type S3Store } from './s3';
 import { RuntimeSecrets } from './secrets';
 import { maskSecrets } from './shell';
@@ -18,9 +19,7 @@ import { Vacuum, VACUUM_INTERVAL_MS } from './vacuum';
 export const CLEANUP_DELAY_MS = 10_000;
 const ONLINE_ROUNDS = 5;
 
-export interface AutoscalerDeps {
-  provider: AsrProvider;
-  machines: DockerMachine;
+export interface AutoscalerCommonDeps {
   s3: S3Store;
   registry: NodeRegistry;
   poller: HealthPoller;
@@ -33,6 +32,10 @@ export interface AutoscalerDeps {
   downloadsBase?: string;
   random?: (bytes: number) => Buffer;
 }
+
+/** docker-machine (a provider and docker-machine), or any other driver with the settings it was built from. */
+export type AutoscalerDeps = AutoscalerCommonDeps &
+  ({ provider: AsrProvider; machines: DockerMachine; driver?: undefined } | { provider: AsrSettings; driver: MachineDriver; machines?: undefined });
 
 const ALNUM = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 
@@ -64,11 +67,14 @@ export class Autoscaler implements Service {
   private readonly runtimeSecrets = new RuntimeSecrets();
   private readonly records: TaskRecords;
   private readonly vacuumRules: Vacuum;
+  /** How machines are made and unmade (docker-machine or the cloud's API). */
+  readonly driver: MachineDriver;
 
   constructor(deps: AutoscalerDeps) {
     this.d = deps;
     this.random = deps.random ?? randomBytes;
     const { registry, poller, routes, tasks, client, clock, logger } = deps;
+    this.driver = deps.driver ?? new DockerMachineDriver({ provider: deps.provider, machines: deps.machines, registry, clock, logger, mask: (t) => this.mask(t) });
     this.records = new TaskRecords({ tasks, client, clock, logger, ...(deps.downloadsBase ? { downloadsBase: deps.downloadsBase } : {}) });
     this.vacuumRules = new Vacuum({
       registry,
@@ -85,7 +91,7 @@ export class Autoscaler implements Service {
     });
   }
 
-  get provider(): AsrProvider {
+  get provider(): AsrSettings {
     return this.d.provider;
   }
 
@@ -98,10 +104,10 @@ export class Autoscaler implements Service {
     return maskSecrets(text, this.secrets());
   }
 
-  /** Checks S3 and docker-machine (SPEC §8.1; the configuration was validated when it was read). Throws the operator's message. */
+  /** Checks S3 and the driver (SPEC §8.1; the configuration was validated when it was read). Throws the operator's message. */
   async initialize(): Promise<void> {
     await this.d.s3.testBucket();
-    await this.d.machines.checkInstalled();
+    await this.driver.initialize();
   }
 
   /** Vacuum (and reconciliation) now and every 10 minutes. */
@@ -119,7 +125,7 @@ export class Autoscaler implements Service {
     for (const t of this.cleanups) this.d.clock.clearTimeout(t);
     this.cleanups.clear();
     // Machines still being created are found by the reconciliation at the next start.
-    this.d.machines.killAll();
+    this.driver.stop();
     this.d.s3.close();
   }
 
@@ -179,7 +185,7 @@ export class Autoscaler implements Service {
    * machine is destroyed before this rejects. The reservation is released when this settles.
    */
   async createNode(r: Reservation, req: MachineRequest, signal: AbortSignal): Promise<ClusterNode> {
-    const { provider, machines, logger, clock } = this.d;
+    const { provider, logger, clock, poller } = this.d;
     const name = this.generateHostname(r.images);
     const progress: MachineProgress = { name, uuid: req.uuid, step: 'Creating machine', since: clock.now() };
     this.creating.set(name, progress);
@@ -189,46 +195,34 @@ export class Autoscaler implements Service {
       logger.info(`Autoscaler: ${name} (task ${req.uuid}): ${message}`);
       req.onStep?.(message);
     };
-    const checkAbort = (): void => {
-      if (signal.aborted) throw new Error('Aborted');
-    };
-    let created = false;
+    let machine: CreatedMachine | null = null;
     try {
       if (!this.canHandle(r.images)) throw new Error(`Cannot handle ${r.images} images.`);
       const nodeToken = this.token(name);
       const secret = this.token(name);
-      const retries = provider.createRetries();
-      for (let attempt = 1; attempt <= retries && !created; attempt++) {
-        checkAbort();
-        step(`Trying to create machine... (${attempt})`);
-        try {
-          await machines.create(name, ['--driver', provider.driver, ...(await provider.createArgs(r.images, attempt))]);
-          created = true;
-        } catch (e: unknown) {
-          logger.warn(`Cannot create machine ${name}: ${this.mask(errorMessage(e))}`);
-          await machines.rm(name, true).catch(() => undefined);
-          if (attempt < retries) await abortableSleep(clock, provider.failureSleepMs(attempt), signal);
-        }
-      }
-      if (!created) throw new Error(`Cannot create machine (attempted ${retries} times)`);
-      checkAbort();
       const webhook = new URL(req.commitUrl);
       webhook.searchParams.set('secret', secret);
-      await provider.setupMachine(
-        {
-          ssh: (cmd) => {
-            checkAbort();
-            return machines.ssh(name, cmd);
-          },
-          step,
-        },
-        { nodeToken, webhookUrl: webhook.toString() },
-      );
-      checkAbort();
-      const ip = await machines.getIP(name);
+      const port = this.driver.servicePort;
+      // One probe node per address, so an unreachable NodeODM is logged once, not at every poll.
+      const probes = new Map<string, ClusterNode>();
+      const probe = (ip: string): Promise<boolean> => {
+        let n = probes.get(ip);
+        if (!n) probes.set(ip, (n = new ClusterNode({ hostname: ip, port, token: nodeToken })));
+        return poller.refresh(n);
+      };
+      machine = await this.driver.create({
+        name,
+        images: r.images,
+        nodeToken,
+        webhookUrl: webhook.toString(),
+        step,
+        signal,
+        probe,
+      });
+      if (signal.aborted) throw new Error('Aborted');
       const node = new ClusterNode({
-        hostname: ip,
-        port: provider.servicePort,
+        hostname: machine.ip,
+        port,
         token: nodeToken,
         dockerMachine: {
           name,
@@ -236,24 +230,22 @@ export class Autoscaler implements Service {
           maxRuntime: provider.maxRuntime(),
           maxUploadTime: provider.maxUploadTime(),
           secretHash: sha256(secret).toString('hex'),
+          ...(machine.machineId ? { machineId: machine.machineId } : {}),
         },
       });
       await this.waitOnline(node, step, signal);
-      checkAbort();
+      if (signal.aborted) throw new Error('Aborted');
       await this.d.registry.add(node);
       step(`Machine ready at ${node.name}`);
       return node;
     } catch (e: unknown) {
-      if (created) {
-        await machines.rm(name, true).catch(() => {
-          logger.warn(`Could not remove docker-machine ${name}, it's likely that the machine was not created, but double-check!`);
-        });
-      }
+      if (machine) await this.driver.discard(name, machine);
       // The machine's secrets go with it: the error is masked now, as its callers will no longer know them.
       const message = errorMessage(e);
       const masked = this.mask(message);
       this.runtimeSecrets.drop(name);
-      throw masked === message ? e : new Error(masked);
+      if (masked === message) throw e;
+      throw e instanceof ClusterError ? new ClusterError(e.code, masked) : new Error(masked);
     } finally {
       this.creating.delete(name);
       this.release(r);
@@ -282,14 +274,7 @@ export class Autoscaler implements Service {
     this.destroying.add(name);
     try {
       this.d.logger.info(`Autoscaler: destroying machine ${name} (${node.name})`);
-      try {
-        await this.d.machines.rm(name, true);
-      } catch (e: unknown) {
-        // docker-machine may have lost it: ask the provider directly.
-        const known = (await this.d.provider.listTaggedMachines()).filter((m) => m.name === name);
-        if (known.length === 0) throw e;
-        for (const m of known) await this.d.provider.deleteMachine(m.id);
-      }
+      await this.driver.destroy(node.record.dockerMachine ?? { name, created: 0, maxRuntime: -1, maxUploadTime: -1 });
       this.runtimeSecrets.drop(name);
     } finally {
       this.destroying.delete(name);
@@ -358,16 +343,17 @@ export class Autoscaler implements Service {
 
   /** Destroys machines that are ours but unknown to nodes.json (reconcile.ts). */
   reconcile(): Promise<number> {
-    const { machines, provider, registry, logger } = this.d;
-    return reconcileMachines({ machines, provider, registry, logger, mask: (t) => this.mask(t), creating: (name) => this.creating.has(name) });
+    const { registry } = this.d;
+    const known = (name: string, id: string | null): boolean =>
+      registry.list().some((n) => n.record.dockerMachine?.name === name || (id !== null && n.record.dockerMachine?.machineId === id));
+    return this.driver.reconcile(known, (name) => this.creating.has(name));
   }
 
   // ---- admin views
 
   /** `ASR VIEWCMD <images>`: the create command, secrets masked (the original printed them). */
   async viewCommand(images: number): Promise<string> {
-    const args = ['--driver', this.d.provider.driver, ...(await this.d.provider.createArgs(images, 1))];
-    return this.mask(['docker-machine', 'create', ...args, 'debug-machine'].join(' '));
+    return this.mask(await this.driver.viewCommand(images));
   }
 
   status(): AsrStatus {

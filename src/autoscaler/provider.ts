@@ -21,15 +21,29 @@ export interface SetupParams {
   webhookUrl: string;
 }
 
-/** An autoscaler back end, chosen by the `provider` key of the ASR file (SPEC §8.2). */
-export interface AsrProvider {
+/** What the lifecycle needs of the configuration, whichever driver makes the machines. */
+export interface AsrSettings {
   /** The key in the ASR file (`digitalocean`). */
   readonly name: string;
   /** The class name logged at start, as the original: `ASR: DigitalOceanAsrProvider`. */
   readonly className: string;
+  readonly s3: S3Settings;
+  canHandle(images: number): boolean;
+  createRetries(): number;
+  failureSleepMs(attempt: number): number;
+  /** -1 = no limit. */
+  machinesLimit(): number;
+  /** Seconds; -1 = none. */
+  maxRuntime(): number;
+  maxUploadTime(): number;
+  /** Every secret of the configuration, masked in logs and ASR VIEWCMD. */
+  secrets(): string[];
+}
+
+/** An autoscaler back end of the docker-machine driver, chosen by the `provider` key of the ASR file (SPEC §8.2). */
+export interface AsrProvider extends AsrSettings {
   /** docker-machine driver. */
   readonly driver: string;
-  readonly s3: S3Settings;
   /** Port NodeODM listens on on the new machine. */
   readonly servicePort: number;
   /** Validates the configuration (throws the operator's message). */

@@ -11,6 +11,8 @@ export interface DockerMachineRecord {
   maxUploadTime: number;
   /** sha256 (hex) of the secret the machine's NodeODM sends with its webhook (new; the original had none). */
   secretHash?: string;
+  /** The cloud's id of the machine (api driver); absent for docker-machine machines. */
+  machineId?: string;
 }
 
 /** The persisted part of a node: one element of data/nodes.json, in the original's format. */
@@ -172,6 +174,7 @@ function parseDockerMachine(v: unknown, where: string): DockerMachineRecord {
   };
   const rec: DockerMachineRecord = { name: v['name'], created: num('created'), maxRuntime: num('maxRuntime'), maxUploadTime: num('maxUploadTime') };
   if (typeof v['secretHash'] === 'string') rec.secretHash = v['secretHash'];
+  if (typeof v['machineId'] === 'string' && v['machineId'] !== '') rec.machineId = v['machineId'];
   return rec;
 }
 

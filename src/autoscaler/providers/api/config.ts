@@ -1,4 +1,5 @@
 import type { Clock } from '../../../core';
+import type { S3Settings } from '../../s3';
 import { AsrConfig, CHANGE_ME, mergeConfig, type ConfigObject } from '../../asr-config';
 import { cloudInitSettings, type CloudInitParams } from '../../drivers/cloud-init';
 import type { MachineApi, MachineSpec } from '../../machine-api';
@@ -25,7 +26,21 @@ export interface ApiProvider {
   readonly cloudInit: Omit<CloudInitParams, 'nodeToken' | 'webhookUrl'>;
   /** Every secret of the configuration, for masking. */
   secrets(): string[];
+  /** Logged at start (`ASR: digitalocean (api driver)`). */
+  readonly className: string;
+  readonly s3: S3Settings;
+  createRetries(): number;
+  /** Pause after a failed attempt (1-based), as the docker-machine path. */
+  failureSleepMs(attempt: number): number;
+  /** Seconds; -1 = none. */
+  maxRuntime(): number;
+  maxUploadTime(): number;
+  /** `bootTimeout` (seconds, default 600): from the create call until NodeODM answers /info with its token. */
+  bootTimeoutMs(): number;
 }
+
+/** Default `bootTimeout`: installing Docker and pulling NodeODM takes minutes on a fresh image. */
+export const DEFAULT_BOOT_TIMEOUT_S = 600;
 
 export interface ApiProviderDeps {
   clock: Clock;
@@ -178,12 +193,22 @@ type ImageResolver = (image: string) => Promise<{ image: string; regions?: strin
 function build(name: string, c: AsrConfig, api: MachineApi, regionKey: string, limitKey: string, secretKeys: string[], resolve?: ImageResolver): ApiProvider {
   const planner = new MachinePlanner(c, regionKey);
   const cloudInit = cloudInitSettings(c, name);
-  for (const k of ['maxRuntime', 'maxUploadTime', limitKey, 'createRetries', 'minImages', 'addSwap']) c.number(k, 0);
+  for (const k of ['maxRuntime', 'maxUploadTime', limitKey, 'createRetries', 'minImages', 'addSwap', 'bootTimeout']) c.number(k, 0);
+  const bootTimeout = c.number('bootTimeout', DEFAULT_BOOT_TIMEOUT_S);
+  if (bootTimeout <= 0) throw new Error('Invalid config key bootTimeout: must be a number of seconds > 0');
+  const regions = Math.max(1, planner.regionList().length);
   const tags = c.stringArray('tags');
   return {
     name,
+    className: `${name} (api driver)`,
     api,
     cloudInit,
+    s3: cloudInit.s3,
+    createRetries: () => Math.max(1, c.number('createRetries', 1)),
+    failureSleepMs: (attempt) => (attempt <= regions ? 1000 : 10_000 * (attempt - regions)),
+    maxRuntime: () => c.number('maxRuntime', -1),
+    maxUploadTime: () => c.number('maxUploadTime', -1),
+    bootTimeoutMs: () => bootTimeout * 1000,
     canHandle: (images) => planner.canHandle(images),
     machinesLimit: () => c.number(limitKey, -1),
     async machineSpec(r) {
