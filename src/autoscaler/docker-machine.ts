@@ -36,6 +36,8 @@ export class DockerMachineError extends Error {
   constructor(
     message: string,
     readonly exitCode: number | null,
+    /** The run was killed after its time limit (no exit code of its own). */
+    readonly timedOut = false,
   ) {
     super(message);
     this.name = 'DockerMachineError';
@@ -71,10 +73,7 @@ export class DockerMachine {
     try {
       await this.run(['--help'], this.timeouts.check, true);
     } catch (e: unknown) {
-      if (e instanceof DockerMachineError && e.exitCode !== null) {
-        throw new Error('Docker-machine does not seem to work. Please make sure docker-machine is working.');
-      }
-      if (e instanceof DockerMachineError && e.message.includes('timed out')) {
+      if (e instanceof DockerMachineError && (e.exitCode !== null || e.timedOut)) {
         throw new Error('Docker-machine does not seem to work. Please make sure docker-machine is working.');
       }
       throw new Error('Docker-machine not found in PATH. Please install docker-machine if you want to use the autoscaler.');
@@ -170,7 +169,7 @@ export class DockerMachine {
         clearTimeout(timer);
         if (pid !== undefined) this.running.delete(pid);
         if (timedOut) {
-          reject(new DockerMachineError(`docker-machine ${args[0] ?? ''} timed out after ${timeoutMs < 1000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`}`, null));
+          reject(new DockerMachineError(`docker-machine ${args[0] ?? ''} timed out after ${timeoutMs < 1000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`}`, null, true));
         } else if (code !== 0) {
           const detail = this.mask(stderr.trim().split('\n').slice(-1)[0] ?? '');
           reject(new DockerMachineError(`docker-machine exited with code ${String(code)}${detail ? `: ${detail}` : ''}`, code));
