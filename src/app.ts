@@ -31,7 +31,7 @@ import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
 import { ExpiryService, FileRouteStore, RouteTable, TaskTable } from './routing';
-import { JsonStateFile } from './store';
+import { createStateBackend, type StateBackend } from './store';
 
 export const PRODUCT_NAME = 'ClusterODM';
 
@@ -70,6 +70,8 @@ export interface AppDeps {
  * (the original listened first, so an early NODE LIST showed an empty list).
  */
 export class ClusterOdm {
+  /** Where the state lives (data/ or Redis); only src/store knows which. */
+  readonly state: StateBackend;
   readonly registry: NodeRegistry;
   readonly poller: HealthPoller;
   readonly history = new LoadHistory();
@@ -107,8 +109,9 @@ export class ClusterOdm {
     const { config, clock, logger } = deps;
     const nodeTimeoutMs = deps.tuning?.nodeTimeoutMs;
     const client = new NodeClient(nodeTimeoutMs !== undefined ? { timeoutMs: nodeTimeoutMs } : {});
+    this.state = createStateBackend({ redis: config.redis, dataDir: config.dataDir, clock, logger });
     this.registry = new NodeRegistry({
-      store: new JsonStateFile({ file: path.join(config.dataDir, 'nodes.json'), parse: parseNodesFile, logger, clock }),
+      store: this.state.doc({ name: 'nodes', parse: parseNodesFile, count: (list) => list.length }),
       clock,
       logger,
     });
@@ -318,6 +321,7 @@ export class ClusterOdm {
   async start(): Promise<void> {
     const { logger } = this.deps;
     if (this.setupError) throw new Error(this.setupError);
+    await this.state.open();
     await this.registry.load();
     await this.routes.load(this.registry);
     await this.tasks.load();
@@ -382,6 +386,7 @@ export class ClusterOdm {
     } catch (e: unknown) {
       logger.error(`Cannot save routes: ${errorMessage(e)}`);
     }
+    await this.state.close().catch((e: unknown) => logger.error(`Cannot close the state: ${errorMessage(e)}`));
   }
 }
 

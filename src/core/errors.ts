@@ -3,6 +3,8 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'STATE_CORRUPT'
   | 'STATE_WRITE_FAILED'
+  /** The shared state (Redis) does not answer. */
+  | 'STATE_UNAVAILABLE'
   | 'NODE_REQUEST_FAILED'
   | 'NODE_NOT_FOUND'
   | 'INVALID_INPUT'

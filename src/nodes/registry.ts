@@ -1,24 +1,57 @@
 import type { Clock, Logger } from '../core';
 import { ClusterError, errorMessage } from '../core';
-import type { JsonStateFile } from '../store';
+import type { StateDoc } from '../store';
 import { ClusterNode, isValidPort, nodeKey, type NodeRecord } from './node';
 import { selectNode, selectStreamingNode, type Candidate } from './selection';
 
 /**
  * The ordered list of nodes (1-based numbering as the original: file order, then insertion order),
- * persisted to nodes.json after every change. A failed save rolls the change back and throws, so memory
- * and disk never disagree.
+ * persisted (nodes.json, or Redis when shared) after every change. A failed save rolls the change back and
+ * throws, so memory and the store never disagree. A change saved by another instance is merged in: nodes
+ * already known keep their object (routes and health state point at it), new ones are added, gone ones dropped.
  */
 export class NodeRegistry {
   private nodes: ClusterNode[] = [];
-  private readonly store: JsonStateFile<NodeRecord[]>;
+  private readonly store: StateDoc<NodeRecord[]>;
+  private reloading: Promise<void> = Promise.resolve();
   private readonly clock: Clock;
   private readonly logger: Logger;
 
-  constructor(opts: { store: JsonStateFile<NodeRecord[]>; clock: Clock; logger: Logger }) {
+  constructor(opts: { store: StateDoc<NodeRecord[]>; clock: Clock; logger: Logger }) {
     this.store = opts.store;
     this.clock = opts.clock;
     this.logger = opts.logger;
+    this.store.onRemoteChange(() => {
+      this.reloading = this.reloading.then(() =>
+        this.merge().catch((e: unknown) => this.logger.error(`Cannot reload the node list: ${errorMessage(e)}`)),
+      );
+    });
+  }
+
+  /** Takes in the list another instance saved, keeping the objects of nodes this one already knows. */
+  private async merge(): Promise<void> {
+    const records = (await this.store.load()) ?? [];
+    const known = new Map(this.nodes.map((n) => [n.key, n]));
+    const seen = new Set<string>();
+    const next: ClusterNode[] = [];
+    for (const rec of records) {
+      const key = nodeKey(rec.hostname, rec.port);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const node = known.get(key);
+      if (node) {
+        const r = node.record as unknown as Record<string, unknown>;
+        for (const k of Object.keys(r)) delete r[k];
+        Object.assign(node.record, rec);
+        next.push(node);
+      } else {
+        next.push(new ClusterNode(rec));
+      }
+    }
+    const added = next.filter((n) => !known.has(n.key)).length;
+    const removed = this.nodes.filter((n) => !seen.has(n.key)).length;
+    this.nodes = next;
+    this.logger.info(`Node list changed by another instance: ${next.length} nodes (${added} added, ${removed} removed)`);
   }
 
   /** Loads nodes.json; duplicates (same host and port, whatever the port's type) keep the first entry. */

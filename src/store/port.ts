@@ -1,0 +1,35 @@
+/**
+ * The state port: what stateful modules (the node registry, and next the route and task tables) talk to,
+ * whichever backend keeps the state. A document is one piece of state saved whole (the node list).
+ * Implemented by JsonStateFile (data/*.json, the default) and RedisStateDoc (--redis, shared by instances).
+ */
+export interface StateDoc<T> {
+  /** The saved state, or null when there is none yet. */
+  load(): Promise<T | null>;
+  /** Saves the state `serialize` gives (JSON text); durable (and seen by other instances) when it resolves. */
+  save(serialize: () => string | AsyncIterable<string>): Promise<void>;
+  /** Waits for writes in progress (shutdown). */
+  flush(): Promise<void>;
+  /**
+   * `listener` runs when another instance changed the state (never for this instance's own saves); the JSON
+   * backend has no other writer and never calls it.
+   */
+  onRemoteChange(listener: () => void): void;
+}
+
+export interface StateDocSpec<T> {
+  /** The document's name: its file is `<name>.json` in the data folder, its Redis key `clusterodm:<name>`. */
+  name: string;
+  /** Validates parsed JSON; throws with a clear message if the shape is wrong. */
+  parse: (raw: unknown) => T;
+  /** How many items a value holds (for log lines such as an import's). */
+  count: (value: T) => number;
+}
+
+/** Picks where the state lives; app.ts makes one and nothing else knows which. */
+export interface StateBackend {
+  /** Connects (Redis) and imports data/ on the first start; throws a clear error when the state is unreachable. */
+  open(): Promise<void>;
+  doc<T>(spec: StateDocSpec<T>): StateDoc<T>;
+  close(): Promise<void>;
+}

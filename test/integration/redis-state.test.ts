@@ -1,0 +1,103 @@
+/**
+ * Several instances sharing their state in a real redis-server (--redis): what one instance changes, the others
+ * show; the first start imports data/; an unreachable Redis stops the start with a clear message.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { CliClient } from '../helpers/cli-client';
+import { startDaemon, type Daemon } from '../helpers/daemon';
+import { haveRedisServer, startRedis } from '../helpers/redis';
+import { tempDir } from '../helpers/tmp';
+import { waitUntil } from '../helpers/wait';
+
+// scripts/install-test-deps.sh installs it; a machine without it fails loudly rather than skipping.
+assert.ok(haveRedisServer(), 'redis-server is not installed: run scripts/install-test-deps.sh');
+
+async function cliOf(t: TestContext, d: Daemon): Promise<CliClient> {
+  const c = await CliClient.connect(t, d.cliPort);
+  await c.untilPrompt();
+  return c;
+}
+
+/** Waits (at most 1 s, the promise made to operators) until `cli` answers `command` with text matching `re`. */
+async function within1s(cli: CliClient, command: string, pred: (answer: string) => boolean, what: string): Promise<void> {
+  let last = '';
+  await waitUntil(
+    async () => {
+      last = await cli.send(command);
+      return pred(last);
+    },
+    { timeoutMs: 1000, intervalMs: 20, message: `${what}; last answer ${JSON.stringify(last)}` },
+  );
+}
+
+test('Redis unreachable at start: a clear message and exit 1', async (t) => {
+  const dir = tempDir(t);
+  const sock = path.join(dir, 'no-redis.sock');
+  await assert.rejects(
+    startDaemon(t, path.join(dir, 'a'), ['--redis', `unix://${sock}`]),
+    (e: unknown) => {
+      const msg = e instanceof Error ? e.message : String(e);
+      assert.match(msg, /^daemon exited with 1:/);
+      assert.match(msg, new RegExp(`Cannot reach Redis at unix://${sock.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+      return true;
+    },
+  );
+});
+
+test('an invalid --redis URL is refused before anything starts', async (t) => {
+  const dir = tempDir(t);
+  await assert.rejects(startDaemon(t, path.join(dir, 'a'), ['--redis', 'http://localhost:6379']), /Invalid value for --redis/);
+});
+
+test('NODE ADD, LOCK and DEL on one instance show in NODE LIST on another within 1 s', async (t) => {
+  const redis = await startRedis(t);
+  const dir = tempDir(t);
+  const a = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
+  const b = await startDaemon(t, path.join(dir, 'b'), ['--redis', redis.url]);
+  const ca = await cliOf(t, a);
+  const cb = await cliOf(t, b);
+  assert.equal(await cb.send('NODE LIST'), '\r\n');
+
+  assert.equal(await ca.send('NODE ADD 127.0.0.1 4001'), 'OK\r\n');
+  await within1s(cb, 'NODE LIST', (s) => /^1\) 127\.0\.0\.1:4001 .*\r\n\r\n$/.test(s), 'B did not show the node A added');
+
+  assert.equal(await cb.send('NODE ADD 127.0.0.1 4002'), 'OK\r\n');
+  await within1s(ca, 'NODE LIST', (s) => /^1\) 127\.0\.0\.1:4001 .*\r\n2\) 127\.0\.0\.1:4002 .*\r\n\r\n$/.test(s), 'A did not show B\'s node');
+
+  assert.equal(await ca.send('NODE LOCK 2'), 'OK\r\n');
+  await within1s(cb, 'NODE LIST', (s) => /2\) 127\.0\.0\.1:4002 .*\[L\]/.test(s), 'B did not show the lock');
+
+  assert.equal(await cb.send('NODE DEL 1'), 'OK\r\n');
+  await within1s(ca, 'NODE LIST', (s) => /^1\) 127\.0\.0\.1:4002 .*\[L\]\r\n\r\n$/.test(s), 'A did not drop the node B removed');
+
+  // Nothing was written to either instance's data folder: the list lives in Redis.
+  assert.equal(fs.existsSync(path.join(a.dir, 'data', 'nodes.json')), false);
+  // A third instance started now sees the same list.
+  const c = await startDaemon(t, path.join(dir, 'c'), ['--redis', redis.url]);
+  assert.match(await (await cliOf(t, c)).send('NODE LIST'), /^1\) 127\.0\.0\.1:4002 .*\[L\]\r\n\r\n$/);
+});
+
+test('the first start with --redis imports data/nodes.json once, logged with its count', async (t) => {
+  const redis = await startRedis(t);
+  const dir = tempDir(t);
+  const data = path.join(dir, 'a', 'data');
+  fs.mkdirSync(data, { recursive: true });
+  const nodes = [
+    { hostname: '127.0.0.1', port: 4001, token: '' },
+    { hostname: '127.0.0.1', port: 4002, token: 'secret', locked: true },
+  ];
+  fs.writeFileSync(path.join(data, 'nodes.json'), JSON.stringify(nodes));
+  const a = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
+  assert.match(a.output(), /Imported 2 nodes from .*nodes\.json into Redis/);
+  assert.match(await (await cliOf(t, a)).send('NODE LIST'), /^1\) 127\.0\.0\.1:4001 .*\r\n2\) 127\.0\.0\.1:4002 .*\[L\]\r\n\r\n$/);
+  assert.equal(await a.stop(), 0);
+
+  // Idempotent: a second start (any instance, with the file changed meanwhile) keeps what Redis holds.
+  fs.writeFileSync(path.join(data, 'nodes.json'), JSON.stringify(nodes.slice(0, 1)));
+  const again = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
+  assert.doesNotMatch(again.output(), /Imported/);
+  assert.match(await (await cliOf(t, again)).send('NODE LIST'), /^1\) .*\r\n2\) 127\.0\.0\.1:4002 .*\[L\]\r\n\r\n$/);
+});
