@@ -30,7 +30,7 @@ import type { ProxyTimeouts } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
-import { ExpiryService, FileRouteStore, RouteTable, TaskTable } from './routing';
+import { ExpiryService, FileRouteStore, RouteTable, SharedRouteStore, TaskTable } from './routing';
 import { createStateBackend, type StateBackend } from './store';
 
 export const PRODUCT_NAME = 'ClusterODM';
@@ -116,8 +116,11 @@ export class ClusterOdm {
       logger,
     });
     this.poller = new HealthPoller({ registry: this.registry, client, clock, logger, history: this.history });
+    const sharedRoutes = this.state.sharedTable('routes');
     this.routes = new RouteTable({
-      store: new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
+      store: sharedRoutes
+        ? new SharedRouteStore({ table: sharedRoutes, clock, logger })
+        : new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
       clock,
       logger,
     });

@@ -20,7 +20,10 @@ export interface StoredRoute {
   accessed: number;
 }
 
-/** Persistence of the route table (routes.json + journal); see route-store.ts. */
+/** Routes another instance added, changed (access time) or removed (shared state). */
+export type RemoteRouteChange = { op: 'put'; routes: Array<[string, StoredRoute]> } | { op: 'del'; uuids: string[] };
+
+/** Persistence of the route table (routes.json + journal, see route-store.ts; or shared, see shared-route-store.ts). */
 export interface RouteStore {
   /** Loads every route, resolving nodes with `resolve`; routes whose node is unknown come back in `dropped`. */
   load(resolve: (nodeKey: string) => ClusterNode | undefined): Promise<{ routes: RouteMap; dropped: string[] }>;
@@ -28,8 +31,10 @@ export interface RouteStore {
   setEntriesSource(src: () => Iterable<[string, RouteEntry]>): void;
   put(uuid: string, entry: RouteEntry): Promise<void>;
   delete(uuids: string[]): Promise<void>;
-  touch(uuid: string, accessed: number): void;
+  touch(uuid: string, accessed: number, entry?: RouteEntry): void;
   flush(entries: () => Iterable<[string, RouteEntry]>): Promise<void>;
+  /** Shared stores only: changes other instances made, applied to this instance's table as they come. */
+  onRemoteChange?(listener: (change: RemoteRouteChange) => void): void;
 }
 
 /** task uuid → node and owner token. */
@@ -44,6 +49,31 @@ export class RouteTable {
     this.clock = opts.clock;
     this.logger = opts.logger;
     this.store.setEntriesSource(() => this.routes.entries());
+    this.store.onRemoteChange?.((c) => this.applyRemote(c));
+  }
+
+  /** Until load() is done, remote changes wait here (the load would replace what they changed). */
+  private pendingRemote: RemoteRouteChange[] | null = [];
+  private resolveNode: (nodeKey: string) => ClusterNode | undefined = () => undefined;
+
+  private applyRemote(c: RemoteRouteChange): void {
+    if (this.pendingRemote) {
+      this.pendingRemote.push(c);
+      return;
+    }
+    if (c.op === 'del') {
+      for (const uuid of c.uuids) this.routes.delete(uuid);
+      return;
+    }
+    for (const [uuid, r] of c.routes) {
+      const cur = this.routes.get(uuid);
+      if (cur && cur.node.key === r.nodeKey) {
+        cur.accessed = Math.max(cur.accessed, r.accessed);
+        continue;
+      }
+      const node = this.resolveNode(r.nodeKey);
+      if (node) this.routes.set(uuid, { node, token: r.token, accessed: r.accessed });
+    }
   }
 
   /** Loads routes, resolving each to a registered node (by host and port); routes of unknown nodes are dropped. */
@@ -51,6 +81,11 @@ export class RouteTable {
     const byKey = new Map(registry.list().map((n) => [n.key, n]));
     const { routes, dropped } = await this.store.load((key) => byKey.get(key));
     this.routes = routes;
+    // Later changes from other instances find their node in the registry as it is then.
+    this.resolveNode = (key) => registry.list().find((n) => n.key === key);
+    const pending = this.pendingRemote ?? [];
+    this.pendingRemote = null;
+    for (const c of pending) this.applyRemote(c);
     if (dropped.length > 0) await this.store.delete(dropped);
     await this.expire();
     this.logger.info(`Loaded ${this.routes.size} routes`);
@@ -75,7 +110,7 @@ export class RouteTable {
     const r = this.routes.get(uuid);
     if (r) {
       r.accessed = this.clock.now();
-      this.store.touch(uuid, r.accessed);
+      this.store.touch(uuid, r.accessed, r);
     }
     return r;
   }

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Clock, Logger } from '../core';
-import type { StateBackend, StateDoc, StateDocSpec } from './port';
+import type { SharedTable, StateBackend, StateDoc, StateDocSpec } from './port';
 import { JsonStateFile } from './state-file';
 
 /** The embedded default: each document is `<dataDir>/<name>.json`, written atomically. */
@@ -18,6 +18,10 @@ export class JsonBackend implements StateBackend {
   doc<T>(spec: StateDocSpec<T>): StateDoc<T> {
     const { dataDir, clock, logger } = this.opts;
     return new JsonStateFile<T>({ file: path.join(dataDir, `${spec.name}.json`), parse: spec.parse, logger, clock });
+  }
+
+  sharedTable(_name: string): SharedTable | null {
+    return null;
   }
 
   close(): Promise<void> {

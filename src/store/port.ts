@@ -26,10 +26,29 @@ export interface StateDocSpec<T> {
   count: (value: T) => number;
 }
 
+/** A change another instance made to a shared table. */
+export type TableChange = { op: 'put'; entries: Array<[string, string]> } | { op: 'del'; keys: string[] };
+
+/**
+ * A table of many small entries (key → JSON text) shared by instances, changed entry by entry (routes). Local
+ * backends have none: their owners keep their own files (routes.json and its journal).
+ */
+export interface SharedTable {
+  /** Every entry, in batches (the table can hold millions). */
+  scan(): AsyncIterable<Array<[string, string]>>;
+  /** Adds or replaces entries; seen by other instances when it resolves. */
+  put(entries: Array<[string, string]>): Promise<void>;
+  delete(keys: string[]): Promise<void>;
+  /** `listener` runs for each change another instance made (never for this instance's own). */
+  onRemoteChange(listener: (change: TableChange) => void): void;
+}
+
 /** Picks where the state lives; app.ts makes one and nothing else knows which. */
 export interface StateBackend {
   /** Connects (Redis) and imports data/ on the first start; throws a clear error when the state is unreachable. */
   open(): Promise<void>;
   doc<T>(spec: StateDocSpec<T>): StateDoc<T>;
+  /** The shared table `name`, or null when the state is local (the caller then keeps its own files). */
+  sharedTable(name: string): SharedTable | null;
   close(): Promise<void>;
 }

@@ -9,7 +9,9 @@ import { test, type TestContext } from 'node:test';
 import { CliClient } from '../helpers/cli-client';
 import { startDaemon, type Daemon } from '../helpers/daemon';
 import { haveRedisServer, startRedis } from '../helpers/redis';
+import { startTestNode } from '../helpers/test-node';
 import { tempDir } from '../helpers/tmp';
+import { form, images, json, statusCode } from '../reliability/support';
 import { waitUntil } from '../helpers/wait';
 
 // scripts/install-test-deps.sh installs it; a machine without it fails loudly rather than skipping.
@@ -100,4 +102,47 @@ test('the first start with --redis imports data/nodes.json once, logged with its
   const again = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
   assert.doesNotMatch(again.output(), /Imported/);
   assert.match(await (await cliOf(t, again)).send('NODE LIST'), /^1\) .*\r\n2\) 127\.0\.0\.1:4002 .*\[L\]\r\n\r\n$/);
+});
+
+test('a task created through one instance answers info, output and download through another', async (t) => {
+  const redis = await startRedis(t);
+  const node = await startTestNode({ processingMs: 100 });
+  t.after(() => node.close());
+  const dir = tempDir(t);
+  const a = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
+  const b = await startDaemon(t, path.join(dir, 'b'), ['--redis', redis.url]);
+  const ca = await cliOf(t, a);
+  assert.equal(await ca.send(`NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
+  assert.equal(await ca.send('NODE UPDATE'), 'OK\r\n');
+  const cb = await cliOf(t, b);
+  await within1s(cb, 'NODE LIST', (s) => s.includes(`127.0.0.1:${node.port}`), 'B did not show the node');
+  assert.equal(await cb.send('NODE UPDATE'), 'OK\r\n');
+
+  const created = await json(`${a.url}/task/new`, { method: 'POST', body: form({ name: 'shared' }, images(2)) });
+  const uuid = created['uuid'];
+  assert.equal(typeof uuid, 'string', JSON.stringify(created));
+  // Once A has sent it to the node, B finds the route A made and answers from the node.
+  await waitUntil(async () => statusCode(await json(`${a.url}/task/${String(uuid)}/info`)) === 40, {
+    timeoutMs: 20000,
+    message: 'the task did not complete on the node',
+  });
+  const info = await json(`${b.url}/task/${String(uuid)}/info`);
+  assert.equal(info['uuid'], uuid, JSON.stringify(info));
+  assert.equal(statusCode(info), 40);
+  const output = await fetch(`${b.url}/task/${String(uuid)}/output`);
+  assert.equal(output.status, 200);
+  assert.ok(Array.isArray(await output.json()));
+  const zip = await fetch(`${b.url}/task/${String(uuid)}/download/all.zip`);
+  assert.equal(zip.status, 200);
+  assert.ok((await zip.arrayBuffer()).byteLength > 0);
+  // The route lives in Redis, not in either data folder.
+  assert.match(await redis.command(`HEXISTS clusterodm:routes ${String(uuid)}`), /^:1/);
+
+  // Removed through B: A forgets it too.
+  const removed = await json(`${b.url}/task/remove`, { method: 'POST', body: new URLSearchParams({ uuid: String(uuid) }) });
+  assert.equal(removed['success'], true, JSON.stringify(removed));
+  await waitUntil(async () => (await fetch(`${a.url}/task/${String(uuid)}/info`)).status !== 200 || 'error' in (await json(`${a.url}/task/${String(uuid)}/info`)), {
+    timeoutMs: 1000,
+    message: 'A still answers for the task B removed',
+  });
 });

@@ -4,8 +4,9 @@ import * as path from 'node:path';
 import type { Logger } from '../../core';
 import { ClusterError, errorMessage, isRecord } from '../../core';
 import { isNotFound } from '../atomic-file';
-import type { StateBackend, StateDoc, StateDocSpec } from '../port';
+import type { SharedTable, StateBackend, StateDoc, StateDocSpec } from '../port';
 import { RedisConnection } from './connection';
+import { parseTableChange, RedisTable } from './table';
 
 /** Every key and channel of ClusterODM starts with this (one Redis can hold other data too). */
 export const KEY_PREFIX = 'clusterodm:';
@@ -29,6 +30,7 @@ export class RedisBackend implements StateBackend {
   private readonly opts: { url: string; dataDir: string; logger: Logger; connectTimeoutMs?: number };
   private conn: RedisConnection | null = null;
   private readonly docs = new Map<string, DocHandle>();
+  private readonly tables = new Map<string, RedisTable>();
 
   constructor(opts: { url: string; dataDir: string; logger: Logger; connectTimeoutMs?: number }) {
     this.opts = opts;
@@ -57,6 +59,12 @@ export class RedisBackend implements StateBackend {
       return;
     }
     if (!isRecord(v) || v['from'] === this.instanceId || typeof v['doc'] !== 'string') return;
+    const table = this.tables.get(v['doc']);
+    if (table) {
+      const change = parseTableChange(v['change']);
+      if (change) table.changed(change);
+      return;
+    }
     this.docs.get(v['doc'])?.changed();
   }
 
@@ -64,6 +72,15 @@ export class RedisBackend implements StateBackend {
     const d = new RedisStateDoc<T>(spec, this, this.opts.logger);
     this.docs.set(spec.name, d);
     return d;
+  }
+
+  sharedTable(name: string): SharedTable {
+    let t = this.tables.get(name);
+    if (!t) {
+      t = new RedisTable({ name, key: `${KEY_PREFIX}${name}`, channel: CHANGES_CHANNEL, instanceId: this.instanceId, connection: () => this.connection() });
+      this.tables.set(name, t);
+    }
+    return t;
   }
 
   async close(): Promise<void> {
