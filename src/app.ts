@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
-import { errorMessage } from './core';
+import { errorMessage, systemErrorCode } from './core';
 import type { AdminWeb } from './admin-web';
 import { autoscalerFromFile, type Autoscaler } from './autoscaler';
 import { AdminCli } from './cli';
@@ -31,7 +31,7 @@ import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
 import { ExpiryService, FileRouteStore, RouteTable, SharedRouteStore, TaskTable } from './routing';
-import { createStateBackend, type StateBackend } from './store';
+import { createStateBackend, JsonStateFile, type StateBackend } from './store';
 
 export const PRODUCT_NAME = 'ClusterODM';
 
@@ -119,7 +119,12 @@ export class ClusterOdm {
     const sharedRoutes = this.state.sharedTable('routes');
     this.routes = new RouteTable({
       store: sharedRoutes
-        ? new SharedRouteStore({ table: sharedRoutes, clock, logger })
+        ? new SharedRouteStore({
+            table: sharedRoutes,
+            clock,
+            logger,
+            importFrom: new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
+          })
         : new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
       clock,
       logger,
@@ -356,6 +361,36 @@ export class ClusterOdm {
       if (!this.deps.config.adminPass) {
         logger.warn(`No admin password specified, make sure port ${this.cli.port} is secured`);
       }
+    }
+  }
+
+  /**
+   * Writes the state, wherever it lives, to `dir` as the data folder holds it (nodes.json, routes.json,
+   * tasks.json), without starting any listener: an operator leaves Redis with it.
+   */
+  async exportState(dir: string): Promise<void> {
+    const { clock, logger, config } = this.deps;
+    await this.state.open();
+    try {
+      await this.registry.load();
+      await this.routes.load(this.registry);
+      await this.tasks.load();
+      await fsp.mkdir(dir, { recursive: true });
+      const nodes = new JsonStateFile({ file: path.join(dir, 'nodes.json'), parse: parseNodesFile, logger, clock });
+      await nodes.save(() => JSON.stringify(this.registry.list().map((n) => n.toJSON())));
+      const routes = new FileRouteStore({ file: path.join(dir, 'routes.json'), clock, logger });
+      await routes.flush(() => this.routes.entriesIterator());
+      // The task table is not shared yet: this instance's own copy.
+      await fsp.copyFile(path.join(config.dataDir, 'tasks.json'), path.join(dir, 'tasks.json')).catch(async (e: unknown) => {
+        if (systemErrorCode(e) === 'ENOENT') await fsp.writeFile(path.join(dir, 'tasks.json'), '{}', { mode: 0o600 });
+        else throw e;
+      });
+      logger.info(`Exported ${this.registry.list().length} nodes, ${this.routes.size()} routes and ${this.tasks.size()} tasks to ${dir}`);
+    } finally {
+      // Stops the stores' timers; what they write back is what they read.
+      await this.routes.flush().catch(() => undefined);
+      await this.tasks.flush().catch(() => undefined);
+      await this.state.close();
     }
   }
 

@@ -58,6 +58,8 @@ const OPTION_KINDS = {
   'max-open-uploads-per-address': 'count',
   // "" = the state lives in data/ (JSON files); a URL = shared state in Redis (several instances).
   redis: 'redisUrl',
+  // A command rather than a setting: write the state to this folder as JSON files, then exit.
+  'export-state': 'string',
 } as const satisfies Record<string, ValueKind>;
 
 export type OptionName = keyof typeof OPTION_KINDS;
@@ -101,6 +103,8 @@ export interface Config {
   readonly maxOpenUploadsPerAddress: number;
   /** Redis URL of the shared state (redis://, rediss://, unix://); absent: the JSON files in dataDir. */
   readonly redis?: string;
+  /** --export-state DIR: write nodes.json, routes.json and tasks.json there and exit (absent: run the daemon). */
+  readonly exportState?: string;
   /** Absolute path of the --config file, or null when none was given. */
   readonly configFile: string | null;
   /** True when both sslKey and sslCert are set. */
@@ -166,6 +170,7 @@ function buildConfig(s: Settings, where: { cwd: string; appRoot: string; configF
     maxOpenUploads: s['max-open-uploads'],
     maxOpenUploadsPerAddress: s['max-open-uploads-per-address'],
     ...(s.redis !== '' ? { redis: s.redis } : {}),
+    ...(s['export-state'] !== '' ? { exportState: path.resolve(where.cwd, s['export-state']) } : {}),
     configFile: where.configFile,
     useSsl: s['ssl-key'] !== '' && s['ssl-cert'] !== '',
   });

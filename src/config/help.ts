@@ -49,6 +49,7 @@ function optionLines(d: Settings): string[] {
     `--max-open-uploads <number>\tMaximum number of task uploads initiated and not yet committed, from all clients together (default: ${orWord(d['max-open-uploads'], 'no limit')})`,
     `--max-open-uploads-per-address <number>\tMaximum number of task uploads initiated and not yet committed from one client address (an IPv6 /64 counts as one address) (default: ${orWord(d['max-open-uploads-per-address'], 'no limit')})`,
     `--redis <url>\tKeep the shared state (nodes, routes, task table) in Redis instead of the data directory, so several instances can serve one cluster: redis://[:password@]host:port[/db], rediss://... (TLS) or unix:///path/to/redis.sock[?db=N] (default: ${d.redis === '' ? 'none, the state lives in the data directory' : redactRedisUrl(d.redis)})`,
+    `--export-state <path>\tWrite the state (nodes.json, routes.json, tasks.json) to this folder, in the data folder's format, and exit: the way back from --redis to the data folder (default: ${orNone(d['export-state'])})`,
   ];
 }
 

@@ -195,6 +195,11 @@ export class RouteTable {
     return old.length;
   }
 
+  /** The routes in table order, without a copy (an export of millions). */
+  entriesIterator(): Iterable<[string, RouteEntry]> {
+    return this.routes.entries();
+  }
+
   /** Writes everything (shutdown). */
   async flush(): Promise<void> {
     await this.store.flush(() => this.routes.entries());

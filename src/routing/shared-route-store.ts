@@ -36,8 +36,12 @@ export class SharedRouteStore implements RouteStore {
   private pendingTouches = new Map<string, string>();
   private touchTimer: TimerHandle | null = null;
 
-  constructor(opts: { table: SharedTable; clock: Clock; logger: Logger; touchFlushMs?: number }) {
+  /** data/routes.json (and its journal), imported on the first start if the shared table never had an import. */
+  private readonly importFrom: RouteStore | null;
+
+  constructor(opts: { table: SharedTable; clock: Clock; logger: Logger; touchFlushMs?: number; importFrom?: RouteStore }) {
     this.table = opts.table;
+    this.importFrom = opts.importFrom ?? null;
     this.clock = opts.clock;
     this.logger = opts.logger;
     this.touchFlushMs = opts.touchFlushMs ?? 60_000;
@@ -47,7 +51,32 @@ export class SharedRouteStore implements RouteStore {
     // Nothing to compact: every change is its own entry.
   }
 
+  /**
+   * Once per shared table: the routes of data/ are written in batches, then the table is marked imported (a start
+   * that dies midway imports again; writing a route twice is harmless).
+   */
+  private async importOnce(resolve: NodeResolver): Promise<void> {
+    if (!this.importFrom || (await this.table.imported())) return;
+    const { routes, dropped } = await this.importFrom.load(resolve);
+    let batch: Array<[string, string]> = [];
+    let count = 0;
+    for (const [uuid, r] of routes) {
+      batch.push([uuid, encode(r.node.key, r.token, r.accessed)]);
+      if (batch.length >= 5000) {
+        await this.table.importEntries(batch);
+        count += batch.length;
+        batch = [];
+      }
+    }
+    await this.table.importEntries(batch);
+    count += batch.length;
+    await this.importFrom.flush(() => routes.entries());
+    await this.table.markImported();
+    this.logger.info(`Imported ${count} routes from data/routes.json into the shared state${dropped.length ? ` (${dropped.length} of unknown nodes left out)` : ''}`);
+  }
+
   async load(resolve: NodeResolver): Promise<LoadedRoutes> {
+    await this.importOnce(resolve);
     const out: LoadedRoutes = { routes: new RouteMap(), dropped: [] };
     for await (const batch of this.table.scan()) {
       for (const [uuid, text] of batch) {

@@ -41,6 +41,11 @@ export interface SharedTable {
   delete(keys: string[]): Promise<void>;
   /** `listener` runs for each change another instance made (never for this instance's own). */
   onRemoteChange(listener: (change: TableChange) => void): void;
+  /** Whether an import into this table completed (see markImported). */
+  imported(): Promise<boolean>;
+  /** Writes entries without notifying (an import at first start: other instances read the table when they start). */
+  importEntries(entries: Array<[string, string]>): Promise<void>;
+  markImported(): Promise<void>;
 }
 
 /** Picks where the state lives; app.ts makes one and nothing else knows which. */

@@ -3,6 +3,8 @@
  * show; the first start imports data/; an unreachable Redis stops the start with a clear message.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -145,4 +147,49 @@ test('a task created through one instance answers info, output and download thro
     timeoutMs: 1000,
     message: 'A still answers for the task B removed',
   });
+});
+
+test('import of data/ on the first start with --redis and --export-state back: a 10,000-route round trip', async (t) => {
+  const redis = await startRedis(t);
+  const dir = tempDir(t);
+  const data = path.join(dir, 'a', 'data');
+  fs.mkdirSync(data, { recursive: true });
+  const nodes = [
+    { hostname: '127.0.0.1', port: 4001, token: '' },
+    { hostname: 'node2.example', port: '3000', token: 'nt', locked: true },
+  ];
+  const now = Date.now();
+  const routes: Record<string, unknown> = {};
+  for (let i = 0; i < 10_000; i++) {
+    const r: Record<string, unknown> = { node: nodes[i % 2] };
+    if (i % 3 !== 0) r['token'] = `user${i % 7}`;
+    r['accessed'] = now - i;
+    routes[randomUUID()] = r;
+  }
+  fs.writeFileSync(path.join(data, 'nodes.json'), JSON.stringify(nodes));
+  fs.writeFileSync(path.join(data, 'routes.json'), JSON.stringify(routes));
+
+  const a = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
+  assert.match(a.output(), /Imported 2 nodes /);
+  assert.match(a.output(), /Imported 10000 routes /);
+  assert.match(await redis.command('HLEN clusterodm:routes'), /^:10000\r\n/);
+  assert.equal(await a.stop(), 0);
+  // Once: a second start imports nothing, even with data/ still there.
+  const again = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
+  assert.doesNotMatch(again.output(), /Imported/);
+  assert.match(again.output(), /Loaded 10000 routes/);
+  assert.equal(await again.stop(), 0);
+
+  // Out of Redis, from an instance with an empty data folder: the three files, equal to what went in.
+  const out = path.join(dir, 'export');
+  const run = spawnSync(
+    process.execPath,
+    [path.join(__dirname, '..', 'helpers', 'daemon-main.js'), '--redis', redis.url, '--data-dir', path.join(dir, 'b', 'data'), '--log-dir', dir, '--export-state', out],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(run.status, 0, run.stdout + run.stderr);
+  assert.match(run.stdout + run.stderr, /Exported 2 nodes, 10000 routes and 0 tasks to /);
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'nodes.json'), 'utf8')), nodes);
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'routes.json'), 'utf8')), routes);
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'tasks.json'), 'utf8')), {});
 });

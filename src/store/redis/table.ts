@@ -37,6 +37,20 @@ export class RedisTable implements SharedTable {
     }
   }
 
+  async imported(): Promise<boolean> {
+    return (await this.opts.connection().cmd.exists(`${this.opts.key}:imported`)) > 0;
+  }
+
+  async importEntries(entries: Array<[string, string]>): Promise<void> {
+    for (let i = 0; i < entries.length; i += BATCH) {
+      await this.opts.connection().cmd.hSet(this.opts.key, Object.fromEntries(entries.slice(i, i + BATCH)));
+    }
+  }
+
+  async markImported(): Promise<void> {
+    await this.opts.connection().cmd.set(`${this.opts.key}:imported`, String(Date.now()));
+  }
+
   onRemoteChange(listener: (change: TableChange) => void): void {
     this.listeners.push(listener);
   }
