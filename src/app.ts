@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
-import { errorMessage, systemErrorCode } from './core';
+import { errorMessage } from './core';
 import type { AdminWeb } from './admin-web';
 import { autoscalerFromFile, type Autoscaler } from './autoscaler';
 import { AdminCli } from './cli';
@@ -31,7 +31,8 @@ import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
 import { ExpiryService, FileRouteStore, RouteTable, SharedRouteStore, TaskTable } from './routing';
-import { createStateBackend, JsonStateFile, type StateBackend } from './store';
+import { createStateBackend, type StateBackend } from './store';
+import { exportState } from './state-export';
 
 export const PRODUCT_NAME = 'ClusterODM';
 
@@ -364,34 +365,9 @@ export class ClusterOdm {
     }
   }
 
-  /**
-   * Writes the state, wherever it lives, to `dir` as the data folder holds it (nodes.json, routes.json,
-   * tasks.json), without starting any listener: an operator leaves Redis with it.
-   */
-  async exportState(dir: string): Promise<void> {
-    const { clock, logger, config } = this.deps;
-    await this.state.open();
-    try {
-      await this.registry.load();
-      await this.routes.load(this.registry);
-      await this.tasks.load();
-      await fsp.mkdir(dir, { recursive: true });
-      const nodes = new JsonStateFile({ file: path.join(dir, 'nodes.json'), parse: parseNodesFile, logger, clock });
-      await nodes.save(() => JSON.stringify(this.registry.list().map((n) => n.toJSON())));
-      const routes = new FileRouteStore({ file: path.join(dir, 'routes.json'), clock, logger });
-      await routes.flush(() => this.routes.entriesIterator());
-      // The task table is not shared yet: this instance's own copy.
-      await fsp.copyFile(path.join(config.dataDir, 'tasks.json'), path.join(dir, 'tasks.json')).catch(async (e: unknown) => {
-        if (systemErrorCode(e) === 'ENOENT') await fsp.writeFile(path.join(dir, 'tasks.json'), '{}', { mode: 0o600 });
-        else throw e;
-      });
-      logger.info(`Exported ${this.registry.list().length} nodes, ${this.routes.size()} routes and ${this.tasks.size()} tasks to ${dir}`);
-    } finally {
-      // Stops the stores' timers; what they write back is what they read.
-      await this.routes.flush().catch(() => undefined);
-      await this.tasks.flush().catch(() => undefined);
-      await this.state.close();
-    }
+  /** --export-state: the state, wherever it lives, written to `dir` as the data folder holds it (see state-export.ts). */
+  exportState(dir: string): Promise<void> {
+    return exportState(this, { ...this.deps, dataDir: this.deps.config.dataDir }, dir);
   }
 
   private async startService(s: Service): Promise<void> {

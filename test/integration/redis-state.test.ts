@@ -140,6 +140,16 @@ test('a task created through one instance answers info, output and download thro
   // The route lives in Redis, not in either data folder.
   assert.match(await redis.command(`HEXISTS clusterodm:routes ${String(uuid)}`), /^:1/);
 
+  // Restarted through B, canceled through A: both reach the node through the shared route.
+  const restarted = await json(`${b.url}/task/restart`, { method: 'POST', body: new URLSearchParams({ uuid: String(uuid) }) });
+  assert.equal(restarted['success'], true, JSON.stringify(restarted));
+  const canceled = await json(`${a.url}/task/cancel`, { method: 'POST', body: new URLSearchParams({ uuid: String(uuid) }) });
+  assert.equal(canceled['success'], true, JSON.stringify(canceled));
+  await waitUntil(async () => statusCode(await json(`${b.url}/task/${String(uuid)}/info`)) === 50, {
+    timeoutMs: 10000,
+    message: 'B does not show the cancel made through A',
+  });
+
   // Removed through B: A forgets it too.
   const removed = await json(`${b.url}/task/remove`, { method: 'POST', body: new URLSearchParams({ uuid: String(uuid) }) });
   assert.equal(removed['success'], true, JSON.stringify(removed));
