@@ -5,6 +5,8 @@ export type ErrorCode =
   | 'STATE_WRITE_FAILED'
   /** The shared state (Redis) does not answer. */
   | 'STATE_UNAVAILABLE'
+  /** Another instance changed the shared state since this one read it: reload and try again. */
+  | 'STATE_CONFLICT'
   | 'NODE_REQUEST_FAILED'
   | 'NODE_NOT_FOUND'
   | 'INVALID_INPUT'

@@ -13,7 +13,8 @@ import { selectNode, selectStreamingNode, type Candidate } from './selection';
 export class NodeRegistry {
   private nodes: ClusterNode[] = [];
   private readonly store: StateDoc<NodeRecord[]>;
-  private reloading: Promise<void> = Promise.resolve();
+  /** Changes and merges of others' changes run one at a time, so a merge never drops a change being saved. */
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly clock: Clock;
   private readonly logger: Logger;
 
@@ -22,9 +23,7 @@ export class NodeRegistry {
     this.clock = opts.clock;
     this.logger = opts.logger;
     this.store.onRemoteChange(() => {
-      this.reloading = this.reloading.then(() =>
-        this.merge().catch((e: unknown) => this.logger.error(`Cannot reload the node list: ${errorMessage(e)}`)),
-      );
+      void this.exclusive(() => this.merge()).catch((e: unknown) => this.logger.error(`Cannot reload the node list: ${errorMessage(e)}`));
     });
   }
 
@@ -114,6 +113,10 @@ export class NodeRegistry {
   }
 
   async add(node: ClusterNode): Promise<void> {
+    await this.retryOnConflict(() => this.addOnce(node));
+  }
+
+  private async addOnce(node: ClusterNode): Promise<void> {
     if (this.find(node.hostname, node.port)) throw new ClusterError('INVALID_INPUT', `Node ${node.name} already exists`);
     this.nodes.push(node);
     await this.persist(() => {
@@ -122,6 +125,10 @@ export class NodeRegistry {
   }
 
   async remove(node: ClusterNode): Promise<boolean> {
+    return this.retryOnConflict(() => this.removeOnce(node));
+  }
+
+  private async removeOnce(node: ClusterNode): Promise<boolean> {
     const index = this.nodes.indexOf(node);
     if (index < 0) return false;
     this.nodes.splice(index, 1);
@@ -132,6 +139,10 @@ export class NodeRegistry {
   }
 
   async setLocked(node: ClusterNode, locked: boolean): Promise<void> {
+    await this.retryOnConflict(() => this.setLockedOnce(node, locked));
+  }
+
+  private async setLockedOnce(node: ClusterNode, locked: boolean): Promise<void> {
     const before = node.record.locked;
     node.record.locked = locked;
     await this.persist(() => {
@@ -194,6 +205,32 @@ export class NodeRegistry {
 
   async flush(): Promise<void> {
     await this.store.flush();
+  }
+
+  /**
+   * Shared list: another instance saved a change this one has not merged yet. The change was rolled back; take in
+   * theirs and apply it again (a node that is gone or already there then answers as it would have).
+   */
+  private exclusive<R>(op: () => Promise<R>): Promise<R> {
+    const run = this.queue.then(op);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private retryOnConflict<R>(op: () => Promise<R>): Promise<R> {
+    return this.exclusive(() => this.attempt(op));
+  }
+
+  private async attempt<R>(op: () => Promise<R>): Promise<R> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op();
+      } catch (e: unknown) {
+        const conflict = e instanceof ClusterError && e.cause instanceof ClusterError && e.cause.code === 'STATE_CONFLICT';
+        if (!conflict || attempt >= 5) throw e;
+        await this.merge();
+      }
+    }
   }
 
   private async persist(rollback: () => void): Promise<void> {

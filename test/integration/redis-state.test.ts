@@ -203,3 +203,21 @@ test('import of data/ on the first start with --redis and --export-state back: a
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'routes.json'), 'utf8')), routes);
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'tasks.json'), 'utf8')), {});
 });
+
+test('NODE ADD on two instances at the same time: no addition is lost', async (t) => {
+  const redis = await startRedis(t);
+  const dir = tempDir(t);
+  const a = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
+  const b = await startDaemon(t, path.join(dir, 'b'), ['--redis', redis.url]);
+  const ca = await cliOf(t, a);
+  const cb = await cliOf(t, b);
+  const addAll = async (cli: CliClient, from: number): Promise<void> => {
+    for (let p = from; p < from + 15; p++) assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${p}`), 'OK\r\n');
+  };
+  await Promise.all([addAll(ca, 5000), addAll(cb, 6000)]);
+  const all = (s: string): boolean => (s.match(/^\d+\) 127\.0\.0\.1:\d+ /gm) ?? []).length === 30;
+  await within1s(ca, 'NODE LIST', all, 'A does not list all 30 nodes');
+  await within1s(cb, 'NODE LIST', all, 'B does not list all 30 nodes');
+  const saved = await redis.command('GET clusterodm:nodes');
+  assert.equal((saved.match(/"hostname"/g) ?? []).length, 30, saved);
+});

@@ -90,14 +90,30 @@ export class RedisBackend implements StateBackend {
   }
 }
 
+/** KEYS[1] doc; ARGV: expected exists (0/1), expected text, new text, channel, notification. */
+const COMPARE_AND_SET = `
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '0' then
+  if cur then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+`;
+
 class RedisStateDoc<T> implements StateDoc<T>, DocHandle {
   private readonly spec: StateDocSpec<T>;
   private readonly backend: RedisBackend;
   private readonly logger: Logger;
   private readonly listeners: Array<() => void> = [];
   private writing: Promise<void> = Promise.resolve();
-  /** A save before the state was read would overwrite what other instances saved (a start that failed midway). */
-  private loaded = false;
+  /**
+   * The text this instance last read or wrote (null: the key did not exist), or undefined before the first read: a
+   * save before the state was read would overwrite what other instances saved (a start that failed midway).
+   */
+  private seen: string | null | undefined = undefined;
 
   constructor(spec: StateDocSpec<T>, backend: RedisBackend, logger: Logger) {
     this.spec = spec;
@@ -115,7 +131,7 @@ class RedisStateDoc<T> implements StateDoc<T>, DocHandle {
 
   async load(): Promise<T | null> {
     const text = await this.backend.connection().cmd.get(this.key);
-    this.loaded = true;
+    this.seen = text;
     if (text === null) return null;
     try {
       return this.spec.parse(JSON.parse(text) as unknown);
@@ -125,12 +141,21 @@ class RedisStateDoc<T> implements StateDoc<T>, DocHandle {
   }
 
   save(serialize: () => string | AsyncIterable<string>): Promise<void> {
-    if (!this.loaded) return Promise.reject(new ClusterError('STATE_UNAVAILABLE', `${this.spec.name} was not read from Redis`));
+    if (this.seen === undefined) return Promise.reject(new ClusterError('STATE_UNAVAILABLE', `${this.spec.name} was not read from Redis`));
     // One write at a time, in call order; each sees the newest state when it starts.
     const p = this.writing.then(async () => {
       const text = await collect(serialize());
       const note = JSON.stringify({ doc: this.spec.name, from: this.backend.instanceId });
-      await this.backend.connection().cmd.multi().set(this.key, text).publish(CHANGES_CHANNEL, note).exec();
+      // Compare and set: written only if nobody changed it since this instance read it (else STATE_CONFLICT).
+      const expected = this.seen;
+      const done = await this.backend.connection().cmd.eval(COMPARE_AND_SET, {
+        keys: [this.key],
+        arguments: [expected === null || expected === undefined ? '0' : '1', expected ?? '', text, CHANGES_CHANNEL, note],
+      });
+      if (done !== 1) {
+        throw new ClusterError('STATE_CONFLICT', `${this.spec.name} was changed by another instance meanwhile`);
+      }
+      this.seen = text;
     });
     this.writing = p.catch(() => undefined);
     return p;
