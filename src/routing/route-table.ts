@@ -37,6 +37,9 @@ export interface RouteStore {
   onRemoteChange?(listener: (change: RemoteRouteChange) => void): void;
 }
 
+/** Remote routes kept while their node is not known here yet (see RouteTable.unresolved). */
+const MAX_UNRESOLVED = 10_000;
+
 /** task uuid → node and owner token. */
 export class RouteTable {
   private routes = new RouteMap();
@@ -55,6 +58,24 @@ export class RouteTable {
   /** Until load() is done, remote changes wait here (the load would replace what they changed). */
   private pendingRemote: RemoteRouteChange[] | null = [];
   private resolveNode: (nodeKey: string) => ClusterNode | undefined = () => undefined;
+  /**
+   * Remote routes whose node this instance has not merged yet (the node list is reloaded with a round trip, the
+   * route came with its notification): resolved when asked for. Bounded; the oldest go first.
+   */
+  private readonly unresolved = new Map<string, StoredRoute>();
+
+  /** The route of `uuid`, taking in a remote one whose node has arrived since. */
+  private get(uuid: string): RouteEntry | undefined {
+    const r = this.routes.get(uuid);
+    if (r || this.unresolved.size === 0) return r;
+    const waiting = this.unresolved.get(uuid);
+    const node = waiting ? this.resolveNode(waiting.nodeKey) : undefined;
+    if (!waiting || !node) return undefined;
+    this.unresolved.delete(uuid);
+    const entry: RouteEntry = { node, token: waiting.token, accessed: waiting.accessed };
+    this.routes.set(uuid, entry);
+    return entry;
+  }
 
   private applyRemote(c: RemoteRouteChange): void {
     if (this.pendingRemote) {
@@ -62,7 +83,10 @@ export class RouteTable {
       return;
     }
     if (c.op === 'del') {
-      for (const uuid of c.uuids) this.routes.delete(uuid);
+      for (const uuid of c.uuids) {
+        this.routes.delete(uuid);
+        this.unresolved.delete(uuid);
+      }
       return;
     }
     for (const [uuid, r] of c.routes) {
@@ -73,6 +97,13 @@ export class RouteTable {
       }
       const node = this.resolveNode(r.nodeKey);
       if (node) this.routes.set(uuid, { node, token: r.token, accessed: r.accessed });
+      else {
+        this.unresolved.set(uuid, r);
+        if (this.unresolved.size > MAX_UNRESOLVED) {
+          const oldest = this.unresolved.keys().next();
+          if (!oldest.done) this.unresolved.delete(oldest.value);
+        }
+      }
     }
   }
 
@@ -97,17 +128,17 @@ export class RouteTable {
   }
 
   has(uuid: string): boolean {
-    return this.routes.has(uuid);
+    return this.routes.has(uuid) || (this.unresolved.size > 0 && this.get(uuid) !== undefined);
   }
 
   /** Finds a route without counting it as an access. */
   peek(uuid: string): RouteEntry | undefined {
-    return this.routes.get(uuid);
+    return this.get(uuid);
   }
 
   /** Finds a route and refreshes its `accessed` time (persisted in batches). */
   lookup(uuid: string): RouteEntry | undefined {
-    const r = this.routes.get(uuid);
+    const r = this.get(uuid);
     if (r) {
       r.accessed = this.clock.now();
       this.store.touch(uuid, r.accessed, r);
