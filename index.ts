@@ -51,6 +51,17 @@ export async function main(
   );
 
   const app = new ClusterOdm({ config, version, clock: systemClock, logger, ...overrides });
+  if (config.exportState !== undefined) {
+    let code = 0;
+    try {
+      await app.exportState(config.exportState);
+    } catch (e: unknown) {
+      logger.error(`Cannot export the state: ${errorMessage(e)}`);
+      code = 1;
+    }
+    await logger.close();
+    process.exit(code);
+  }
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;

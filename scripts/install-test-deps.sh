@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real: the telnet client (admin CLI tests) and
-# chromium (admin web tests, driven by playwright-core) and docker-compose (validates docker-compose.yml).
+# chromium (admin web tests, driven by playwright-core), docker-compose (validates docker-compose.yml) and
+# redis-server (the shared-state tests start their own on a unix socket in a temporary dir).
 # Runs as root (CI, containers) or through sudo. Skips what is already installed.
 set -euo pipefail
 need=()
 command -v telnet >/dev/null 2>&1 || need+=(telnet)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -eq 0 ]; then
   echo "Test dependencies already installed"
   exit 0

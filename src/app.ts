@@ -30,8 +30,9 @@ import type { ProxyTimeouts } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
 import { NodeOps, TaskOps } from './ops';
-import { ExpiryService, FileRouteStore, RouteTable, TaskTable } from './routing';
-import { JsonStateFile } from './store';
+import { ExpiryService, FileRouteStore, RouteTable, SharedRouteStore, TaskTable } from './routing';
+import { createStateBackend, type StateBackend } from './store';
+import { exportState } from './state-export';
 
 export const PRODUCT_NAME = 'ClusterODM';
 
@@ -70,6 +71,8 @@ export interface AppDeps {
  * (the original listened first, so an early NODE LIST showed an empty list).
  */
 export class ClusterOdm {
+  /** Where the state lives (data/ or Redis); only src/store knows which. */
+  readonly state: StateBackend;
   readonly registry: NodeRegistry;
   readonly poller: HealthPoller;
   readonly history = new LoadHistory();
@@ -108,14 +111,23 @@ export class ClusterOdm {
     const { config, clock, logger } = deps;
     const nodeTimeoutMs = deps.tuning?.nodeTimeoutMs;
     const client = new NodeClient(nodeTimeoutMs !== undefined ? { timeoutMs: nodeTimeoutMs } : {});
+    this.state = createStateBackend({ redis: config.redis, dataDir: config.dataDir, clock, logger });
     this.registry = new NodeRegistry({
-      store: new JsonStateFile({ file: path.join(config.dataDir, 'nodes.json'), parse: parseNodesFile, logger, clock }),
+      store: this.state.doc({ name: 'nodes', parse: parseNodesFile, count: (list) => list.length }),
       clock,
       logger,
     });
     this.poller = new HealthPoller({ registry: this.registry, client, clock, logger, history: this.history });
+    const sharedRoutes = this.state.sharedTable('routes');
     this.routes = new RouteTable({
-      store: new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
+      store: sharedRoutes
+        ? new SharedRouteStore({
+            table: sharedRoutes,
+            clock,
+            logger,
+            importFrom: new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
+          })
+        : new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
       clock,
       logger,
     });
@@ -321,6 +333,7 @@ export class ClusterOdm {
   async start(): Promise<void> {
     const { logger } = this.deps;
     if (this.setupError) throw new Error(this.setupError);
+    await this.state.open();
     await this.registry.load();
     await this.routes.load(this.registry);
     await this.tasks.load();
@@ -359,6 +372,11 @@ export class ClusterOdm {
     }
   }
 
+  /** --export-state: the state, wherever it lives, written to `dir` as the data folder holds it (see state-export.ts). */
+  exportState(dir: string): Promise<void> {
+    return exportState(this, { ...this.deps, dataDir: this.deps.config.dataDir }, dir);
+  }
+
   private async startService(s: Service): Promise<void> {
     await s.start();
     this.started.push(s);
@@ -389,6 +407,7 @@ export class ClusterOdm {
     } catch (e: unknown) {
       logger.error(`Cannot save routes: ${errorMessage(e)}`);
     }
+    await this.state.close().catch((e: unknown) => logger.error(`Cannot close the state: ${errorMessage(e)}`));
   }
 }
 

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import minimist from 'minimist';
 import { ClusterError, errorMessage, LOG_LEVELS, type LogLevel } from '../core';
+import { parseRedisUrl } from '../store/redis/url';
 import { helpText } from './help';
 import { parseHostList } from './host-list';
 
@@ -11,7 +12,7 @@ export type CloudProviderName = (typeof CLOUD_PROVIDERS)[number];
 /** File name of the built-in defaults, always read from the program folder. */
 export const DEFAULT_CONFIG_FILE = 'config-default.json';
 
-type ValueKind = 'port' | 'count' | 'bool' | 'string' | 'path' | 'logLevel' | 'cloudProvider' | 'hostList';
+type ValueKind = 'port' | 'count' | 'bool' | 'string' | 'path' | 'logLevel' | 'cloudProvider' | 'hostList' | 'redisUrl';
 
 interface KindValue {
   port: number;
@@ -22,6 +23,7 @@ interface KindValue {
   logLevel: LogLevel;
   cloudProvider: CloudProviderName;
   hostList: readonly string[];
+  redisUrl: string;
 }
 
 /**
@@ -57,6 +59,10 @@ const OPTION_KINDS = {
   'log-dir': 'string',
   'max-open-uploads': 'count',
   'max-open-uploads-per-address': 'count',
+  // "" = the state lives in data/ (JSON files); a URL = shared state in Redis (several instances).
+  redis: 'redisUrl',
+  // A command rather than a setting: write the state to this folder as JSON files, then exit.
+  'export-state': 'string',
 } as const satisfies Record<string, ValueKind>;
 
 export type OptionName = keyof typeof OPTION_KINDS;
@@ -100,6 +106,10 @@ export interface Config {
   readonly maxOpenUploads: number;
   /** The same per client address (an IPv6 client counts by its /64; 0 = no cap). */
   readonly maxOpenUploadsPerAddress: number;
+  /** Redis URL of the shared state (redis://, rediss://, unix://); absent: the JSON files in dataDir. */
+  readonly redis?: string;
+  /** --export-state DIR: write nodes.json, routes.json and tasks.json there and exit (absent: run the daemon). */
+  readonly exportState?: string;
   /** Absolute path of the --config file, or null when none was given. */
   readonly configFile: string | null;
   /** True when both sslKey and sslCert are set. */
@@ -165,6 +175,8 @@ function buildConfig(s: Settings, where: { cwd: string; appRoot: string; configF
     logDir: s['log-dir'] === '' ? where.appRoot : path.resolve(where.cwd, s['log-dir']),
     maxOpenUploads: s['max-open-uploads'],
     maxOpenUploadsPerAddress: s['max-open-uploads-per-address'],
+    ...(s.redis !== '' ? { redis: s.redis } : {}),
+    ...(s['export-state'] !== '' ? { exportState: path.resolve(where.cwd, s['export-state']) } : {}),
     configFile: where.configFile,
     useSsl: s['ssl-key'] !== '' && s['ssl-cert'] !== '',
   });
@@ -226,6 +238,17 @@ function checkPath(v: unknown): Checked<string> {
   return typeof v === 'string' && v !== '' ? ok(v) : fail('a non-empty path');
 }
 
+function checkRedisUrl(v: unknown): Checked<string> {
+  if (v === '') return ok(v);
+  if (typeof v !== 'string') return fail('a redis://, rediss:// or unix:// URL');
+  try {
+    parseRedisUrl(v);
+    return ok(v);
+  } catch (e: unknown) {
+    return fail(`a redis://, rediss:// or unix:// URL; ${errorMessage(e)}`);
+  }
+}
+
 function checkOneOf<T extends string>(choices: readonly T[]): (v: unknown) => Checked<T> {
   const isChoice = (v: unknown): v is T => typeof v === 'string' && (choices as readonly string[]).includes(v);
   return (v) => (isChoice(v) ? ok(v) : fail(`one of ${choices.join(', ')}`));
@@ -240,6 +263,7 @@ const CHECKERS: { readonly [K in ValueKind]: (v: unknown) => Checked<KindValue[K
   logLevel: checkOneOf(LOG_LEVELS),
   cloudProvider: checkOneOf(CLOUD_PROVIDERS),
   hostList: checkHostList,
+  redisUrl: checkRedisUrl,
 };
 
 function checkOption<K extends OptionName>(name: K, value: unknown): Checked<Settings[K]> {

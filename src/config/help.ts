@@ -1,5 +1,6 @@
 import { LOG_LEVELS } from '../core';
 import type { Settings } from './config';
+import { redactRedisUrl } from '../store/redis/url';
 
 /** Zero means "off" for several options; the original's help shows a word instead of the number. */
 function orWord(value: number, zeroWord: string): string {
@@ -48,6 +49,8 @@ function optionLines(d: Settings): string[] {
     `--max-open-uploads <number>\tMaximum number of task uploads initiated and not yet committed, from all clients together (default: ${orWord(d['max-open-uploads'], 'no limit')})`,
     `--max-open-uploads-per-address <number>\tMaximum number of task uploads initiated and not yet committed from one client address (an IPv6 /64 counts as one address) (default: ${orWord(d['max-open-uploads-per-address'], 'no limit')})`,
     `--admin-web-hosts <names>\tComma-separated host names the admin web answers to besides IP addresses and localhost (other Host headers get 421, against DNS rebinding); * = any (default: ${d['admin-web-hosts'].join(',') || 'none'})`,
+    `--redis <url>\tKeep the shared state (nodes, routes, task table) in Redis instead of the data directory, so several instances can serve one cluster: redis://[:password@]host:port[/db], rediss://... (TLS) or unix:///path/to/redis.sock[?db=N] (default: ${d.redis === '' ? 'none, the state lives in the data directory' : redactRedisUrl(d.redis)})`,
+    `--export-state <path>\tWrite the state (nodes.json, routes.json, tasks.json) to this folder, in the data folder's format, and exit: the way back from --redis to the data folder (default: ${orNone(d['export-state'])})`,
   ];
 }
 

@@ -3,6 +3,10 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'STATE_CORRUPT'
   | 'STATE_WRITE_FAILED'
+  /** The shared state (Redis) does not answer. */
+  | 'STATE_UNAVAILABLE'
+  /** Another instance changed the shared state since this one read it: reload and try again. */
+  | 'STATE_CONFLICT'
   | 'NODE_REQUEST_FAILED'
   | 'NODE_NOT_FOUND'
   /** A node holds a committed task under the uuid being sent, that this process did not commit: it is kept. */

@@ -1,24 +1,56 @@
 import type { Clock, Logger } from '../core';
 import { ClusterError, errorMessage, normalizeHostname } from '../core';
-import type { JsonStateFile } from '../store';
+import type { StateDoc } from '../store';
 import { ClusterNode, isValidPort, nodeKey, type NodeRecord } from './node';
 import { selectNode, selectStreamingNode, type Candidate } from './selection';
 
 /**
  * The ordered list of nodes (1-based numbering as the original: file order, then insertion order),
- * persisted to nodes.json after every change. A failed save rolls the change back and throws, so memory
- * and disk never disagree.
+ * persisted (nodes.json, or Redis when shared) after every change. A failed save rolls the change back and
+ * throws, so memory and the store never disagree. A change saved by another instance is merged in: nodes
+ * already known keep their object (routes and health state point at it), new ones are added, gone ones dropped.
  */
 export class NodeRegistry {
   private nodes: ClusterNode[] = [];
-  private readonly store: JsonStateFile<NodeRecord[]>;
+  private readonly store: StateDoc<NodeRecord[]>;
+  /** Changes and merges of others' changes run one at a time, so a merge never drops a change being saved. */
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly clock: Clock;
   private readonly logger: Logger;
 
-  constructor(opts: { store: JsonStateFile<NodeRecord[]>; clock: Clock; logger: Logger }) {
+  constructor(opts: { store: StateDoc<NodeRecord[]>; clock: Clock; logger: Logger }) {
     this.store = opts.store;
     this.clock = opts.clock;
     this.logger = opts.logger;
+    this.store.onRemoteChange(() => {
+      void this.exclusive(() => this.merge()).catch((e: unknown) => this.logger.error(`Cannot reload the node list: ${errorMessage(e)}`));
+    });
+  }
+
+  /** Takes in the list another instance saved, keeping the objects of nodes this one already knows. */
+  private async merge(): Promise<void> {
+    const records = (await this.store.load()) ?? [];
+    const known = new Map(this.nodes.map((n) => [n.key, n]));
+    const seen = new Set<string>();
+    const next: ClusterNode[] = [];
+    for (const rec of records) {
+      const key = nodeKey(rec.hostname, rec.port);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const node = known.get(key);
+      if (node) {
+        const r = node.record as unknown as Record<string, unknown>;
+        for (const k of Object.keys(r)) delete r[k];
+        Object.assign(node.record, rec);
+        next.push(node);
+      } else {
+        next.push(new ClusterNode(rec));
+      }
+    }
+    const added = next.filter((n) => !known.has(n.key)).length;
+    const removed = this.nodes.filter((n) => !seen.has(n.key)).length;
+    this.nodes = next;
+    this.logger.info(`Node list changed by another instance: ${next.length} nodes (${added} added, ${removed} removed)`);
   }
 
   /** Loads nodes.json; duplicates (same host and port, whatever the port's type) keep the first entry. */
@@ -92,6 +124,10 @@ export class NodeRegistry {
   }
 
   async add(node: ClusterNode): Promise<void> {
+    await this.retryOnConflict(() => this.addOnce(node));
+  }
+
+  private async addOnce(node: ClusterNode): Promise<void> {
     if (this.find(node.hostname, node.port)) throw new ClusterError('INVALID_INPUT', `Node ${node.name} already exists`);
     this.nodes.push(node);
     await this.persist(() => {
@@ -100,6 +136,10 @@ export class NodeRegistry {
   }
 
   async remove(node: ClusterNode): Promise<boolean> {
+    return this.retryOnConflict(() => this.removeOnce(node));
+  }
+
+  private async removeOnce(node: ClusterNode): Promise<boolean> {
     const index = this.nodes.indexOf(node);
     if (index < 0) return false;
     this.nodes.splice(index, 1);
@@ -110,6 +150,10 @@ export class NodeRegistry {
   }
 
   async setLocked(node: ClusterNode, locked: boolean): Promise<void> {
+    await this.retryOnConflict(() => this.setLockedOnce(node, locked));
+  }
+
+  private async setLockedOnce(node: ClusterNode, locked: boolean): Promise<void> {
     const before = node.record.locked;
     node.record.locked = locked;
     await this.persist(() => {
@@ -172,6 +216,32 @@ export class NodeRegistry {
 
   async flush(): Promise<void> {
     await this.store.flush();
+  }
+
+  /**
+   * Shared list: another instance saved a change this one has not merged yet. The change was rolled back; take in
+   * theirs and apply it again (a node that is gone or already there then answers as it would have).
+   */
+  private exclusive<R>(op: () => Promise<R>): Promise<R> {
+    const run = this.queue.then(op);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private retryOnConflict<R>(op: () => Promise<R>): Promise<R> {
+    return this.exclusive(() => this.attempt(op));
+  }
+
+  private async attempt<R>(op: () => Promise<R>): Promise<R> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op();
+      } catch (e: unknown) {
+        const conflict = e instanceof ClusterError && e.cause instanceof ClusterError && e.cause.code === 'STATE_CONFLICT';
+        if (!conflict || attempt >= 5) throw e;
+        await this.merge();
+      }
+    }
   }
 
   private async persist(rollback: () => void): Promise<void> {

@@ -3,3 +3,4 @@ export * from './route-store';
 export * from './task-table';
 export * from './expiry';
 export * from './route-map';
+export * from './shared-route-store';

@@ -20,7 +20,10 @@ export interface StoredRoute {
   accessed: number;
 }
 
-/** Persistence of the route table (routes.json + journal); see route-store.ts. */
+/** Routes another instance added, changed (access time) or removed (shared state). */
+export type RemoteRouteChange = { op: 'put'; routes: Array<[string, StoredRoute]> } | { op: 'del'; uuids: string[] };
+
+/** Persistence of the route table (routes.json + journal, see route-store.ts; or shared, see shared-route-store.ts). */
 export interface RouteStore {
   /** Loads every route, resolving nodes with `resolve`; routes whose node is unknown come back in `dropped`. */
   load(resolve: (nodeKey: string) => ClusterNode | undefined): Promise<{ routes: RouteMap; dropped: string[] }>;
@@ -28,9 +31,14 @@ export interface RouteStore {
   setEntriesSource(src: () => Iterable<[string, RouteEntry]>): void;
   put(uuid: string, entry: RouteEntry): Promise<void>;
   delete(uuids: string[]): Promise<void>;
-  touch(uuid: string, accessed: number): void;
+  touch(uuid: string, accessed: number, entry?: RouteEntry): void;
   flush(entries: () => Iterable<[string, RouteEntry]>): Promise<void>;
+  /** Shared stores only: changes other instances made, applied to this instance's table as they come. */
+  onRemoteChange?(listener: (change: RemoteRouteChange) => void): void;
 }
+
+/** Remote routes kept while their node is not known here yet (see RouteTable.unresolved). */
+const MAX_UNRESOLVED = 10_000;
 
 /** task uuid → node and owner token. */
 export class RouteTable {
@@ -44,6 +52,59 @@ export class RouteTable {
     this.clock = opts.clock;
     this.logger = opts.logger;
     this.store.setEntriesSource(() => this.routes.entries());
+    this.store.onRemoteChange?.((c) => this.applyRemote(c));
+  }
+
+  /** Until load() is done, remote changes wait here (the load would replace what they changed). */
+  private pendingRemote: RemoteRouteChange[] | null = [];
+  private resolveNode: (nodeKey: string) => ClusterNode | undefined = () => undefined;
+  /**
+   * Remote routes whose node this instance has not merged yet (the node list is reloaded with a round trip, the
+   * route came with its notification): resolved when asked for. Bounded; the oldest go first.
+   */
+  private readonly unresolved = new Map<string, StoredRoute>();
+
+  /** The route of `uuid`, taking in a remote one whose node has arrived since. */
+  private get(uuid: string): RouteEntry | undefined {
+    const r = this.routes.get(uuid);
+    if (r || this.unresolved.size === 0) return r;
+    const waiting = this.unresolved.get(uuid);
+    const node = waiting ? this.resolveNode(waiting.nodeKey) : undefined;
+    if (!waiting || !node) return undefined;
+    this.unresolved.delete(uuid);
+    const entry: RouteEntry = { node, token: waiting.token, accessed: waiting.accessed };
+    this.routes.set(uuid, entry);
+    return entry;
+  }
+
+  private applyRemote(c: RemoteRouteChange): void {
+    if (this.pendingRemote) {
+      this.pendingRemote.push(c);
+      return;
+    }
+    if (c.op === 'del') {
+      for (const uuid of c.uuids) {
+        this.routes.delete(uuid);
+        this.unresolved.delete(uuid);
+      }
+      return;
+    }
+    for (const [uuid, r] of c.routes) {
+      const cur = this.routes.get(uuid);
+      if (cur && cur.node.key === r.nodeKey) {
+        cur.accessed = Math.max(cur.accessed, r.accessed);
+        continue;
+      }
+      const node = this.resolveNode(r.nodeKey);
+      if (node) this.routes.set(uuid, { node, token: r.token, accessed: r.accessed });
+      else {
+        this.unresolved.set(uuid, r);
+        if (this.unresolved.size > MAX_UNRESOLVED) {
+          const oldest = this.unresolved.keys().next();
+          if (!oldest.done) this.unresolved.delete(oldest.value);
+        }
+      }
+    }
   }
 
   /** Loads routes, resolving each to a registered node (by host and port); routes of unknown nodes are dropped. */
@@ -51,6 +112,11 @@ export class RouteTable {
     const byKey = new Map(registry.list().map((n) => [n.key, n]));
     const { routes, dropped } = await this.store.load((key) => byKey.get(key));
     this.routes = routes;
+    // Later changes from other instances find their node in the registry as it is then.
+    this.resolveNode = (key) => registry.list().find((n) => n.key === key);
+    const pending = this.pendingRemote ?? [];
+    this.pendingRemote = null;
+    for (const c of pending) this.applyRemote(c);
     if (dropped.length > 0) await this.store.delete(dropped);
     await this.expire();
     this.logger.info(`Loaded ${this.routes.size} routes`);
@@ -62,20 +128,20 @@ export class RouteTable {
   }
 
   has(uuid: string): boolean {
-    return this.routes.has(uuid);
+    return this.routes.has(uuid) || (this.unresolved.size > 0 && this.get(uuid) !== undefined);
   }
 
   /** Finds a route without counting it as an access. */
   peek(uuid: string): RouteEntry | undefined {
-    return this.routes.get(uuid);
+    return this.get(uuid);
   }
 
   /** Finds a route and refreshes its `accessed` time (persisted in batches). */
   lookup(uuid: string): RouteEntry | undefined {
-    const r = this.routes.get(uuid);
+    const r = this.get(uuid);
     if (r) {
       r.accessed = this.clock.now();
-      this.store.touch(uuid, r.accessed);
+      this.store.touch(uuid, r.accessed, r);
     }
     return r;
   }
@@ -158,6 +224,11 @@ export class RouteTable {
       this.logger.info(`Expired ${old.length} routes`);
     }
     return old.length;
+  }
+
+  /** The routes in table order, without a copy (an export of millions). */
+  entriesIterator(): Iterable<[string, RouteEntry]> {
+    return this.routes.entries();
   }
 
   /** Writes everything (shutdown). */

@@ -1,2 +1,5 @@
 export * from './atomic-file';
 export * from './state-file';
+export * from './port';
+export * from './json-backend';
+export * from './backend';

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import type { Clock, Logger } from '../core';
 import { errorMessage } from '../core';
 import { isNotFound, realFs, writeFileAtomic, type StoreFs } from './atomic-file';
+import type { StateDoc } from './port';
 
 export interface StateFileOptions<T> {
   file: string;
@@ -21,7 +22,7 @@ export interface StateFileOptions<T> {
  * A JSON state file (nodes.json, routes.json): loads with recovery from corruption, saves atomically,
  * one write at a time, coalescing saves requested while a write is in progress.
  */
-export class JsonStateFile<T> {
+export class JsonStateFile<T> implements StateDoc<T> {
   private readonly opts: StateFileOptions<T>;
   private readonly fs: StoreFs;
   private writing: Promise<void> | null = null;
@@ -109,6 +110,11 @@ export class JsonStateFile<T> {
       }
     }
     this.writing = null;
+  }
+
+  /** A file in data/ has no other writer. */
+  onRemoteChange(_listener: () => void): void {
+    // Nothing to watch.
   }
 
   /** Waits for any write in progress (used at shutdown). */

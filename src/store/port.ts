@@ -1,0 +1,59 @@
+/**
+ * The state port: what stateful modules (the node registry, and next the route and task tables) talk to,
+ * whichever backend keeps the state. A document is one piece of state saved whole (the node list).
+ * Implemented by JsonStateFile (data/*.json, the default) and RedisStateDoc (--redis, shared by instances).
+ */
+export interface StateDoc<T> {
+  /** The saved state, or null when there is none yet. */
+  load(): Promise<T | null>;
+  /** Saves the state `serialize` gives (JSON text); durable (and seen by other instances) when it resolves. */
+  save(serialize: () => string | AsyncIterable<string>): Promise<void>;
+  /** Waits for writes in progress (shutdown). */
+  flush(): Promise<void>;
+  /**
+   * `listener` runs when another instance changed the state (never for this instance's own saves); the JSON
+   * backend has no other writer and never calls it.
+   */
+  onRemoteChange(listener: () => void): void;
+}
+
+export interface StateDocSpec<T> {
+  /** The document's name: its file is `<name>.json` in the data folder, its Redis key `clusterodm:<name>`. */
+  name: string;
+  /** Validates parsed JSON; throws with a clear message if the shape is wrong. */
+  parse: (raw: unknown) => T;
+  /** How many items a value holds (for log lines such as an import's). */
+  count: (value: T) => number;
+}
+
+/** A change another instance made to a shared table. */
+export type TableChange = { op: 'put'; entries: Array<[string, string]> } | { op: 'del'; keys: string[] };
+
+/**
+ * A table of many small entries (key → JSON text) shared by instances, changed entry by entry (routes). Local
+ * backends have none: their owners keep their own files (routes.json and its journal).
+ */
+export interface SharedTable {
+  /** Every entry, in batches (the table can hold millions). */
+  scan(): AsyncIterable<Array<[string, string]>>;
+  /** Adds or replaces entries; seen by other instances when it resolves. */
+  put(entries: Array<[string, string]>): Promise<void>;
+  delete(keys: string[]): Promise<void>;
+  /** `listener` runs for each change another instance made (never for this instance's own). */
+  onRemoteChange(listener: (change: TableChange) => void): void;
+  /** Whether an import into this table completed (see markImported). */
+  imported(): Promise<boolean>;
+  /** Writes entries without notifying (an import at first start: other instances read the table when they start). */
+  importEntries(entries: Array<[string, string]>): Promise<void>;
+  markImported(): Promise<void>;
+}
+
+/** Picks where the state lives; app.ts makes one and nothing else knows which. */
+export interface StateBackend {
+  /** Connects (Redis) and imports data/ on the first start; throws a clear error when the state is unreachable. */
+  open(): Promise<void>;
+  doc<T>(spec: StateDocSpec<T>): StateDoc<T>;
+  /** The shared table `name`, or null when the state is local (the caller then keeps its own files). */
+  sharedTable(name: string): SharedTable | null;
+  close(): Promise<void>;
+}

@@ -1,0 +1,83 @@
+import type { SharedTable, TableChange } from '../port';
+import type { RedisConnection } from './connection';
+
+/** Entries per notification and per HSET (a touch flush can carry thousands). */
+const BATCH = 1000;
+
+/**
+ * A shared table as one Redis hash (`clusterodm:<name>`, key → JSON text). Each change is written in one MULTI
+ * with its notification on the changes channel (`{"doc": name, "from": instance, "change": {...}}`), so the other
+ * instances apply it to their local copy within milliseconds.
+ */
+export class RedisTable implements SharedTable {
+  private readonly listeners: Array<(c: TableChange) => void> = [];
+  private readonly opts: { name: string; key: string; channel: string; instanceId: string; connection: () => RedisConnection };
+
+  constructor(opts: { name: string; key: string; channel: string; instanceId: string; connection: () => RedisConnection }) {
+    this.opts = opts;
+  }
+
+  async *scan(): AsyncIterable<Array<[string, string]>> {
+    for await (const batch of this.opts.connection().cmd.hScanIterator(this.opts.key, { COUNT: BATCH })) {
+      yield batch.map((e): [string, string] => [String(e.field), String(e.value)]);
+    }
+  }
+
+  async put(entries: Array<[string, string]>): Promise<void> {
+    for (let i = 0; i < entries.length; i += BATCH) {
+      const part = entries.slice(i, i + BATCH);
+      await this.write({ op: 'put', entries: part }, (m) => m.hSet(this.opts.key, Object.fromEntries(part)));
+    }
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += BATCH) {
+      const part = keys.slice(i, i + BATCH);
+      await this.write({ op: 'del', keys: part }, (m) => m.hDel(this.opts.key, part));
+    }
+  }
+
+  async imported(): Promise<boolean> {
+    return (await this.opts.connection().cmd.exists(`${this.opts.key}:imported`)) > 0;
+  }
+
+  async importEntries(entries: Array<[string, string]>): Promise<void> {
+    for (let i = 0; i < entries.length; i += BATCH) {
+      await this.opts.connection().cmd.hSet(this.opts.key, Object.fromEntries(entries.slice(i, i + BATCH)));
+    }
+  }
+
+  async markImported(): Promise<void> {
+    await this.opts.connection().cmd.set(`${this.opts.key}:imported`, String(Date.now()));
+  }
+
+  onRemoteChange(listener: (change: TableChange) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** From the backend's subscriber: a change another instance made. */
+  changed(change: TableChange): void {
+    for (const l of this.listeners) l(change);
+  }
+
+  private async write(change: TableChange, op: (m: Multi) => Multi): Promise<void> {
+    const note = JSON.stringify({ doc: this.opts.name, from: this.opts.instanceId, change });
+    await op(this.opts.connection().cmd.multi()).publish(this.opts.channel, note).exec();
+  }
+}
+
+type Multi = ReturnType<RedisConnection['cmd']['multi']>;
+
+/** A change as it arrives in a notification; null when it is not one. */
+export function parseTableChange(v: unknown): TableChange | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const c = v as { op?: unknown; entries?: unknown; keys?: unknown };
+  if (c.op === 'put' && Array.isArray(c.entries)) {
+    const entries = c.entries.filter(
+      (e): e is [string, string] => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'string',
+    );
+    return { op: 'put', entries };
+  }
+  if (c.op === 'del' && Array.isArray(c.keys)) return { op: 'del', keys: c.keys.filter((k): k is string => typeof k === 'string') };
+  return null;
+}
