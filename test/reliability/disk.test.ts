@@ -142,9 +142,13 @@ test('disk: an unwritable data dir: FAIL on the CLI, an error in the log, the pr
   assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${nodes[0]?.port}`), 'OK\r\n');
   assert.equal(await cli.send('NODE UPDATE'), 'OK\r\n');
   const uuid = String((await json(`${url}/task/new`, { method: 'POST', body: form({}, images(1)) }))['uuid']);
-  await waitUntil(() => app.routes.has(uuid), { timeoutMs: 20_000, message: 'the task never landed' });
+  // Landed: routed, and out of the task table. Both tables written, so the snapshot is of settled files (a
+  // save still in flight would show as a temp file that is renamed away while it is read).
+  await waitUntil(() => app.routes.has(uuid) && !app.tasks.has(uuid), { timeoutMs: 20_000, message: 'the task never landed' });
   await app.routes.flush();
-  const snapshot = new Map(fs.readdirSync(data).map((f) => [f, fs.readFileSync(path.join(data, f), 'utf8')]));
+  await app.tasks.flush();
+  const stateFiles = fs.readdirSync(data).filter((f) => !f.startsWith('.'));
+  const snapshot = new Map(stateFiles.map((f) => [f, fs.readFileSync(path.join(data, f), 'utf8')]));
 
   await disk.remount('ro');
   assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${nodes[1]?.port}`), 'FAIL\r\n');
