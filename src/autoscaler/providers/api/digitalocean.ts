@@ -10,7 +10,7 @@ import {
   type MachineSpec,
   type MachineState,
 } from '../../machine-api';
-import { JsonHttp, retryAfterMs, type Classifier, type HttpClientOptions } from './http';
+import { bodyString, JsonHttp, retryAfterMs, type Classifier, type HttpClientOptions } from './http';
 
 export interface DigitalOceanApiOptions extends HttpClientOptions {
   /** API token (Bearer); sent in a header only. */
@@ -29,8 +29,8 @@ const MAX_PAGES = 1000;
 
 /** `{"id": "...", "message": "..."}`; the droplet limit only shows in the message of a 422 (observed, not in the spec). */
 export const classifyDigitalOcean: Classifier = (a) => {
-  const id = isRecord(a.body) && typeof a.body['id'] === 'string' ? a.body['id'] : null;
-  const message = isRecord(a.body) && typeof a.body['message'] === 'string' ? a.body['message'] : `HTTP ${a.status}`;
+  const id = bodyString(a.body, 'id');
+  const message = bodyString(a.body, 'message') ?? `HTTP ${a.status}`;
   let failure = failureFromStatus(a.status);
   // The one signal of the account's droplet limit is this text; any other 422 is bad input.
   if (a.status === 422 && /droplet limit/i.test(message)) failure = 'quota';

@@ -1,4 +1,4 @@
-import { errorMessage } from '../../../core';
+import { errorMessage, isRecord } from '../../../core';
 import { MachineApiError, type MachineFailure } from '../../machine-api';
 
 /** `fetch` as the clients use it; injected so tests (or a proxy) can stand in. */
@@ -123,6 +123,13 @@ export class JsonHttp {
 }
 
 /** `retry-after` in seconds → milliseconds. */
+/** A string field of an error answer's JSON body, or null (clouds answer errors as `{"<key>": "..."}`). */
+export function bodyString(body: unknown, key: string): string | null {
+  if (!isRecord(body)) return null;
+  const v = body[key];
+  return typeof v === 'string' ? v : null;
+}
+
 export function retryAfterMs(headers: Headers): number | null {
   const v = headers.get('retry-after');
   if (v === null) return null;

@@ -11,7 +11,7 @@ import {
   type MachineSpec,
   type MachineState,
 } from '../../machine-api';
-import { JsonHttp, retryAfterMs, type Classifier, type HttpClientOptions } from './http';
+import { bodyString, JsonHttp, retryAfterMs, type Classifier, type HttpClientOptions } from './http';
 
 export interface ScalewayApiOptions extends HttpClientOptions {
   /** IAM secret key (`X-Auth-Token`); sent in a header only. */
@@ -47,8 +47,8 @@ const SCALEWAY_FAILURES: Readonly<Record<string, MachineFailure>> = {
 
 /** `{"type", "message", …}` (clouds.md §3). */
 export const classifyScaleway: Classifier = (a) => {
-  const type = isRecord(a.body) && typeof a.body['type'] === 'string' ? a.body['type'] : null;
-  const message = isRecord(a.body) && typeof a.body['message'] === 'string' ? a.body['message'] : `HTTP ${a.status}`;
+  const type = bodyString(a.body, 'type');
+  const message = bodyString(a.body, 'message') ?? `HTTP ${a.status}`;
   let failure = type !== null ? SCALEWAY_FAILURES[type] : undefined;
   // The legacy form of the quota refusal carries only this text; the Scaleway SDK maps it the same way.
   if (type === 'invalid_request_error' && /quota exceeded/i.test(message)) failure = 'quota';
