@@ -3,8 +3,10 @@ import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
 import { errorMessage } from './core';
 import type { AdminWeb } from './admin-web';
+import { buildAdminListeners } from './app-admin';
+import { buildAppState } from './app-state';
 import { autoscalerFromFile, type Autoscaler } from './autoscaler';
-import { AdminCli } from './cli';
+import type { AdminCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
 import * as fsp from 'node:fs/promises';
 import {
@@ -28,10 +30,10 @@ import {
 } from './proxy';
 import type { ProxyTimeouts } from './proxy';
 import { NodeClient } from './nodeodm';
-import { HealthPoller, LoadHistory, NodeRegistry, parseNodesFile } from './nodes';
+import { HealthPoller, LoadHistory, type NodeRegistry } from './nodes';
 import { NodeOps, TaskOps } from './ops';
-import { ExpiryService, FileRouteStore, RouteTable, SharedRouteStore, TaskTable } from './routing';
-import { createStateBackend, type StateBackend } from './store';
+import { ExpiryService, type RouteTable, type TaskTable } from './routing';
+import type { StateBackend } from './store';
 import { exportState } from './state-export';
 
 export const PRODUCT_NAME = 'ClusterODM';
@@ -111,27 +113,13 @@ export class ClusterOdm {
     const { config, clock, logger } = deps;
     const nodeTimeoutMs = deps.tuning?.nodeTimeoutMs;
     const client = new NodeClient(nodeTimeoutMs !== undefined ? { timeoutMs: nodeTimeoutMs } : {});
-    this.state = createStateBackend({ redis: config.redis, dataDir: config.dataDir, clock, logger });
-    this.registry = new NodeRegistry({
-      store: this.state.doc({ name: 'nodes', parse: parseNodesFile, count: (list) => list.length }),
+    ({ state: this.state, registry: this.registry, routes: this.routes, tasks: this.tasks } = buildAppState({
+      redis: config.redis,
+      dataDir: config.dataDir,
       clock,
       logger,
-    });
+    }));
     this.poller = new HealthPoller({ registry: this.registry, client, clock, logger, history: this.history });
-    const sharedRoutes = this.state.sharedTable('routes');
-    this.routes = new RouteTable({
-      store: sharedRoutes
-        ? new SharedRouteStore({
-            table: sharedRoutes,
-            clock,
-            logger,
-            importFrom: new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
-          })
-        : new FileRouteStore({ file: path.join(config.dataDir, 'routes.json'), clock, logger }),
-      clock,
-      logger,
-    });
-    this.tasks = new TaskTable({ file: path.join(config.dataDir, 'tasks.json'), clock, logger });
     let autoscaler: Autoscaler | null = null;
     if (config.asr) {
       try {
@@ -290,44 +278,19 @@ export class ClusterOdm {
       handle: (req, res) => handler.handle(req, res),
       ...(deps.tuning?.proxyTimeouts ? { timeouts: deps.tuning.proxyTimeouts } : {}),
     });
-    this.web =
-      config.adminWebPort > 0
-        ? new (loadAdminWeb())({
-            port: deps.ephemeralPorts ? 0 : config.adminWebPort,
-            ...(deps.host !== undefined ? { host: deps.host } : {}),
-            password: config.adminPass,
-            allowedHosts: config.adminWebHosts,
-            version: deps.version,
-            // public/ lives in the program folder (the original resolved it against the working directory).
-            publicDir: path.resolve(__dirname, '..', '..', 'public'),
-            nodeOps: this.nodeOps,
-            taskOps: this.taskOps,
-            registry: this.registry,
-            routes: this.routes,
-            tasks: this.tasks,
-            local: this.dispatcher,
-            history: this.history,
-            asr: autoscaler,
-            clock,
-            logger,
-            client,
-          })
-        : null;
-    this.cli =
-      config.adminCliPort > 0
-        ? new AdminCli({
-            port: deps.ephemeralPorts ? 0 : config.adminCliPort,
-            ...(deps.host !== undefined ? { host: deps.host } : {}),
-            password: config.adminPass,
-            version: deps.version,
-            nodeOps: this.nodeOps,
-            taskOps: this.taskOps,
-            routes: this.routes,
-            asr: autoscaler,
-            clock,
-            logger,
-          })
-        : null;
+    const admin = buildAdminListeners(deps, {
+      nodeOps: this.nodeOps,
+      taskOps: this.taskOps,
+      registry: this.registry,
+      routes: this.routes,
+      tasks: this.tasks,
+      local: this.dispatcher,
+      history: this.history,
+      asr: autoscaler,
+      client,
+    });
+    this.web = admin.web;
+    this.cli = admin.cli;
   }
 
   async start(): Promise<void> {
@@ -409,9 +372,4 @@ export class ClusterOdm {
     }
     await this.state.close().catch((e: unknown) => logger.error(`Cannot close the state: ${errorMessage(e)}`));
   }
-}
-
-/** express (~17 MB of RSS, ~0.1 s of start) is loaded only when the admin web is enabled. */
-function loadAdminWeb(): typeof AdminWeb {
-  return (require('./admin-web') as typeof import('./admin-web')).AdminWeb;
 }
