@@ -65,6 +65,12 @@ export interface AppDeps {
     nodeTimeoutMs?: number;
     /** A client upload that sends nothing for this long is dropped (default 30 s, as the original). */
     uploadIdleMs?: number;
+    /** The task queue's look for a place (default 5 s), and its wait after "no capacity" (default 60 s). */
+    queueTickMs?: number;
+    capacityRetryMs?: number;
+    /** Autoscaler: delay from a task's webhook to its machine's removal (default 10 s), api driver's poll (2 s). */
+    asrCleanupDelayMs?: number;
+    asrPollMs?: number;
   };
 }
 
@@ -133,6 +139,8 @@ export class ClusterOdm {
           logger,
           downloadsFromS3: config.downloadsFromS3 ? downloadsBase(config.downloadsFromS3) : '',
           dataDir: config.dataDir,
+          ...(deps.tuning?.asrCleanupDelayMs !== undefined ? { cleanupDelayMs: deps.tuning.asrCleanupDelayMs } : {}),
+          ...(deps.tuning?.asrPollMs !== undefined ? { apiPollMs: deps.tuning.asrPollMs } : {}),
         });
       } catch (e: unknown) {
         this.setupError = `Cannot initialize ASR: ${errorMessage(e)}`;
@@ -198,6 +206,9 @@ export class ClusterOdm {
       autoscaler,
       strays: this.strays,
       waitForNodeMs: config.waitForNode * 1000,
+      queueMax: config.queueMax,
+      ...(deps.tuning?.queueTickMs !== undefined ? { queueTickMs: deps.tuning.queueTickMs } : {}),
+      ...(deps.tuning?.capacityRetryMs !== undefined ? { capacityRetryMs: deps.tuning.capacityRetryMs } : {}),
       ...(deps.tuning?.forwardRetryBaseMs !== undefined ? { retryBaseMs: deps.tuning.forwardRetryBaseMs } : {}),
       ...(deps.tuning?.nodeWaitRetryMs !== undefined ? { nodeWaitRetryMs: deps.tuning.nodeWaitRetryMs } : {}),
     });

@@ -31,11 +31,16 @@ export interface AutoscalerCommonDeps {
   /** Base URL of the results (`--downloads-from-s3` or the bucket's), recorded as the task's s3Path. */
   downloadsBase?: string;
   random?: (bytes: number) => Buffer;
+  /** How long after a task's webhook its machine goes (default CLEANUP_DELAY_MS; tests shorten it). */
+  cleanupDelayMs?: number;
 }
 
 /** docker-machine (a provider and docker-machine), or any other driver with the settings it was built from. */
 export type AutoscalerDeps = AutoscalerCommonDeps &
   ({ provider: AsrProvider; machines: DockerMachine; driver?: undefined } | { provider: AsrSettings; driver: MachineDriver; machines?: undefined });
+
+/** Why a place under the machines limit may have freed. */
+export type CapacityChange = 'released' | 'destroyed';
 
 const ALNUM = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 
@@ -69,6 +74,7 @@ export class Autoscaler implements Service {
   private readonly vacuumRules: Vacuum;
   /** How machines are made and unmade (docker-machine or the cloud's API). */
   readonly driver: MachineDriver;
+  private readonly capacityListeners = new Set<(why: CapacityChange) => void>();
 
   constructor(deps: AutoscalerDeps) {
     this.d = deps;
@@ -159,6 +165,20 @@ export class Autoscaler implements Service {
     if (r.released) return;
     r.released = true;
     this.pendingCount--;
+    this.capacityChanged('released');
+  }
+
+  /**
+   * Calls `fn` when a place under the limit may have freed: a reservation was released (a creation ended either
+   * way) or a machine was destroyed. The task queue retries then. Returns the unsubscribe function.
+   */
+  onCapacity(fn: (why: CapacityChange) => void): () => void {
+    this.capacityListeners.add(fn);
+    return () => this.capacityListeners.delete(fn);
+  }
+
+  private capacityChanged(why: CapacityChange): void {
+    for (const fn of this.capacityListeners) fn(why);
   }
 
   generateHostname(images: number): string {
@@ -286,10 +306,11 @@ export class Autoscaler implements Service {
     await this.destroyMachine(node);
     await this.d.routes.removeByNode(node);
     await this.d.registry.remove(node);
+    this.capacityChanged('destroyed');
   }
 
   /** After a task's webhook: the machine goes 10 s later (the original's delay, so NodeODM can finish answering). */
-  scheduleCleanup(node: ClusterNode, delayMs = CLEANUP_DELAY_MS): void {
+  scheduleCleanup(node: ClusterNode, delayMs = this.d.cleanupDelayMs ?? CLEANUP_DELAY_MS): void {
     const t = this.d.clock.setTimeout(() => {
       this.cleanups.delete(t);
       if (!this.d.registry.list().includes(node)) return;

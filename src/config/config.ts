@@ -30,6 +30,7 @@ const OPTION_KINDS = {
   'flood-limit': 'count',
   'stale-uploads-timeout': 'count',
   'wait-for-node': 'count',
+  'queue-max': 'count',
   token: 'string',
   debug: 'bool',
   'ssl-key': 'string',
@@ -74,6 +75,8 @@ export interface Config {
   readonly staleUploadsTimeout: number;
   /** Seconds a task interrupted by a restart waits for its node before it is sent to another one. */
   readonly waitForNode: number;
+  /** With --asr: how many tasks may wait for a processing node (0 = none: they fail at once, as the original). */
+  readonly queueMax: number;
   readonly token: string;
   readonly debug: boolean;
   readonly sslKey: string;
@@ -148,6 +151,7 @@ function buildConfig(s: Settings, where: { cwd: string; appRoot: string; configF
     floodLimit: s['flood-limit'],
     staleUploadsTimeout: s['stale-uploads-timeout'],
     waitForNode: s['wait-for-node'],
+    queueMax: s['queue-max'],
     token: s.token,
     debug: s.debug,
     sslKey: s['ssl-key'],

@@ -45,6 +45,7 @@ function optionLines(d: Settings): string[] {
     `--data-dir <path>\tDirectory where nodes.json and routes.json are stored, relative to the current directory (default: ${d['data-dir']})`,
     `--tmp-dir <path>\tDirectory for uploads in progress, relative to the current directory (default: ${d['tmp-dir']})`,
     `--wait-for-node <seconds>\tAfter a restart, how long a task that was being sent to a node waits for that node to answer before it is sent to another node (default: ${d['wait-for-node']})`,
+    `--queue-max <number>\tWith --asr: how many tasks may wait (status QUEUED, first in first out) when no node is free and no machine can be created; beyond it a new task is refused. 0 = no queue: such a task fails at once (default: ${d['queue-max']})`,
     `--log-dir <path>\tDirectory for the log file, relative to the current directory (default: ${d['log-dir'] || 'the program folder'})`,
     `--max-open-uploads <number>\tMaximum number of task uploads initiated and not yet committed, from all clients together (default: ${orWord(d['max-open-uploads'], 'no limit')})`,
     `--max-open-uploads-per-address <number>\tMaximum number of task uploads initiated and not yet committed from one client address (an IPv6 /64 counts as one address) (default: ${orWord(d['max-open-uploads-per-address'], 'no limit')})`,

@@ -1,6 +1,8 @@
+import type { TaskTable } from '../routing';
+
 /**
  * Tasks that ClusterODM answers for itself because they are not on a node: being uploaded, being forwarded,
- * failed or canceled before reaching a node, or finished on an autoscaled node that is gone.
+ * queued (waiting for a processing node), failed or canceled before reaching a node, or finished on an autoscaled node that is gone.
  * The task pipeline implements it on top of the durable TaskTable.
  */
 export interface LocalTasks {
@@ -17,4 +19,38 @@ export interface LocalTasks {
   inS3(uuid: string): boolean;
   /** uuids of the local tasks created with this token. */
   list(token: string | undefined): string[];
+}
+
+/** The read side of LocalTasks, answered from the durable task table (the dispatcher adds cancel and remove). */
+export abstract class TableTaskAnswers {
+  constructor(private readonly taskTable: TaskTable) {}
+
+  has(uuid: string): boolean {
+    const e = this.taskTable.get(uuid);
+    return e !== undefined && e.phase !== 'uploading';
+  }
+
+  owner(uuid: string): string | undefined {
+    return this.taskTable.get(uuid)?.token;
+  }
+
+  info(uuid: string, withOutput: number | null): unknown {
+    return this.taskTable.infoAnswer(uuid, withOutput) ?? null;
+  }
+
+  output(uuid: string, line: number): unknown {
+    return this.taskTable.outputAnswer(uuid, line) ?? [];
+  }
+
+  inS3(uuid: string): boolean {
+    const e = this.taskTable.get(uuid);
+    return e !== undefined && e.phase === 'finished' && typeof e.taskInfo['s3Path'] === 'string';
+  }
+
+  list(token: string | undefined): string[] {
+    return this.taskTable
+      .entries({ token })
+      .filter((e) => e.phase !== 'uploading')
+      .map((e) => e.uuid);
+  }
 }

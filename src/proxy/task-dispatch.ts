@@ -2,16 +2,18 @@ import * as path from 'node:path';
 import type { Autoscaler, Reservation } from '../autoscaler';
 import type { CloudProvider } from '../cloud';
 import type { Clock, Logger } from '../core';
-import { abortableSleep, errorMessage } from '../core';
+import { abortableSleep, ClusterError, errorMessage } from '../core';
 import { augmentTaskOptions, filterOptions, parseTaskOptions, type NodeClient } from '../nodeodm';
 import type { ClusterNode, HealthPoller, NodeRegistry } from '../nodes';
 import { LAUNCHING_OUTPUT, type RouteTable, type TaskTable } from '../routing';
-import type { LocalTasks } from './local-tasks';
+import { TableTaskAnswers, type LocalTasks } from './local-tasks';
 import type { NodeUploader, TaskParams } from './node-uploader';
 import type { OptionsCache } from './options-cache';
 import { nodeTaskParams, removeDir, taskName, type BodyParams, type StagedTask } from './staged-task';
 import type { StrayCopies } from './stray-copies';
 import type { StreamForwarder, StreamSession } from './stream-forward';
+import { chooseTarget } from './dispatch-choice';
+import { DEFAULT_QUEUE_MAX, TaskQueue } from './task-queue';
 import { DEFAULT_WAIT_FOR_NODE_MS, NODE_WAIT_RETRY_MS, TaskResumer } from './task-resume';
 
 export { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, type StagedTask } from './staged-task';
@@ -43,6 +45,11 @@ export interface TaskDispatcherDeps {
   waitForNodeMs?: number;
   /** First pause between two looks at that node (doubling up to 30×; default 2 s). */
   nodeWaitRetryMs?: number;
+  /** --queue-max: tasks that may wait for a processing node with --asr (default 100; 0 = none, they fail at once). */
+  queueMax?: number;
+  /** Tests: how often the queue looks for a place, and how long after "no capacity" a create is tried again. */
+  queueTickMs?: number;
+  capacityRetryMs?: number;
 }
 
 const FINAL_FAILURE = 'Failed to forward task to processing node after 5 attempts. Try again later.';
@@ -53,14 +60,34 @@ const AUTOSCALE_FAILED = 'No nodes available (attempted to autoscale but failed)
  * then the forward in the background with retries and node switching. Until the task is on a node it lives in
  * the durable task table, which answers info/output for it and survives restarts.
  */
-export class TaskDispatcher implements LocalTasks {
+export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
   private readonly d: TaskDispatcherDeps & { forwardRetries: number; retryBaseMs: number };
   private readonly aborts = new Map<string, AbortController>();
   private readonly resumer: TaskResumer;
+  /** Tasks waiting for a static slot or a machine (--asr with --queue-max > 0). */
+  readonly queue: TaskQueue | null;
 
   constructor(deps: TaskDispatcherDeps) {
+    super(deps.table);
     this.d = { forwardRetries: 5, retryBaseMs: 5000, ...deps };
     const { d } = this;
+    const max = d.queueMax ?? DEFAULT_QUEUE_MAX;
+    this.queue =
+      d.autoscaler && max > 0
+        ? new TaskQueue({
+            table: d.table,
+            registry: d.registry,
+            autoscaler: d.autoscaler,
+            clock: d.clock,
+            logger: d.logger,
+            tmpDir: d.tmpDir,
+            max,
+            ...(d.queueTickMs !== undefined ? { tickMs: d.queueTickMs } : {}),
+            ...(d.capacityRetryMs !== undefined ? { capacityRetryMs: d.capacityRetryMs } : {}),
+            launch: (t, target, options) =>
+              void (target.node ? this.forward(t, target.node, options) : this.forwardAutoscaled(t, target.reservation, options)),
+          })
+        : null;
     this.resumer = new TaskResumer(
       {
         ...d,
@@ -81,7 +108,7 @@ export class TaskDispatcher implements LocalTasks {
     );
   }
 
-  /** Validates, approves, picks a node and starts forwarding. Throws the message the client should see. */
+  /** Validates, approves, picks a node (or the queue) and starts forwarding. Throws the message the client should see. */
   async accept(t: StagedTask): Promise<void> {
     const { d } = this;
     const count = t.files.length;
@@ -94,21 +121,20 @@ export class TaskDispatcher implements LocalTasks {
     await d.poller.refreshAll();
     // A task streamed during its upload keeps its node when the usual choice finds it as good (see selectNode).
     const session = d.streaming?.take(t.uuid) ?? null;
-    // Choosing the node and counting the forward against its slots happen together, so concurrent tasks
-    // see each other (the original counted it only after several awaits).
-    const node = d.registry.selectBest(count, session && !session.error ? session.node : null);
-    // Every static node full (or none fits): a machine of its own, if the autoscaler may create one (SPEC §5 step 5).
-    // The place under the limit is taken right here, synchronously with the choice.
-    const reservation = (!node || node.availableSlots() === 0) && d.autoscaler ? d.autoscaler.reserve(count) : null;
-    const streamed = session && !reservation && node === session.node && !session.error ? session : null;
+    // Choosing the node (or a machine, or the queue) and counting the forward against it happen together, so
+    // concurrent tasks see each other (the original counted it only after several awaits).
+    const choice = chooseTarget(d.registry, d.autoscaler ?? null, this.queue, count, session && !session.error ? session.node : null);
+    const { reservation, queued } = choice;
+    const node = reservation || queued ? null : choice.node;
+    const streamed = session && node && node === session.node && !session.error ? session : null;
     if (session && !streamed) d.streaming?.abandon(session);
-    // An autoscaled task's options are checked against the reference node (the machine does not exist yet).
-    const checkNode = reservation ? d.registry.referenceNode() : node;
+    // An autoscaled or queued task's options are checked against the reference node (no node of its own yet).
+    const checkNode = node ?? d.registry.referenceNode();
     if (!checkNode) {
       if (reservation) d.autoscaler?.release(reservation);
       throw new Error('No nodes available');
     }
-    if (!reservation) checkNode.transients++;
+    if (node) node.transients++;
     let handedOver = false;
     try {
       const specs = await d.options.get(t.limits, checkNode);
@@ -119,29 +145,38 @@ export class TaskDispatcher implements LocalTasks {
       });
       const options = filterOptions(augmented, specs);
       const before = d.table.get(t.uuid)?.taskInfo;
+      const taskInfo = {
+        uuid: t.uuid,
+        // Name and date as given at init (a streamed task was initialised on its node with them).
+        name: before?.name || taskName(t.params, d.clock.now()),
+        dateCreated: before?.dateCreated ?? t.params.dateCreated ?? d.clock.now(),
+        status: { code: 20 },
+        options,
+        imagesCount: count,
+      };
+      // Its place in line, should its machine be refused for lack of capacity (kept across restarts).
+      const seq = this.queue && (queued || reservation) ? this.queue.takeSeq() : null;
+      if (queued && this.queue) {
+        await this.queue.enqueue(t, taskInfo, seq ?? this.queue.takeSeq());
+        handedOver = true;
+        return;
+      }
       await d.table.put({
         uuid: t.uuid,
         token: t.token,
         phase: 'forwarding',
-        taskInfo: {
-          uuid: t.uuid,
-          // Name and date as given at init (a streamed task was initialised on its node with them).
-          name: before?.name || taskName(t.params, d.clock.now()),
-          dateCreated: before?.dateCreated ?? t.params.dateCreated ?? d.clock.now(),
-          status: { code: 20 },
-          options,
-          imagesCount: count,
-        },
+        taskInfo,
         output: [LAUNCHING_OUTPUT],
-        ...(reservation ? {} : { nodeKey: checkNode.key }),
+        ...(node ? { nodeKey: node.key } : {}),
+        ...(seq !== null ? { queueSeq: seq, ...(t.commitUrl ? { commitUrl: t.commitUrl } : {}) } : {}),
       });
       handedOver = true;
       if (reservation) void this.forwardAutoscaled(t, reservation, options);
-      else void this.forward(t, checkNode, options, streamed);
+      else if (node) void this.forward(t, node, options, streamed);
     } finally {
       if (!handedOver) {
         if (reservation) d.autoscaler?.release(reservation);
-        else checkNode.transients--;
+        else if (node) node.transients--;
         if (streamed) d.streaming?.abandon(streamed);
       }
     }
@@ -231,6 +266,10 @@ export class TaskDispatcher implements LocalTasks {
           );
         } catch (e: unknown) {
           if (ac.signal.aborted) return;
+          // No capacity at the cloud (or over maxHourlySpend): back to its place in the queue, files kept.
+          if (this.queue && e instanceof ClusterError && e.code === 'NO_CAPACITY') {
+            if (await this.queue.requeue(t, asr.mask(errorMessage(e)))) return;
+          }
           d.logger.error(`Cannot create node via autoscaling: ${asr.mask(errorMessage(e))} (task ${t.uuid})`);
           await removeDir(t.dir);
           await d.table.markFailed(t.uuid, AUTOSCALE_FAILED).catch((err: unknown) => this.logSaveError(t.uuid, err));
@@ -333,56 +372,34 @@ export class TaskDispatcher implements LocalTasks {
    * After a restart: tasks that were being forwarded are found on their node, resumed from the staged files, or
    * kept pending while their node does not answer (see TaskResumer). Resolves once each is settled.
    */
-  resume(params: (uuid: string) => Promise<BodyParams | null>): Promise<void> {
+  async resume(params: (uuid: string) => Promise<BodyParams | null>): Promise<void> {
+    if (this.queue) {
+      this.queue.start();
+      await this.queue.restore(params);
+    }
     return this.resumer.resume(params);
   }
 
-  /** Ends the waits of resumed tasks (shutdown); they stay pending in the task table. */
+  /** Ends the waits of resumed tasks and the queue's timer (shutdown); they stay pending in the task table. */
   stop(): void {
     this.resumer.stop();
+    this.queue?.stop();
   }
 
   // LocalTasks: what the proxy answers for tasks that are not on a node.
 
-  has(uuid: string): boolean {
-    const e = this.d.table.get(uuid);
-    return e !== undefined && e.phase !== 'uploading';
-  }
-
-  owner(uuid: string): string | undefined {
-    return this.d.table.get(uuid)?.token;
-  }
-
-  info(uuid: string, withOutput: number | null): unknown {
-    return this.d.table.infoAnswer(uuid, withOutput) ?? null;
-  }
-
-  output(uuid: string, line: number): unknown {
-    return this.d.table.outputAnswer(uuid, line) ?? [];
-  }
-
-  inS3(uuid: string): boolean {
-    const e = this.d.table.get(uuid);
-    return e !== undefined && e.phase === 'finished' && typeof e.taskInfo['s3Path'] === 'string';
-  }
-
   async cancel(uuid: string): Promise<void> {
+    this.queue?.drop(uuid);
     this.aborts.get(uuid)?.abort();
     await this.d.table.markCanceled(uuid);
     await removeDir(this.dirOf(uuid));
   }
 
   async remove(uuid: string): Promise<void> {
+    this.queue?.drop(uuid);
     this.aborts.get(uuid)?.abort();
     await this.d.table.delete(uuid);
     await removeDir(this.dirOf(uuid));
-  }
-
-  list(token: string | undefined): string[] {
-    return this.d.table
-      .entries({ token })
-      .filter((e) => e.phase !== 'uploading')
-      .map((e) => e.uuid);
   }
 
   private dirOf(uuid: string): string {

@@ -127,7 +127,8 @@ export class TmpCleanup implements Service {
   private async reasonToRemove(name: string): Promise<'stale' | 'old' | null> {
     const now = this.o.clock.now();
     const entry = this.o.table.get(name);
-    if (entry?.phase === 'forwarding') return null;
+    // Being forwarded, or queued (waiting for a processing node): its files are what it will be sent with.
+    if (entry?.phase === 'forwarding' || entry?.phase === 'queued') return null;
     if (entry?.phase === 'uploading') {
       const idle = now - entry.updated;
       const staleAfter = this.o.staleUploadsHours * HOUR;

@@ -33,10 +33,11 @@ export function isValidUuid(v: unknown): v is string {
   return typeof v === 'string' && UUID_RE.test(v);
 }
 
-export type TaskPhase = 'uploading' | 'forwarding' | 'failed' | 'canceled' | 'finished';
-const PHASES: ReadonlySet<string> = new Set<TaskPhase>(['uploading', 'forwarding', 'failed', 'canceled', 'finished']);
-/** Phases where the task is still moving; their `updated` time keeps them from expiring. */
-const ACTIVE_PHASES: ReadonlySet<TaskPhase> = new Set<TaskPhase>(['uploading', 'forwarding']);
+/** `queued`: waiting (--asr) for a static node slot or a machine, in `queueSeq` order. */
+export type TaskPhase = 'uploading' | 'queued' | 'forwarding' | 'failed' | 'canceled' | 'finished';
+const PHASES: ReadonlySet<string> = new Set<TaskPhase>(['uploading', 'queued', 'forwarding', 'failed', 'canceled', 'finished']);
+/** Phases where the task is still moving; their `updated` time keeps them from expiring (a queued task never expires). */
+const ACTIVE_PHASES: ReadonlySet<TaskPhase> = new Set<TaskPhase>(['uploading', 'queued', 'forwarding']);
 
 export interface TaskInfo {
   uuid: string;
@@ -64,6 +65,10 @@ export interface TaskEntry {
   uploadedFiles?: string[];
   /** When a restart found the task's node not answering: it waits for that node until a deadline counted from here. */
   waitingSince?: number;
+  /** Place in the queue (phase `queued`): increasing, never reused, so the order survives restarts. */
+  queueSeq?: number;
+  /** The autoscaled machine's webhook base (`<public address>/commit?token=…`), kept while the task is queued. */
+  commitUrl?: string;
 }
 
 /** What put() accepts: `accessed`/`updated` default to now. */
@@ -146,6 +151,15 @@ function parseEntry(uuid: string, v: unknown): TaskEntry {
     checkNumber(v['waitingSince'], `${where}.waitingSince`);
     entry.waitingSince = v['waitingSince'] as number;
   }
+  if (v['queueSeq'] !== undefined) {
+    checkNumber(v['queueSeq'], `${where}.queueSeq`);
+    entry.queueSeq = v['queueSeq'] as number;
+  }
+  if (v['commitUrl'] !== undefined) {
+    if (typeof v['commitUrl'] !== 'string') fail(`${where}.commitUrl`, 'is not a string');
+    entry.commitUrl = v['commitUrl'];
+  }
+  if (entry.phase === 'queued' && entry.queueSeq === undefined) fail(`${where}.queueSeq`, 'is missing (the task is queued)');
   return entry;
 }
 
@@ -308,7 +322,8 @@ export class TaskTable {
   /** Drops entries not accessed for expiryMs, except uploads/forwards that made progress within that time. */
   async expire(): Promise<number> {
     const limit = this.clock.now() - this.expiryMs;
-    const stale = (e: TaskEntry): boolean => e.accessed < limit && !(ACTIVE_PHASES.has(e.phase) && e.updated >= limit);
+    const stale = (e: TaskEntry): boolean =>
+      e.phase !== 'queued' && e.accessed < limit && !(ACTIVE_PHASES.has(e.phase) && e.updated >= limit);
     const old = [...this.tasks.values()].filter(stale).map((e) => e.uuid);
     for (const uuid of old) this.tasks.delete(uuid);
     if (old.length > 0) {

@@ -65,6 +65,7 @@ test('the shipped config-default.json gives the original defaults', (t) => {
     floodLimit: 0,
     staleUploadsTimeout: 0,
     waitForNode: 1800,
+    queueMax: 100,
     token: '',
     debug: false,
     sslKey: '',
