@@ -164,7 +164,7 @@ export class ClusterOdm {
       machines: autoscaler,
       connections: { forget: (node) => this.forwarder.forget(node) },
     });
-    this.taskOps = new TaskOps({ routes: this.routes, client });
+    this.taskOps = new TaskOps({ routes: this.routes, client, queued: () => this.dispatcher.queue?.list() ?? [] });
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
     this.forwarder = new Forwarder({ logger, ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}) });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });

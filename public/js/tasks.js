@@ -95,7 +95,12 @@ export class TasksView {
       h('td', { class: 'uuid' }, h('code', null, task.uuid)),
       h('td', { class: 'task-name' }, task.name || h('span', { class: 'muted' }, '(no name)')),
       h('td', null, task.node ?? '–', task.where === 'local' ? h('span', { class: 'muted' }, ' (local)') : null),
-      h('td', null, h('span', { class: `badge badge-${status.toLowerCase()}` }, status)),
+      h(
+        'td',
+        null,
+        h('span', { class: `badge badge-${status.toLowerCase()}` }, status),
+        typeof task.ahead === 'number' ? h('span', { class: 'muted queue-pos' }, ` ${task.ahead} ahead`) : null,
+      ),
       h(
         'td',
         { class: 'progress-cell' },

@@ -34,6 +34,8 @@ export interface TaskRow {
   imagesCount: number | null;
   dateCreated: number | null;
   where: 'node' | 'local';
+  /** A queued task (waiting for a processing node): how many tasks are ahead of it. */
+  ahead?: number;
 }
 
 /** A listed task before its page is chosen: only what ranking and filtering need, no node call yet. */
@@ -128,7 +130,7 @@ class TaskApi {
     // Names of registered nodes by key: a local task records its target node only by key.
     const nodeNames = new Map(this.d.registry.list().map((n) => [n.key, n.name]));
     const tasks = await mapLimit(page, PAGE_INFO_CONCURRENCY, (c) =>
-      'node' in c ? this.routedRow(c.uuid, c.node) : Promise.resolve(localRow(c.entry, nodeNames)),
+      'node' in c ? this.routedRow(c.uuid, c.node) : Promise.resolve(localRow(c.entry, nodeNames, this.d.tasks.queuedAhead(c.uuid))),
     );
     res.json({ total, offset, limit, tasks });
   }
@@ -194,9 +196,10 @@ class TaskApi {
 }
 
 /** A task ClusterODM holds itself: everything is in its table entry (read without counting as an access). */
-function localRow(e: Readonly<TaskEntry>, nodeNames: ReadonlyMap<string, string>): TaskRow {
+function localRow(e: Readonly<TaskEntry>, nodeNames: ReadonlyMap<string, string>, ahead: number | null): TaskRow {
   const info = e.taskInfo;
   return {
+    ...(ahead !== null ? { ahead } : {}),
     uuid: e.uuid,
     name: info.name,
     node: e.nodeKey === undefined ? null : (nodeNames.get(e.nodeKey) ?? e.nodeKey),

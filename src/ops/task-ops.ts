@@ -9,9 +9,13 @@ export class TaskOps {
   private readonly client: NodeClient;
   private readonly listConcurrency: number;
 
-  constructor(opts: { routes: RouteTable; client: NodeClient; listConcurrency?: number }) {
+  /** Tasks waiting for a processing node (--asr): listed after the routed ones by TASK LIST. */
+  private readonly queued: () => unknown[];
+
+  constructor(opts: { routes: RouteTable; client: NodeClient; listConcurrency?: number; queued?: () => unknown[] }) {
     this.routes = opts.routes;
     this.client = opts.client;
+    this.queued = opts.queued ?? (() => []);
     this.listConcurrency = opts.listConcurrency ?? 16;
   }
 
@@ -50,7 +54,8 @@ export class TaskOps {
     const results = await mapLimit(entries, this.listConcurrency, ([uuid, route]) =>
       this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`)),
     );
-    return results.filter((r) => !hasError(r)).map(redactTokens);
+    // Queued tasks are on no node; TASK LIST without a node number shows them too, with `ahead`.
+    return [...results.filter((r) => !hasError(r)).map(redactTokens), ...(node ? [] : this.queued())];
   }
 
   /** Status codes of the routed tasks owned by `token` (the concurrency limit counts QUEUED and RUNNING ones). */

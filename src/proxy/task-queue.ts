@@ -43,15 +43,8 @@ export interface TaskQueueDeps {
   launch(t: StagedTask, target: QueueTarget, options: unknown[]): void;
 }
 
-/** A queued task as the admin views show it. */
-export interface QueuedTask {
-  uuid: string;
-  name: string;
-  imagesCount: number;
-  dateCreated: number;
-  /** Tasks ahead of it. */
-  ahead: number;
-}
+/** A queued task as TASK LIST shows it: its info, and how many tasks are ahead of it. */
+export type QueuedTask = TaskInfo & { processingTime: number; ahead: number };
 
 /**
  * The queue of tasks waiting for a processing node (--asr, original #36): when no static node can take a task and
@@ -108,20 +101,12 @@ export class TaskQueue {
 
   /** Tasks ahead of `uuid`; null when it is not queued. */
   ahead(uuid: string): number | null {
-    const e = this.d.table.get(uuid);
-    if (e?.phase !== 'queued') return null;
-    const seq = e.queueSeq ?? 0;
-    return this.d.table.entries({ phase: 'queued' }).filter((x) => (x.queueSeq ?? 0) < seq).length;
+    return this.d.table.queuedAhead(uuid);
   }
 
+  /** Queued tasks as TASK LIST shows them: their info (QUEUED) and `ahead`, first in line first. */
   list(): QueuedTask[] {
-    return this.ordered().map((e, ahead) => ({
-      uuid: e.uuid,
-      name: e.taskInfo.name,
-      imagesCount: e.taskInfo.imagesCount,
-      dateCreated: e.taskInfo.dateCreated,
-      ahead,
-    }));
+    return this.ordered().map((e, ahead) => ({ ...structuredClone(e.taskInfo), processingTime: -1, ahead }));
   }
 
   /** The next place in line: above every number in the table, so order holds across restarts. */

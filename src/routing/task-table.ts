@@ -319,6 +319,16 @@ export class TaskTable {
     );
   }
 
+  /** How many queued tasks are ahead of this one (lower `queueSeq`); null when it is not queued. */
+  queuedAhead(uuid: string): number | null {
+    const e = this.get(uuid);
+    if (e?.phase !== 'queued') return null;
+    const seq = e.queueSeq ?? 0;
+    let ahead = 0;
+    for (const x of this.tasks.values()) if (x.phase === 'queued' && (x.queueSeq ?? 0) < seq) ahead++;
+    return ahead;
+  }
+
   /** Drops entries not accessed for expiryMs, except uploads/forwards that made progress within that time. */
   async expire(): Promise<number> {
     const limit = this.clock.now() - this.expiryMs;

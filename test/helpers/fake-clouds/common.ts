@@ -79,10 +79,21 @@ export interface FakeMachine {
   state: string;
 }
 
+/** A Map that remembers its largest size (the most machines that ever existed at once). */
+export class PeakMap<K, V> extends Map<K, V> {
+  peak = 0;
+
+  override set(k: K, v: V): this {
+    super.set(k, v);
+    this.peak = Math.max(this.peak, this.size);
+    return this;
+  }
+}
+
 export class FakeCloudBase {
   readonly knobs: FakeCloudKnobs = { ...DEFAULT_KNOBS };
   readonly requests: RecordedCall[] = [];
-  readonly machines = new Map<string, FakeMachine>();
+  readonly machines = new PeakMap<string, FakeMachine>();
   private server: http.Server | null = null;
   private readonly usedIps = new Set<string>();
   url = '';
