@@ -296,6 +296,7 @@ export class Autoscaler implements Service {
       this.d.logger.info(`Autoscaler: destroying machine ${name} (${node.name})`);
       await this.driver.destroy(node.record.dockerMachine ?? { name, created: 0, maxRuntime: -1, maxUploadTime: -1 });
       this.runtimeSecrets.drop(name);
+      this.capacityChanged('destroyed');
     } finally {
       this.destroying.delete(name);
     }

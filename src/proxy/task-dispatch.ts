@@ -129,7 +129,7 @@ export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
     const streamed = session && node && node === session.node && !session.error ? session : null;
     if (session && !streamed) d.streaming?.abandon(session);
     // An autoscaled or queued task's options are checked against the reference node (no node of its own yet).
-    const checkNode = node ?? d.registry.referenceNode();
+    const checkNode = reservation || queued ? d.registry.referenceNode() : node;
     if (!checkNode) {
       if (reservation) d.autoscaler?.release(reservation);
       throw new Error('No nodes available');

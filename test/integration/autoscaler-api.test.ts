@@ -128,10 +128,11 @@ test('autoscaler api driver: a machine whose NodeODM misses bootTimeout is destr
   assert.match(c.d.output(), /Cannot create node via autoscaling: Cannot create machine \(attempted 2 times\)/);
 });
 
-test('autoscaler api driver: when the account is out of droplets, the create fails with a "no capacity" log line', async (t) => {
+test('autoscaler api driver: with --queue-max 0, a task the account has no droplet for fails with a "no capacity" log line', async (t) => {
   const { rig, cloud } = await apiRig(t, { createRetries: 1 });
   cloud.knobs.machineLimit = 0;
-  const c = await cluster(t, rig);
+  // Without the queue (the original's behaviour); with it, the task waits (asr-queue.test.ts).
+  const c = await cluster(t, rig, ['--queue-max', '0']);
   await fillStaticNode(c);
   const uuid = await newTask(c.d, 2);
   await waitUntil(async () => (await info(c.d, uuid)).status?.code === 30, { timeoutMs: 60000, message: 'task did not fail' });
