@@ -141,5 +141,21 @@ function asrStatus(asr: AsrWebView): Record<string, unknown> {
     maxRuntime: s.maxRuntime,
     maxUploadTime: s.maxUploadTime,
     creating: s.creating.map((c) => ({ name: c.name, uuid: c.uuid, step: c.step, since: c.since })),
+    // Cost in sight: each machine's size, region, creation time and hourly price, and their total.
+    ...(s.machines
+      ? {
+          machines: s.machines.map((m) => ({
+            name: m.name,
+            node: m.node,
+            size: m.size,
+            region: m.region,
+            created: m.created,
+            hourlyPrice: m.hourlyPrice,
+            currency: m.currency,
+          })),
+        }
+      : {}),
+    ...(s.hourlySpend !== undefined ? { hourlySpend: s.hourlySpend } : {}),
+    ...(s.maxHourlySpend !== undefined ? { maxHourlySpend: s.maxHourlySpend } : {}),
   };
 }

@@ -238,6 +238,7 @@ export class Autoscaler implements Service {
         step,
         signal,
         probe,
+        claimSpend: (hourly) => this.claimSpend(progress, hourly),
       });
       if (signal.aborted) throw new Error('Aborted');
       const node = new ClusterNode({
@@ -251,6 +252,9 @@ export class Autoscaler implements Service {
           maxUploadTime: provider.maxUploadTime(),
           secretHash: sha256(secret).toString('hex'),
           ...(machine.machineId ? { machineId: machine.machineId } : {}),
+          ...(machine.size ? { size: machine.size } : {}),
+          ...(machine.region ? { region: machine.region } : {}),
+          ...(machine.price ? { hourlyPrice: machine.price.hourly, currency: machine.price.currency } : {}),
         },
       });
       await this.waitOnline(node, step, signal);
@@ -270,6 +274,29 @@ export class Autoscaler implements Service {
       this.creating.delete(name);
       this.release(r);
     }
+  }
+
+  /** What the machines running and being created cost per hour (prices as recorded at their creation). */
+  hourlySpend(except: string | null = null): number {
+    const names = new Set<string>();
+    let total = 0;
+    for (const n of this.d.registry.list()) {
+      const dm = n.record.dockerMachine;
+      if (!dm || dm.name === except) continue;
+      names.add(dm.name);
+      total += dm.hourlyPrice ?? 0;
+    }
+    // A machine moves from `creating` to the registry: counted once.
+    for (const c of this.creating.values()) if (c.name !== except && !names.has(c.name)) total += c.hourlyPrice ?? 0;
+    return total;
+  }
+
+  /** CreateContext.claimSpend: maxHourlySpend is checked and the price counted in one synchronous step. */
+  private claimSpend(progress: MachineProgress, hourly: number): boolean {
+    const max = this.d.provider.maxHourlySpend?.() ?? -1;
+    if (max >= 0 && this.hourlySpend(progress.name) + hourly > max + 1e-9) return false;
+    progress.hourlyPrice = hourly;
+    return true;
   }
 
   private async waitOnline(node: ClusterNode, step: (m: string) => void, signal: AbortSignal): Promise<void> {
@@ -388,6 +415,23 @@ export class Autoscaler implements Service {
       maxRuntime: p.maxRuntime(),
       maxUploadTime: p.maxUploadTime(),
       creating: [...this.creating.values()].map((c) => ({ ...c })),
+      machines: this.d.registry
+        .list()
+        .filter((n) => n.isAutoSpawned())
+        .map((n) => {
+          const dm = n.record.dockerMachine;
+          return {
+            name: dm?.name ?? n.name,
+            node: n.name,
+            size: dm?.size ?? null,
+            region: dm?.region ?? null,
+            created: dm?.created ?? 0,
+            hourlyPrice: dm?.hourlyPrice ?? null,
+            currency: dm?.currency ?? null,
+          };
+        }),
+      hourlySpend: this.hourlySpend(),
+      maxHourlySpend: p.maxHourlySpend?.() ?? -1,
     };
   }
 }

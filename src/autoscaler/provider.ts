@@ -38,6 +38,8 @@ export interface AsrSettings {
   maxUploadTime(): number;
   /** Every secret of the configuration, masked in logs and ASR VIEWCMD. */
   secrets(): string[];
+  /** `maxHourlySpend` (api driver): a create that would go over it counts as "no capacity"; -1 = none. */
+  maxHourlySpend?(): number;
 }
 
 /** An autoscaler back end of the docker-machine driver, chosen by the `provider` key of the ASR file (SPEC §8.2). */

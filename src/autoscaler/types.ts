@@ -22,6 +22,22 @@ export interface MachineProgress {
   uuid: string;
   step: string;
   since: number;
+  /** Its hourly price once the driver knows it (api driver), counted against maxHourlySpend. */
+  hourlyPrice?: number;
+}
+
+/** A running machine as the admin page's autoscaler panel shows it. */
+export interface MachineCost {
+  name: string;
+  /** The node's `host:port`. */
+  node: string;
+  size: string | null;
+  region: string | null;
+  /** When it was created (ms); its age is now minus this. */
+  created: number;
+  /** Per hour, as the cloud's size list said at its creation; null when unknown (docker-machine, no price). */
+  hourlyPrice: number | null;
+  currency: string | null;
 }
 
 /** What the admin page shows of the autoscaler. */
@@ -34,4 +50,9 @@ export interface AsrStatus {
   maxUploadTime: number;
   /** Machines being created and their current step. */
   creating: MachineProgress[];
+  machines?: MachineCost[];
+  /** Sum of the known hourly prices of the machines running and being created. */
+  hourlySpend?: number;
+  /** -1 = none. */
+  maxHourlySpend?: number;
 }

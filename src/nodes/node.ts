@@ -13,6 +13,11 @@ export interface DockerMachineRecord {
   secretHash?: string;
   /** The cloud's id of the machine (api driver); absent for docker-machine machines. */
   machineId?: string;
+  /** api driver: size and region it was created with, and its hourly price then (admin page, maxHourlySpend). */
+  size?: string;
+  region?: string;
+  hourlyPrice?: number;
+  currency?: string;
 }
 
 /** The persisted part of a node: one element of data/nodes.json, in the original's format. */
@@ -175,6 +180,8 @@ function parseDockerMachine(v: unknown, where: string): DockerMachineRecord {
   const rec: DockerMachineRecord = { name: v['name'], created: num('created'), maxRuntime: num('maxRuntime'), maxUploadTime: num('maxUploadTime') };
   if (typeof v['secretHash'] === 'string') rec.secretHash = v['secretHash'];
   if (typeof v['machineId'] === 'string' && v['machineId'] !== '') rec.machineId = v['machineId'];
+  for (const k of ['size', 'region', 'currency'] as const) if (typeof v[k] === 'string' && v[k] !== '') rec[k] = v[k];
+  if (typeof v['hourlyPrice'] === 'number' && Number.isFinite(v['hourlyPrice']) && v['hourlyPrice'] >= 0) rec.hourlyPrice = v['hourlyPrice'];
   return rec;
 }
 

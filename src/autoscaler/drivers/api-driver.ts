@@ -2,11 +2,19 @@ import type { Clock, Logger } from '../../core';
 import { abortableSleep, ClusterError, errorMessage } from '../../core';
 import type { DockerMachineRecord } from '../../nodes';
 import { loadOrCreateInstallId } from '../install-id';
-import { INSTALL_TAG_KEY, isNoCapacity, MachineApiError, waitForAddress } from '../machine-api';
+import { INSTALL_TAG_KEY, isNoCapacity, MachineApiError, waitForAddress, type MachinePrice } from '../machine-api';
 import type { ApiProvider } from '../providers/api/config';
 import { MACHINE_NAME } from '../reconcile';
 import { renderUserData } from './cloud-init';
 import type { CreateContext, CreatedMachine, MachineDriver } from './driver';
+
+/** A create refused because it would go over maxHourlySpend: "no capacity", so the task queues. */
+export class OverSpend extends ClusterError {
+  constructor(message: string) {
+    super('NO_CAPACITY', message);
+    this.name = 'OverSpend';
+  }
+}
 
 export interface ApiDriverDeps {
   provider: ApiProvider;
@@ -63,6 +71,7 @@ export class ApiDriver implements MachineDriver {
       try {
         const spec = await provider.machineSpec({ images: ctx.images, attempt, name, installId, userData });
         where = `${spec.size} in ${spec.region}`;
+        const price = await this.claimPrice(ctx, spec.size, spec.region);
         const deadline = clock.now() + provider.bootTimeoutMs();
         const m = await provider.api.create(spec);
         machineId = m.id;
@@ -70,8 +79,13 @@ export class ApiDriver implements MachineDriver {
         const addressed = await waitForAddress(provider.api, m.id, { clock, timeoutMs: Math.max(0, deadline - clock.now()), intervalMs: this.pollMs, signal });
         step(`Waiting for NodeODM on ${addressed.ip} to start`);
         await this.waitReady(ctx, addressed.ip, deadline, provider.bootTimeoutMs());
-        return { ip: addressed.ip, machineId: m.id };
+        return { ip: addressed.ip, machineId: m.id, size: spec.size, region: spec.region, price };
       } catch (e: unknown) {
+        // Over maxHourlySpend: no other region changes that now; the task queues until a machine goes.
+        if (e instanceof OverSpend) {
+          logger.warn(`Cannot create machine ${name}: ${e.message}`);
+          throw e;
+        }
         lastNoCapacity = isNoCapacity(e);
         if (lastNoCapacity) {
           logger.warn(`Cannot create machine ${name}: no capacity at ${provider.name}${where ? ` for ${where}` : ''}: ${mask(errorMessage(e))}`);
@@ -85,6 +99,33 @@ export class ApiDriver implements MachineDriver {
     }
     const message = `Cannot create machine (attempted ${retries} times)`;
     throw new ClusterError(lastNoCapacity ? 'NO_CAPACITY' : 'MACHINE_API_FAILED', lastNoCapacity ? `${message}: no capacity` : message);
+  }
+
+  /**
+   * The machine's hourly price, counted against maxHourlySpend. With a maxHourlySpend, a size without a known price
+   * fails the attempt (set `prices`); without one, an unknown price is only not shown.
+   */
+  private async claimPrice(ctx: CreateContext, size: string, region: string): Promise<MachinePrice | null> {
+    const { provider, logger, mask } = this.d;
+    const max = provider.maxHourlySpend();
+    let price: MachinePrice | null = null;
+    try {
+      price = await provider.prices.price(size, region);
+    } catch (e: unknown) {
+      if (max >= 0) throw e;
+      logger.warn(`Autoscaler: no price for ${size} in ${region}: ${mask(errorMessage(e))}`);
+    }
+    if (max >= 0 && !price) {
+      throw new MachineApiError({
+        provider: provider.name,
+        failure: 'invalid',
+        message: `no hourly price known for ${size} in ${region}, and maxHourlySpend needs one (add it to "prices")`,
+      });
+    }
+    if (!ctx.claimSpend(price?.hourly ?? 0)) {
+      throw new OverSpend(`a ${size} machine in ${region} (${price?.hourly ?? 0} ${price?.currency ?? ''}/h) would take the hourly spend over maxHourlySpend ${max}: no capacity`);
+    }
+    return price;
   }
 
   /** Polls NodeODM's /info (with the machine's token) until it answers, or the boot deadline passes. */

@@ -1,4 +1,5 @@
 import type { DockerMachineRecord } from '../../nodes';
+import type { MachinePrice } from '../machine-api';
 
 /** What the lifecycle hands a driver to create one machine. */
 export interface CreateContext {
@@ -14,6 +15,12 @@ export interface CreateContext {
   signal: AbortSignal;
   /** True when NodeODM at `ip` answers /info with `nodeToken` (one try). */
   probe(ip: string): Promise<boolean>;
+  /**
+   * Counts this machine's hourly price against maxHourlySpend (synchronously with the check, so concurrent creates
+   * see each other). False, counting nothing, when the machines running and being created plus this one would go
+   * over it. Without a maxHourlySpend it only records the price.
+   */
+  claimSpend(hourly: number): boolean;
 }
 
 /** A machine the driver made: where its NodeODM is, and what it takes to destroy it later. */
@@ -21,6 +28,10 @@ export interface CreatedMachine {
   ip: string;
   /** The cloud's id (api driver), kept in the node record beside the name. */
   machineId?: string;
+  /** api driver: what it is and what it costs (null: the cloud does not say and `prices` has no entry). */
+  size?: string;
+  region?: string;
+  price?: MachinePrice | null;
 }
 
 /**

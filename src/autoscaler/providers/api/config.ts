@@ -9,6 +9,7 @@ import { DigitalOceanMachineApi } from './digitalocean';
 import { HetznerMachineApi } from './hetzner';
 import type { FetchLike } from './http';
 import { MachinePlanner } from './plan';
+import { parsePrices, PriceBook } from './prices';
 import { ScalewayMachineApi } from './scaleway';
 
 /**
@@ -37,6 +38,10 @@ export interface ApiProvider {
   maxUploadTime(): number;
   /** `bootTimeout` (seconds, default 600): from the create call until NodeODM answers /info with its token. */
   bootTimeoutMs(): number;
+  /** `maxHourlySpend`: a create that would take the machines' hourly total over it counts as "no capacity"; -1 = none. */
+  maxHourlySpend(): number;
+  /** Hourly prices: `prices` in the file, else the cloud's size list (cached). */
+  readonly prices: PriceBook;
 }
 
 /** Default `bootTimeout`: installing Docker and pulling NodeODM takes minutes on a fresh image. */
@@ -142,7 +147,7 @@ export function apiProviderFromConfig(user: ConfigObject, deps: ApiProviderDeps)
         sshKeys: c.string('sshKey.fingerprint') ? [c.string('sshKey.fingerprint')] : [],
         ...fetchOpt,
       });
-      return build(name, c, api, 'region', 'dropletsLimit', ['accessToken'], async (image) => {
+      return build(name, c, api, deps.clock, 'region', 'dropletsLimit', ['accessToken'], async (image) => {
         if (!c.boolean('snapshot', false)) return { image };
         const snap = await api.findSnapshot(image);
         if (!snap) throw new Error(`Snapshot ${image} not found.`);
@@ -153,14 +158,14 @@ export function apiProviderFromConfig(user: ConfigObject, deps: ApiProviderDeps)
       c.require(['apiToken', 'image', ...S3_KEYS]);
       const key = c.string('sshKey.name');
       const api = new HetznerMachineApi({ baseUrl: c.string('apiUrl'), token: c.string('apiToken'), clock: deps.clock, sshKeys: key ? [key] : [], ...fetchOpt });
-      return build(name, c, api, 'location', 'machinesLimit', ['apiToken']);
+      return build(name, c, api, deps.clock, 'location', 'machinesLimit', ['apiToken']);
     }
     case 'scaleway': {
       c.require(['secretToken', ...S3_KEYS]);
       const project = c.string('projectId') || c.string('organization');
       if (!project || project === CHANGE_ME) throw new Error('You need to create a configuration file and set projectId.');
       const api = new ScalewayMachineApi({ baseUrl: c.string('apiUrl'), secretKey: c.string('secretToken'), projectId: project, zones: c.stringArray('region'), ...fetchOpt });
-      return build(name, c, api, 'region', 'machinesLimit', ['secretToken']);
+      return build(name, c, api, deps.clock, 'region', 'machinesLimit', ['secretToken']);
     }
     default: {
       c.require(['accessKey', 'secretKey', 's3.endpoint', 's3.bucket', 's3.acl', 'securityGroup', 'ami']);
@@ -183,14 +188,23 @@ export function apiProviderFromConfig(user: ConfigObject, deps: ApiProviderDeps)
         ...(c.string('endpoint') ? { endpoint: c.string('endpoint') } : {}),
         ...(deps.awsMaxAttempts ? { maxAttempts: deps.awsMaxAttempts } : {}),
       });
-      return build(name, c, api, 'region', 'instanceLimit', ['accessKey', 'secretKey'], async () => ({ image: c.string('ami') }));
+      return build(name, c, api, deps.clock, 'region', 'instanceLimit', ['accessKey', 'secretKey'], async () => ({ image: c.string('ami') }));
     }
   }
 }
 
 type ImageResolver = (image: string) => Promise<{ image: string; regions?: string[] }>;
 
-function build(name: string, c: AsrConfig, api: MachineApi, regionKey: string, limitKey: string, secretKeys: string[], resolve?: ImageResolver): ApiProvider {
+function build(
+  name: string,
+  c: AsrConfig,
+  api: MachineApi,
+  clock: Clock,
+  regionKey: string,
+  limitKey: string,
+  secretKeys: string[],
+  resolve?: ImageResolver,
+): ApiProvider {
   const planner = new MachinePlanner(c, regionKey);
   const cloudInit = cloudInitSettings(c, name);
   for (const k of ['maxRuntime', 'maxUploadTime', limitKey, 'createRetries', 'minImages', 'addSwap', 'bootTimeout']) c.number(k, 0);
@@ -198,6 +212,9 @@ function build(name: string, c: AsrConfig, api: MachineApi, regionKey: string, l
   if (bootTimeout <= 0) throw new Error('Invalid config key bootTimeout: must be a number of seconds > 0');
   const regions = Math.max(1, planner.regionList().length);
   const tags = c.stringArray('tags');
+  const maxSpend = c.number('maxHourlySpend', -1);
+  if (maxSpend < 0 && maxSpend !== -1) throw new Error('Invalid config key maxHourlySpend: must be a price per hour >= 0 (or -1 for none)');
+  const prices = new PriceBook(api, parsePrices(c), clock);
   return {
     name,
     className: `${name} (api driver)`,
@@ -209,6 +226,8 @@ function build(name: string, c: AsrConfig, api: MachineApi, regionKey: string, l
     maxRuntime: () => c.number('maxRuntime', -1),
     maxUploadTime: () => c.number('maxUploadTime', -1),
     bootTimeoutMs: () => bootTimeout * 1000,
+    maxHourlySpend: () => maxSpend,
+    prices,
     canHandle: (images) => planner.canHandle(images),
     machinesLimit: () => c.number(limitKey, -1),
     async machineSpec(r) {
