@@ -13,7 +13,7 @@ import { nodeTaskParams, removeDir, taskName, type BodyParams, type StagedTask }
 import type { StrayCopies } from './stray-copies';
 import type { StreamForwarder, StreamSession } from './stream-forward';
 import { chooseTarget } from './dispatch-choice';
-import { DEFAULT_QUEUE_MAX, TaskQueue } from './task-queue';
+import { taskQueueFor, type TaskQueue } from './task-queue';
 import { DEFAULT_WAIT_FOR_NODE_MS, NODE_WAIT_RETRY_MS, TaskResumer } from './task-resume';
 
 export { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, type StagedTask } from './staged-task';
@@ -71,23 +71,9 @@ export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
     super(deps.table);
     this.d = { forwardRetries: 5, retryBaseMs: 5000, ...deps };
     const { d } = this;
-    const max = d.queueMax ?? DEFAULT_QUEUE_MAX;
-    this.queue =
-      d.autoscaler && max > 0
-        ? new TaskQueue({
-            table: d.table,
-            registry: d.registry,
-            autoscaler: d.autoscaler,
-            clock: d.clock,
-            logger: d.logger,
-            tmpDir: d.tmpDir,
-            max,
-            ...(d.queueTickMs !== undefined ? { tickMs: d.queueTickMs } : {}),
-            ...(d.capacityRetryMs !== undefined ? { capacityRetryMs: d.capacityRetryMs } : {}),
-            launch: (t, target, options) =>
-              void (target.node ? this.forward(t, target.node, options) : this.forwardAutoscaled(t, target.reservation, options)),
-          })
-        : null;
+    this.queue = taskQueueFor({ ...d, autoscaler: d.autoscaler ?? null }, (t, target, options) =>
+      void (target.node ? this.forward(t, target.node, options) : this.forwardAutoscaled(t, target.reservation, options)),
+    );
     this.resumer = new TaskResumer(
       {
         ...d,

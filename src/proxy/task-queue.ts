@@ -43,6 +43,33 @@ export interface TaskQueueDeps {
   launch(t: StagedTask, target: QueueTarget, options: unknown[]): void;
 }
 
+/** The dispatcher's queue: with --asr and --queue-max > 0 (default 100), else none. */
+export function taskQueueFor(
+  d: Omit<TaskQueueDeps, 'max' | 'launch' | 'autoscaler' | 'tickMs' | 'capacityRetryMs'> & {
+    autoscaler: Autoscaler | null;
+    queueMax?: number | undefined;
+    queueTickMs?: number | undefined;
+    capacityRetryMs?: number | undefined;
+  },
+  launch: TaskQueueDeps['launch'],
+): TaskQueue | null {
+  const max = d.queueMax ?? DEFAULT_QUEUE_MAX;
+  if (!d.autoscaler || max <= 0) return null;
+  const { table, registry, autoscaler, clock, logger, tmpDir } = d;
+  return new TaskQueue({
+    table,
+    registry,
+    autoscaler,
+    clock,
+    logger,
+    tmpDir,
+    max,
+    launch,
+    ...(d.queueTickMs !== undefined ? { tickMs: d.queueTickMs } : {}),
+    ...(d.capacityRetryMs !== undefined ? { capacityRetryMs: d.capacityRetryMs } : {}),
+  });
+}
+
 /** A queued task as TASK LIST shows it: its info, and how many tasks are ahead of it. */
 export type QueuedTask = TaskInfo & { processingTime: number; ahead: number };
 
