@@ -204,6 +204,14 @@ export class TaskQueue {
    * a clear message), then the queue moves.
    */
   async restore(params: (uuid: string) => Promise<BodyParams | null>): Promise<void> {
+    // Killed while its machine was being created (no node recorded yet): the reconciliation removes that machine,
+    // and the task goes back to its place in line rather than waiting for a node it never had.
+    for (const e of this.d.table.entries({ phase: 'forwarding' })) {
+      if (e.nodeKey !== undefined || e.queueSeq === undefined) continue;
+      const taskInfo = { ...e.taskInfo, status: { code: TaskStatus.QUEUED } };
+      await this.d.table.update(e.uuid, { phase: 'queued', taskInfo, output: [waitingLine(this.aheadOfSeq(e.queueSeq))] });
+      this.d.logger.info(`Task ${e.uuid} was waiting for a machine when ClusterODM stopped: queued again`);
+    }
     for (const e of this.ordered()) {
       if (this.staged.has(e.uuid)) continue;
       const dir = path.join(this.d.tmpDir, e.uuid);

@@ -189,3 +189,29 @@ test('queue: --queue-max bounds the queue with a clear message; 0 fails at once 
   const r0 = await fetch(`${d0.url}/task/new`, { method: 'POST', body: form(1) });
   assert.deepEqual(await r0.json(), { error: 'No nodes available' });
 });
+
+test('queue: SIGKILL while a task\'s machine is being created: the next start removes that machine (ours only) and the task goes back to its place', async (t) => {
+  const { rig, cloud, c } = await queueRig(t, { dropletsLimit: 1 });
+  // The droplet never gets an address: the create is still going on when ClusterODM is killed.
+  cloud.knobs.ipAfterPolls = 1_000_000;
+  const foreign = cloud.addDroplet({ name: 'clusterodm-2-NotOurs', tags: ['clusterodm'] });
+  const a = await newTask(c.d, 2);
+  await waitUntil(() => cloud.machines.size === 2, { timeoutMs: 30000, message: 'no create' });
+  const b = await newTask(c.d, 1);
+  await untilOutput(c.d, b, 'Waiting for a processing node: 0 tasks ahead');
+  await c.d.stop('SIGKILL');
+  const orphan = [...cloud.machines.values()].find((m) => m.id !== foreign.id);
+  assert.ok(orphan);
+
+  cloud.knobs.ipAfterPolls = 0;
+  // Room for both (a machine's webhook goes to the killed daemon's port: tests get new ports at each start).
+  rig.writeAsr({ dropletsLimit: 2 });
+  const d2 = await startDaemon(t, path.join(rig.dir, 'daemon'), ['--asr', rig.asrFile], { env: rig.env });
+  await waitUntil(() => !cloud.machines.has(orphan.id), { timeoutMs: 30000, message: 'the machine of the killed create survived' });
+  assert.ok(cloud.machines.has(foreign.id), 'a machine without our install id was destroyed');
+  assert.match(d2.output(), new RegExp(`Task ${a} was waiting for a machine when ClusterODM stopped: queued again`));
+  // a keeps its place ahead of b, and both get machines in that order.
+  await untilStatus(d2, a, 40, 60_000);
+  await untilStatus(d2, b, 40, 60_000);
+  assert.deepEqual(leftQueue(d2), [a, b]);
+});
