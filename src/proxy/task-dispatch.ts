@@ -71,7 +71,7 @@ export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
     super(deps.table);
     this.d = { forwardRetries: 5, retryBaseMs: 5000, ...deps };
     const { d } = this;
-    this.queue = taskQueueFor({ ...d, autoscaler: d.autoscaler ?? null }, (t, target, options) =>
+    this.queue = taskQueueFor({ ...d, autoscaler: d.autoscaler ?? null, refresh: () => d.poller.refreshAll() }, (t, target, options) =>
       void (target.node ? this.forward(t, target.node, options) : this.forwardAutoscaled(t, target.reservation, options)),
     );
     this.resumer = new TaskResumer(

@@ -11,6 +11,8 @@ import { listStagedFiles, removeDir, type BodyParams, type StagedTask } from './
 export const DEFAULT_QUEUE_MAX = 100;
 /** How often the queue looks for a free static slot or a place for a machine (also after node health changes). */
 export const QUEUE_TICK_MS = 5000;
+/** While tasks wait, the nodes' /info is polled this often (the health poller's own round is a minute), so a freed slot is seen soon. */
+export const QUEUE_REFRESH_MS = 15_000;
 /** After the cloud said "no capacity", how long until a create is tried again (unless a machine goes first). */
 export const CAPACITY_RETRY_MS = 60_000;
 
@@ -39,6 +41,9 @@ export interface TaskQueueDeps {
   max: number;
   tickMs?: number;
   capacityRetryMs?: number;
+  /** Polls every node's /info (the health poller's refreshAll); called while tasks wait, every refreshMs. */
+  refresh?: () => Promise<unknown>;
+  refreshMs?: number;
   /** Starts the forward of a task that left the queue (the dispatcher's). */
   launch(t: StagedTask, target: QueueTarget, options: unknown[]): void;
 }
@@ -55,7 +60,7 @@ export function taskQueueFor(
 ): TaskQueue | null {
   const max = d.queueMax ?? DEFAULT_QUEUE_MAX;
   if (!d.autoscaler || max <= 0) return null;
-  const { table, registry, autoscaler, clock, logger, tmpDir } = d;
+  const { table, registry, autoscaler, clock, logger, tmpDir, refresh } = d;
   return new TaskQueue({
     table,
     registry,
@@ -65,6 +70,7 @@ export function taskQueueFor(
     tmpDir,
     max,
     launch,
+    ...(refresh ? { refresh } : {}),
     ...(d.queueTickMs !== undefined ? { tickMs: d.queueTickMs } : {}),
     ...(d.capacityRetryMs !== undefined ? { capacityRetryMs: d.capacityRetryMs } : {}),
   });
@@ -91,9 +97,10 @@ export class TaskQueue {
   private timer: TimerHandle | null = null;
   private unsubscribe: (() => void) | null = null;
   private kickPending = false;
+  private lastRefresh = 0;
 
   constructor(deps: TaskQueueDeps) {
-    this.d = { tickMs: QUEUE_TICK_MS, capacityRetryMs: CAPACITY_RETRY_MS, ...deps };
+    this.d = { tickMs: QUEUE_TICK_MS, capacityRetryMs: CAPACITY_RETRY_MS, refresh: () => Promise.resolve(), refreshMs: QUEUE_REFRESH_MS, ...deps };
   }
 
   get max(): number {
@@ -103,7 +110,7 @@ export class TaskQueue {
   /** Looks at the queue every tick and whenever a machine place may have freed. */
   start(): void {
     if (this.timer) return;
-    this.timer = this.d.clock.setInterval(() => this.pump(), this.d.tickMs);
+    this.timer = this.d.clock.setInterval(() => this.tick(), this.d.tickMs);
     this.unsubscribe = this.d.autoscaler.onCapacity((why) => {
       if (why === 'destroyed') this.blockedUntil = 0;
       this.kick();
@@ -228,6 +235,18 @@ export class TaskQueue {
     const n = this.length();
     if (n > 0) this.d.logger.info(`${n} queued tasks waiting for a processing node`);
     this.pump();
+  }
+
+  /** Every tick while tasks wait: a pump, after a fresh look at the nodes when the last one is refreshMs old. */
+  private tick(): void {
+    if (this.length() === 0) return;
+    const now = this.d.clock.now();
+    if (now - this.lastRefresh < this.d.refreshMs) return this.pump();
+    this.lastRefresh = now;
+    this.d.refresh().then(
+      () => this.pump(),
+      () => this.pump(),
+    );
   }
 
   /** A pump soon (after the current microtasks, so a failed create has requeued its task first). */

@@ -209,9 +209,26 @@ test('queue: SIGKILL while a task\'s machine is being created: the next start re
   const d2 = await startDaemon(t, path.join(rig.dir, 'daemon'), ['--asr', rig.asrFile], { env: rig.env });
   await waitUntil(() => !cloud.machines.has(orphan.id), { timeoutMs: 30000, message: 'the machine of the killed create survived' });
   assert.ok(cloud.machines.has(foreign.id), 'a machine without our install id was destroyed');
-  assert.match(d2.output(), new RegExp(`Task ${a} was waiting for a machine when ClusterODM stopped: queued again`));
+  await waitUntil(() => new RegExp(`Task ${a} was waiting for a machine when ClusterODM stopped: queued again`).test(d2.output()), {
+    timeoutMs: 20000,
+    message: 'the task was not queued again',
+  });
   // a keeps its place ahead of b, and both get machines in that order.
   await untilStatus(d2, a, 40, 60_000);
   await untilStatus(d2, b, 40, 60_000);
   assert.deepEqual(leftQueue(d2), [a, b]);
+});
+
+test('queue: a queued task goes to a static node as soon as one can take it (here: unlocked), first in line first', async (t) => {
+  const { cloud, c } = await queueRig(t, { dropletsLimit: 0 });
+  const a = await newTask(c.d, 2);
+  const b = await newTask(c.d, 1);
+  await untilOutput(c.d, b, 'Waiting for a processing node: 1 task ahead');
+  assert.equal(await c.cli.send('NODE UNLOCK 1'), 'OK\r\n');
+  // The static node runs one task at a time: the first in line gets it, the other stays queued.
+  await waitUntil(() => c.node.tasks().length === 1, { timeoutMs: 20000, message: 'the static node got no task' });
+  assert.equal(c.node.tasks()[0]?.uuid, a);
+  await untilOutput(c.d, b, 'Waiting for a processing node: 0 tasks ahead');
+  assert.equal((await info(c.d, b)).status?.code, 10);
+  assert.equal(cloud.requests.filter((r) => r.method === 'POST').length, 0, 'a machine was asked for over the limit');
 });
