@@ -111,6 +111,8 @@ export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
     // concurrent tasks see each other (the original counted it only after several awaits).
     const choice = chooseTarget(d.registry, d.autoscaler ?? null, this.queue, count, session && !session.error ? session.node : null);
     const { reservation, queued } = choice;
+    // Its place in line, taken with the choice (should its machine be refused for lack of capacity, it goes back there).
+    const seq = this.queue && (queued || reservation) ? this.queue.takeSeq() : null;
     const node = reservation || queued ? null : choice.node;
     const streamed = session && node && node === session.node && !session.error ? session : null;
     if (session && !streamed) d.streaming?.abandon(session);
@@ -140,10 +142,8 @@ export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
         options,
         imagesCount: count,
       };
-      // Its place in line, should its machine be refused for lack of capacity (kept across restarts).
-      const seq = this.queue && (queued || reservation) ? this.queue.takeSeq() : null;
       if (queued && this.queue) {
-        await this.queue.enqueue(t, taskInfo, seq ?? this.queue.takeSeq());
+        await this.queue.enqueue(t, taskInfo, seq ?? 0);
         handedOver = true;
         return;
       }
