@@ -5,6 +5,7 @@ import { errorMessage } from './core';
 import type { AdminWeb } from './admin-web';
 import { buildAdminListeners } from './app-admin';
 import { buildAppState } from './app-state';
+import { buildClusterParts, instanceAddress, type ClusterParts, type ClusterTuning } from './app-cluster';
 import { autoscalerFromFile, type Autoscaler } from './autoscaler';
 import type { AdminCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
@@ -65,7 +66,7 @@ export interface AppDeps {
     nodeTimeoutMs?: number;
     /** A client upload that sends nothing for this long is dropped (default 30 s, as the original). */
     uploadIdleMs?: number;
-  };
+  } & ClusterTuning;
 }
 
 /**
@@ -103,6 +104,8 @@ export class ClusterOdm {
   private readonly uploader: NodeUploader;
   /** The autoscaler (--asr), or null. */
   readonly autoscaler: Autoscaler | null;
+  /** Coordination with the other instances sharing the state (--redis): heartbeat, leader lease, upload relay. */
+  readonly cluster: ClusterParts;
   private readonly deps: AppDeps;
   /** A bad --asr file or --downloads-from-s3: reported by start(), which then fails (exit 1). */
   private readonly setupError: string | null = null;
@@ -119,6 +122,15 @@ export class ClusterOdm {
       clock,
       logger,
     }));
+    this.cluster = buildClusterParts({
+      state: this.state,
+      routes: this.routes,
+      tasks: this.tasks,
+      clock,
+      logger,
+      address: () => instanceAddress(config.instanceAddress ?? '', deps.host, this.proxy.ports),
+      tuning: deps.tuning,
+    });
     this.poller = new HealthPoller({ registry: this.registry, client, clock, logger, history: this.history });
     let autoscaler: Autoscaler | null = null;
     if (config.asr) {
@@ -232,6 +244,7 @@ export class ClusterOdm {
       uploads: this.uploads,
       statusesOf: (token) => this.taskOps.statusesOf(token),
       streaming: this.streaming,
+      cluster: this.cluster.placement,
       ...(deps.tuning?.uploadIdleMs !== undefined ? { stagingLimits: { idleTimeoutMs: deps.tuning.uploadIdleMs } } : {}),
     });
     this.tmpCleanup = new TmpCleanup({
@@ -266,6 +279,7 @@ export class ClusterOdm {
         logger,
       }),
       s3,
+      relay: this.cluster.relay,
     });
     this.proxy = new ProxyServer({
       port: config.port,
@@ -315,6 +329,8 @@ export class ClusterOdm {
       }
     }
     this.flood.start();
+    // The leader lease first: the autoscaler's vacuum runs on the leader only.
+    await this.startService(this.cluster.lease);
     await this.startService(this.poller);
     // Vacuum and reconciliation now and every 10 minutes (nodes are loaded, so nothing of ours is mistaken for a leak).
     if (this.autoscaler) await this.startService(this.autoscaler);
@@ -322,6 +338,9 @@ export class ClusterOdm {
     await this.startService(this.tmpCleanup);
     await this.startService(this.strays);
     await this.startService(this.proxy);
+    // Registered once the proxy listens (its port is the address's default); then uploads can be passed here.
+    if (this.cluster.presence) await this.startService(this.cluster.presence);
+    if (this.cluster.sweep) await this.startService(this.cluster.sweep);
     // Forwards interrupted by a stop are finished, resumed or failed clearly, in the background.
     void this.dispatcher
       .resume((uuid) => this.intake.readParams(uuid))
@@ -356,6 +375,7 @@ export class ClusterOdm {
     this.flood.stop();
     this.streaming.stop();
     this.forwarder.close();
+    this.cluster.relay?.close();
     try {
       await this.registry.save();
       logger.info('Saved nodes to disk');
