@@ -145,6 +145,8 @@ export class ClusterOdm {
           logger,
           downloadsFromS3: config.downloadsFromS3 ? downloadsBase(config.downloadsFromS3) : '',
           dataDir: config.dataDir,
+          leader: this.cluster.lease.shared ? this.cluster.lease : null,
+          slots: this.cluster.coordination?.machines ?? null,
         });
       } catch (e: unknown) {
         this.setupError = `Cannot initialize ASR: ${errorMessage(e)}`;

@@ -4,6 +4,8 @@
 export interface Reservation {
   readonly images: number;
   released: boolean;
+  /** Several instances: the place under the limit taken in the shared state (see Autoscaler.confirm). */
+  slot?: string;
 }
 
 /** What a task tells the autoscaler when it needs a machine. */
@@ -34,4 +36,12 @@ export interface AsrStatus {
   maxUploadTime: number;
   /** Machines being created and their current step. */
   creating: MachineProgress[];
+}
+
+/** The leader lease as the autoscaler sees it (LeaderLease). */
+export interface AutoscalerLeader {
+  isLeader(): boolean;
+  /** Whether this instance may take a destructive step now (its fencing token is still current). */
+  fence(): Promise<boolean>;
+  onElected(listener: () => void): void;
 }

@@ -99,7 +99,9 @@ export class TaskDispatcher implements LocalTasks {
     const node = d.registry.selectBest(count, session && !session.error ? session.node : null);
     // Every static node full (or none fits): a machine of its own, if the autoscaler may create one (SPEC §5 step 5).
     // The place under the limit is taken right here, synchronously with the choice.
-    const reservation = (!node || node.availableSlots() === 0) && d.autoscaler ? d.autoscaler.reserve(count) : null;
+    let reservation = (!node || node.availableSlots() === 0) && d.autoscaler ? d.autoscaler.reserve(count) : null;
+    // Several instances: the place is taken in the shared state too (the cluster's limit), or not at all.
+    if (reservation && d.autoscaler?.sharedLimit) reservation = await d.autoscaler.confirm(reservation);
     const streamed = session && !reservation && node === session.node && !session.error ? session : null;
     if (session && !streamed) d.streaming?.abandon(session);
     // An autoscaled task's options are checked against the reference node (the machine does not exist yet).

@@ -8,23 +8,15 @@ import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { startBalancer } from '../helpers/balancer';
 import { CliClient } from '../helpers/cli-client';
-import { startDaemon, type Daemon } from '../helpers/daemon';
-import { haveRedisServer, startRedis, type RedisServer } from '../helpers/redis';
+import type { Daemon } from '../helpers/daemon';
+import { startInstance } from '../helpers/instances';
+import { haveRedisServer, startRedis } from '../helpers/redis';
 import { startTestNode, type TestNode } from '../helpers/test-node';
 import { tempDir } from '../helpers/tmp';
 import { form, images, json, statusCode, type Json } from '../reliability/support';
 import { waitUntil } from '../helpers/wait';
 
 assert.ok(haveRedisServer(), 'redis-server is not installed: run scripts/install-test-deps.sh');
-
-/** Short heartbeats and sweeps, so a gone instance is noticed within a second or two. */
-export const CLUSTER_TUNING = { heartbeatTtlMs: 600, stagingSweepMs: 150, leaseMs: 900, forwardRetryBaseMs: 50 };
-
-export async function instance(t: TestContext, redis: RedisServer, dir: string, args: string[] = []): Promise<Daemon> {
-  return startDaemon(t, dir, ['--redis', redis.url, ...args], {
-    env: { ...process.env, CLUSTERODM_TEST_TUNING: JSON.stringify(CLUSTER_TUNING) },
-  });
-}
 
 async function cli(t: TestContext, d: Daemon, line: string): Promise<string> {
   const c = await CliClient.connect(t, d.cliPort);
@@ -51,8 +43,8 @@ const post = (url: string, body: FormData | URLSearchParams): Promise<Json> => j
 test('every NodeODM flow through a round-robin balancer over two instances, chunks uploaded in parallel to both', async (t) => {
   const redis = await startRedis(t);
   const dir = tempDir(t);
-  const a = await instance(t, redis, path.join(dir, 'a'));
-  const b = await instance(t, redis, path.join(dir, 'b'));
+  const a = await startInstance(t, redis, path.join(dir, 'a'));
+  const b = await startInstance(t, redis, path.join(dir, 'b'));
   await sharedNode(t, [a, b]);
   const lb = await startBalancer(t, [a.proxyPort, b.proxyPort]);
 
@@ -100,8 +92,8 @@ test('every NodeODM flow through a round-robin balancer over two instances, chun
 test('an upload whose staging instance is gone: a clear error naming the task, FAILED with that reason on every instance', async (t) => {
   const redis = await startRedis(t);
   const dir = tempDir(t);
-  const a = await instance(t, redis, path.join(dir, 'a'));
-  const b = await instance(t, redis, path.join(dir, 'b'));
+  const a = await startInstance(t, redis, path.join(dir, 'a'));
+  const b = await startInstance(t, redis, path.join(dir, 'b'));
   await sharedNode(t, [a, b]);
 
   const uuid = String((await post(`${a.url}/task/new/init`, form({ name: 'orphan' })))['uuid']);
@@ -120,7 +112,7 @@ test('an upload whose staging instance is gone: a clear error naming the task, F
   assert.equal(commit['error'], reason);
   assert.deepEqual((await json(`${b.url}/task/${uuid}/output`))['list'], [reason]);
   // An instance started later answers the same.
-  const c = await instance(t, redis, path.join(dir, 'c'));
+  const c = await startInstance(t, redis, path.join(dir, 'c'));
   const later = await json(`${c.url}/task/${uuid}/info`);
   assert.equal(statusCode(later), 30);
   assert.equal((later['status'] as { errorMessage?: string }).errorMessage, reason);
