@@ -13,6 +13,8 @@ export interface ClusterTuning {
   leaseMs?: number;
   /** How often the leader fails uploads whose staging instance is gone (default 10 s). */
   stagingSweepMs?: number;
+  /** The periodic /info poll of the nodes (default 60 s). */
+  healthIntervalMs?: number;
 }
 
 /**

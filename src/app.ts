@@ -131,7 +131,15 @@ export class ClusterOdm {
       address: () => instanceAddress(config.instanceAddress ?? '', deps.host, this.proxy.ports),
       tuning: deps.tuning,
     });
-    this.poller = new HealthPoller({ registry: this.registry, client, clock, logger, history: this.history });
+    this.poller = new HealthPoller({
+      registry: this.registry,
+      client,
+      clock,
+      logger,
+      history: this.history,
+      board: this.cluster.coordination?.nodeHealth ?? null,
+      ...(deps.tuning?.healthIntervalMs !== undefined ? { intervalMs: deps.tuning.healthIntervalMs } : {}),
+    });
     let autoscaler: Autoscaler | null = null;
     if (config.asr) {
       try {

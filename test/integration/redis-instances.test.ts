@@ -117,3 +117,27 @@ test('an upload whose staging instance is gone: a clear error naming the task, F
   assert.equal(statusCode(later), 30);
   assert.equal((later['status'] as { errorMessage?: string }).errorMessage, reason);
 });
+
+test('health polling is shared: three instances poll a node about once per interval, and all see it go offline', async (t) => {
+  const redis = await startRedis(t);
+  const dir = tempDir(t);
+  const interval = 300;
+  const all = await Promise.all(['a', 'b', 'c'].map((n) => startInstance(t, redis, path.join(dir, n), [], process.env, { healthIntervalMs: interval })));
+  const node = await sharedNode(t, all);
+  const infos = (): number => node.requests.filter((r) => r.method === 'GET' && r.path.startsWith('/info')).length;
+  // Every instance shows it online from the shared findings.
+  for (const d of all) {
+    await waitUntil(async () => /\[online\]/.test(await cli(t, d, 'NODE LIST')), { message: 'an instance does not show the node online' });
+  }
+  // 10 polls take about 10 intervals when shared (about 3.3 if each of the 3 instances polled on its own).
+  const from = infos();
+  const started = Date.now();
+  await waitUntil(() => infos() >= from + 10, { timeoutMs: 30 * interval, message: 'the node is not polled' });
+  const elapsed = Date.now() - started;
+  assert.ok(elapsed >= 10 * interval * 0.6, `10 polls in ${elapsed} ms with a ${interval} ms interval: not shared`);
+  t.diagnostic(`10 polls of one node by 3 instances in ${elapsed} ms (interval ${interval} ms)`);
+  await node.close();
+  for (const d of all) {
+    await waitUntil(async () => /\[offline\]/.test(await cli(t, d, 'NODE LIST')), { timeoutMs: 20 * interval, message: 'an instance still shows the node online' });
+  }
+});
