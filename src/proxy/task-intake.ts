@@ -102,6 +102,8 @@ export class TaskIntake implements TaskCreationHandlers {
       await this.validate(ctx, staged.fields, params);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
       created = true;
+      // Other instances pass this task's uploads and commit here (refused at once while Redis is away).
+      await this.d.cluster?.claim(uuid);
       await this.writeBody(uuid, params);
       const now = this.d.clock.now();
       const name = taskName(params, now);
@@ -120,8 +122,6 @@ export class TaskIntake implements TaskCreationHandlers {
         },
         output: [],
       });
-      // Other instances pass this task's uploads and commit here.
-      await this.d.cluster?.claim(uuid);
       this.d.uploads.recorded(uuid);
       this.d.streaming?.begin(uuid, this.dirOf(uuid), async (node) =>
         nodeTaskParams(params, await this.nodeOptions(ctx, node, params), name, dateCreated),
@@ -328,7 +328,8 @@ export class TaskIntake implements TaskCreationHandlers {
     this.d.streaming?.discard(uuid);
     await removeDir(this.dirOf(uuid));
     await this.d.table.delete(uuid).catch(() => false);
-    await this.d.cluster?.release(uuid);
+    // Not waited for: while Redis is away the command waits for it, and the client gets its answer now.
+    void this.d.cluster?.release(uuid);
   }
 
   /** An upload session removed by the tmp sweep (abandoned by its client): nothing of it is kept. */

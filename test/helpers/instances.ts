@@ -1,6 +1,10 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
 import type { TestContext } from 'node:test';
 import { startDaemon, type Daemon } from './daemon';
-import type { RedisServer } from './redis';
+import { redisCommand, type RedisServer } from './redis';
+import { tempDir } from './tmp';
+import { waitUntil } from './wait';
 
 /** Short heartbeats, leases and sweeps, so a gone instance is noticed within a second or two. */
 export const CLUSTER_TUNING = { heartbeatTtlMs: 600, stagingSweepMs: 150, leaseMs: 900, forwardRetryBaseMs: 50 };
@@ -16,4 +20,36 @@ export function startInstance(
 ): Promise<Daemon> {
   const all = { ...CLUSTER_TUNING, ...tuning };
   return startDaemon(t, dir, ['--redis', redis.url, ...args], { env: { ...env, CLUSTERODM_TEST_TUNING: JSON.stringify(all) } });
+}
+
+/** A redis-server that can be killed and started again on the same socket and data (append-only file, fsync always). */
+export interface RestartableRedis extends RedisServer {
+  /** SIGKILL: anything acknowledged is already in the append-only file. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
+}
+
+export async function startRestartableRedis(t: TestContext): Promise<RestartableRedis> {
+  const dir = tempDir(t, 'clusterodm-redis-');
+  const socket = path.join(dir, 'redis.sock');
+  let proc: ChildProcess | null = null;
+  let exit: Promise<void> = Promise.resolve();
+  const start = async (): Promise<void> => {
+    const p = spawn(
+      'redis-server',
+      ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'],
+      { stdio: 'ignore' },
+    );
+    proc = p;
+    exit = new Promise((resolve) => p.once('exit', () => resolve()));
+    await waitUntil(async () => (await redisCommand(socket, 'PING')).startsWith('+PONG'), { timeoutMs: 10000, message: 'redis-server did not start' });
+  };
+  const kill = async (): Promise<void> => {
+    proc?.kill('SIGKILL');
+    await exit;
+    proc = null;
+  };
+  t.after(kill);
+  await start();
+  return { url: `unix://${socket}`, socket, dir, command: (line) => redisCommand(socket, line), kill, start };
 }

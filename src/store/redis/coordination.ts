@@ -113,7 +113,10 @@ class RedisStaging implements StagingDirectory {
   async claim(uuid: string, now: number): Promise<void> {
     const owner = this.self();
     if (!owner) throw new Error('This instance is not registered yet');
-    await this.cmd().hSet(this.key, uuid, JSON.stringify({ owner, at: now }));
+    const cmd = this.cmd();
+    // A new task is refused at once while Redis is away (other commands wait in the offline queue for it).
+    if (!cmd.isReady) throw new Error('Redis is not connected');
+    await cmd.hSet(this.key, uuid, JSON.stringify({ owner, at: now }));
   }
 
   async lookup(uuid: string): Promise<StagingRecord | null> {
