@@ -38,9 +38,12 @@ export class InstancePresence implements Service {
     }
   }
 
+  /**
+   * The heartbeat is left to expire rather than removed: an instance restarted at the same address within its
+   * lifetime carries on with the uploads it stages (its tmp folder and task table are still there).
+   */
   async stop(): Promise<void> {
     if (this.timer) this.d.clock.clearInterval(this.timer);
     this.timer = null;
-    await this.d.instances.leave().catch((e: unknown) => this.d.logger.warn(`Cannot remove this instance's heartbeat: ${errorMessage(e)}`));
   }
 }

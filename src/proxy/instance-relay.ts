@@ -44,14 +44,14 @@ export class InstanceRelay {
    * here): true. False when it is this instance's, unknown, or already relayed once (the caller answers).
    * `mode` 'route' answers a failed task's info and output as a FAILED task; 'upload' answers the error.
    */
-  async handle(ctx: RequestContext, uuid: string, mode: 'upload' | 'route', action = ''): Promise<boolean> {
+  async handle(ctx: RequestContext, uuid: string, mode: 'upload' | 'route', action = '', body?: Buffer): Promise<boolean> {
     const { staging, instances, clock } = this.d;
     const rec = await staging.lookup(uuid);
     if (!rec) return false;
     if (!rec.failed) {
       if (rec.owner === instances.self() || ctx.req.headers[RELAY_HEADER] !== undefined) return false;
       if (await instances.alive(rec.owner)) {
-        this.pass(ctx, rec.owner);
+        this.pass(ctx, rec.owner, body);
         return true;
       }
       const reason = lostUploadMessage(uuid, rec.owner);
@@ -70,12 +70,19 @@ export class InstanceRelay {
     return answered(sendError(ctx.res, reason));
   }
 
-  /** The request as it came (method, path, headers, body streamed) to the instance at `address`; its answer back. */
-  private pass(ctx: RequestContext, address: string): void {
+  /**
+   * The request as it came (method, path, headers, body streamed, or `body` when the caller already read it) to the
+   * instance at `address`; its answer back.
+   */
+  private pass(ctx: RequestContext, address: string, body?: Buffer): void {
     const { req, res } = ctx;
     const target = new URL(/^https?:\/\//.test(address) ? address : `http://${address}`);
     const secure = target.protocol === 'https:';
     const headers = withoutHopByHop(req.headers);
+    if (body) {
+      delete headers['transfer-encoding'];
+      headers['content-length'] = String(body.length);
+    }
     headers[RELAY_HEADER] = this.d.instances.self() || 'unknown';
     const out = (secure ? https : http).request({
       host: target.hostname,
@@ -100,7 +107,8 @@ export class InstanceRelay {
     res.on('close', () => {
       if (!res.writableFinished) out.destroy();
     });
-    req.pipe(out);
+    if (body) out.end(body);
+    else req.pipe(out);
   }
 
   close(): void {

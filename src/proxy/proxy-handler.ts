@@ -255,8 +255,10 @@ export class ProxyHandler {
   private async taskAction(ctx: RequestContext, pathname: string): Promise<void> {
     const { req, res } = ctx;
     let fields: Map<string, string>;
+    let body: Buffer;
     try {
-      fields = await parseFields(await readBody(req), req.headers['content-type']);
+      body = await readBody(req);
+      fields = await parseFields(body, req.headers['content-type']);
     } catch (e: unknown) {
       if (e instanceof BodyError) return sendError(res, e.message);
       throw e;
@@ -264,8 +266,10 @@ export class ProxyHandler {
     const uuid = fields.get('uuid');
     if (!uuid) return sendError(res, `No uuid found in ${pathname}`);
     const action = pathname.slice('/task/'.length);
-    this.d.commits?.decrease(ctx.token);
     const route = this.ownedRoute(uuid, ctx.token);
+    // Several instances: a task this one does not know may be another's (passed there, body and all).
+    if (!route && this.d.relay && !this.d.local.has(uuid) && (await this.d.relay.handle(ctx, uuid, 'upload', '', body).catch(() => false))) return;
+    this.d.commits?.decrease(ctx.token);
     if (route) return this.nodeTaskAction(ctx, route, uuid, action, fields);
     if (this.ownedLocal(uuid, ctx.token)) {
       if (action === 'restart') return sendError(res, 'Action not supported. Please create a new task.');

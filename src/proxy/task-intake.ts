@@ -336,6 +336,7 @@ export class TaskIntake implements TaskCreationHandlers {
   abandoned(uuid: string): void {
     this.d.uploads.close(uuid);
     this.d.streaming?.discard(uuid);
+    void this.d.cluster?.release(uuid);
   }
 
   /** `<public address>/?token=<user token>` (the public address defaults to the request's Host). */

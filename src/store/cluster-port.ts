@@ -20,10 +20,6 @@ export interface InstanceDirectory {
   beat(address: string, ttlMs: number): Promise<void>;
   /** Whether the instance at `address` has a live heartbeat. */
   alive(address: string): Promise<boolean>;
-  /** Addresses of every instance with a live heartbeat. */
-  list(): Promise<string[]>;
-  /** Removes this instance's heartbeat (a clean stop). */
-  leave(): Promise<void>;
 }
 
 /** Where an upload being staged lives, or why it failed. */

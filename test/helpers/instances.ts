@@ -6,8 +6,11 @@ import { redisCommand, type RedisServer } from './redis';
 import { tempDir } from './tmp';
 import { waitUntil } from './wait';
 
-/** Short heartbeats, leases and sweeps, so a gone instance is noticed within a second or two. */
-export const CLUSTER_TUNING = { heartbeatTtlMs: 600, stagingSweepMs: 150, leaseMs: 900, forwardRetryBaseMs: 50 };
+/**
+ * Short leases and sweeps, so a gone instance is noticed within seconds; heartbeats long enough that a daemon
+ * stalled by a loaded CI machine never looks gone.
+ */
+export const CLUSTER_TUNING = { heartbeatTtlMs: 3000, stagingSweepMs: 200, leaseMs: 900, forwardRetryBaseMs: 50 };
 
 /** A ClusterODM instance (child process) on `redis`, with the short periods above. */
 export function startInstance(

@@ -7,7 +7,7 @@ import type {
   StagingDirectory,
   StagingRecord,
 } from '../cluster-port';
-import { isRecord } from '../../core';
+import { ClusterError, isRecord } from '../../core';
 import type { RedisConnection } from './connection';
 import { randomUUID } from 'node:crypto';
 
@@ -29,7 +29,15 @@ export class RedisCoordination implements ClusterCoordination {
   constructor(opts: { prefix: string; processId: string; connection: () => RedisConnection }) {
     const { prefix, connection } = opts;
     let self = '';
-    const cmd = (): RedisConnection['cmd'] => connection().cmd;
+    // Commands that must not wait for a lost connection (node-redis queues them until it is back): they fail at
+    // once, so a poll, a lease renewal or a new task never hangs on a Redis outage.
+    const cmd = (): RedisConnection['cmd'] => {
+      const c = connection().cmd;
+      if (!c.isReady) throw new ClusterError('STATE_UNAVAILABLE', 'Redis is not connected');
+      return c;
+    };
+    // Commands that wait for the connection (giving back a place or forgetting a record must not be lost).
+    const queued = (): RedisConnection['cmd'] => connection().cmd;
     const instanceKey = (address: string): string => `${prefix}instance:${address}`;
     this.instances = {
       self: () => self,
@@ -38,18 +46,8 @@ export class RedisCoordination implements ClusterCoordination {
         await cmd().set(instanceKey(address), JSON.stringify({ process: opts.processId }), { expiration: { type: 'PX', value: ttlMs } });
       },
       alive: async (address) => (await cmd().exists(instanceKey(address))) > 0,
-      list: async () => {
-        const out: string[] = [];
-        for await (const keys of cmd().scanIterator({ MATCH: `${instanceKey('*')}`, COUNT: 100 })) {
-          for (const k of keys) out.push(String(k).slice(instanceKey('').length));
-        }
-        return out.sort();
-      },
-      leave: async () => {
-        if (self) await cmd().del(instanceKey(self));
-      },
     };
-    this.staging = new RedisStaging(`${prefix}staging`, () => self, cmd);
+    this.staging = new RedisStaging(`${prefix}staging`, () => self, cmd, queued);
     const me = opts.processId;
     this.leadership = {
       acquire: async (ttlMs) => {
@@ -76,7 +74,7 @@ export class RedisCoordination implements ClusterCoordination {
         await cmd().eval(SLOT_NAME, { keys: [pending], arguments: [id, machine] });
       },
       give: async (id) => {
-        await cmd().hDel(pending, id);
+        await queued().hDel(pending, id);
       },
       creating: async () => {
         const all = await cmd().hGetAll(pending);
@@ -108,15 +106,14 @@ class RedisStaging implements StagingDirectory {
     private readonly key: string,
     private readonly self: () => string,
     private readonly cmd: () => RedisConnection['cmd'],
+    private readonly queued: () => RedisConnection['cmd'],
   ) {}
 
   async claim(uuid: string, now: number): Promise<void> {
     const owner = this.self();
     if (!owner) throw new Error('This instance is not registered yet');
-    const cmd = this.cmd();
-    // A new task is refused at once while Redis is away (other commands wait in the offline queue for it).
-    if (!cmd.isReady) throw new Error('Redis is not connected');
-    await cmd.hSet(this.key, uuid, JSON.stringify({ owner, at: now }));
+    // A new task is refused at once while Redis is away.
+    await this.cmd().hSet(this.key, uuid, JSON.stringify({ owner, at: now }));
   }
 
   async lookup(uuid: string): Promise<StagingRecord | null> {
@@ -130,7 +127,7 @@ class RedisStaging implements StagingDirectory {
   }
 
   async release(uuid: string): Promise<void> {
-    await this.cmd().hDel(this.key, uuid);
+    await this.queued().hDel(this.key, uuid);
   }
 
   async all(): Promise<Map<string, StagingRecord>> {
