@@ -18,8 +18,8 @@ import { waitUntil } from '../helpers/wait';
 
 assert.ok(haveRedisServer(), 'redis-server is not installed: run scripts/install-test-deps.sh');
 
-function asrInstance(t: TestContext, rig: AsrRig, redis: RedisServer, name: string): Promise<Daemon> {
-  return startInstance(t, redis, path.join(rig.dir, name), ['--asr', rig.asrFile], rig.env);
+function asrInstance(t: TestContext, rig: AsrRig, redis: RedisServer, name: string, tuning: Record<string, number> = {}): Promise<Daemon> {
+  return startInstance(t, redis, path.join(rig.dir, name), ['--asr', rig.asrFile], rig.env, tuning);
 }
 
 async function cliOf(t: TestContext, d: Daemon): Promise<CliClient> {
@@ -35,7 +35,8 @@ test('3 instances, 20 concurrent tasks, dropletsLimit 3: exactly 3 machines in t
   const rig = await startAsrRig(t, { asr: { dropletsLimit: 3 }, dm: { createDelayMs: 1500, nodeArgs: ['--processing-ms', '600000'] } });
   const node = await startTestNode({ processingMs: 120_000, maxParallelTasks: 1 });
   t.after(() => node.close());
-  const all = await Promise.all(['a', 'b', 'c'].map((n) => asrInstance(t, rig, redis, n)));
+  // A lease that a loaded machine's pauses never let lapse: leadership stays put here (failover: the next test).
+  const all = await Promise.all(['a', 'b', 'c'].map((n) => asrInstance(t, rig, redis, n, { leaseMs: 10_000 })));
   const clis = await Promise.all(all.map((d) => cliOf(t, d)));
   assert.equal(await clis[0]?.send(`NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
   for (const c of clis) {
