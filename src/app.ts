@@ -5,6 +5,7 @@ import { errorMessage } from './core';
 import type { AdminWeb } from './admin-web';
 import { buildAdminListeners } from './app-admin';
 import { buildAppState } from './app-state';
+import { buildClusterParts, instanceAddress, type ClusterParts, type ClusterTuning } from './app-cluster';
 import { autoscalerFromFile, type Autoscaler } from './autoscaler';
 import type { AdminCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
@@ -71,7 +72,7 @@ export interface AppDeps {
     /** Autoscaler: delay from a task's webhook to its machine's removal (default 10 s), api driver's poll (2 s). */
     asrCleanupDelayMs?: number;
     asrPollMs?: number;
-  };
+  } & ClusterTuning;
 }
 
 /**
@@ -109,6 +110,8 @@ export class ClusterOdm {
   private readonly uploader: NodeUploader;
   /** The autoscaler (--asr), or null. */
   readonly autoscaler: Autoscaler | null;
+  /** Coordination with the other instances sharing the state (--redis): heartbeat, leader lease, upload relay. */
+  readonly cluster: ClusterParts;
   private readonly deps: AppDeps;
   /** A bad --asr file or --downloads-from-s3: reported by start(), which then fails (exit 1). */
   private readonly setupError: string | null = null;
@@ -125,7 +128,24 @@ export class ClusterOdm {
       clock,
       logger,
     }));
-    this.poller = new HealthPoller({ registry: this.registry, client, clock, logger, history: this.history });
+    this.cluster = buildClusterParts({
+      state: this.state,
+      routes: this.routes,
+      tasks: this.tasks,
+      clock,
+      logger,
+      address: () => instanceAddress(config.instanceAddress ?? '', deps.host, this.proxy.ports),
+      tuning: deps.tuning,
+    });
+    this.poller = new HealthPoller({
+      registry: this.registry,
+      client,
+      clock,
+      logger,
+      history: this.history,
+      board: this.cluster.coordination?.nodeHealth ?? null,
+      ...(deps.tuning?.healthIntervalMs !== undefined ? { intervalMs: deps.tuning.healthIntervalMs } : {}),
+    });
     let autoscaler: Autoscaler | null = null;
     if (config.asr) {
       try {
@@ -141,6 +161,8 @@ export class ClusterOdm {
           dataDir: config.dataDir,
           ...(deps.tuning?.asrCleanupDelayMs !== undefined ? { cleanupDelayMs: deps.tuning.asrCleanupDelayMs } : {}),
           ...(deps.tuning?.asrPollMs !== undefined ? { apiPollMs: deps.tuning.asrPollMs } : {}),
+          leader: this.cluster.lease.shared ? this.cluster.lease : null,
+          slots: this.cluster.coordination?.machines ?? null,
         });
       } catch (e: unknown) {
         this.setupError = `Cannot initialize ASR: ${errorMessage(e)}`;
@@ -243,6 +265,7 @@ export class ClusterOdm {
       uploads: this.uploads,
       statusesOf: (token) => this.taskOps.statusesOf(token),
       streaming: this.streaming,
+      cluster: this.cluster.placement,
       ...(deps.tuning?.uploadIdleMs !== undefined ? { stagingLimits: { idleTimeoutMs: deps.tuning.uploadIdleMs } } : {}),
     });
     this.tmpCleanup = new TmpCleanup({
@@ -277,6 +300,7 @@ export class ClusterOdm {
         logger,
       }),
       s3,
+      relay: this.cluster.relay,
     });
     this.proxy = new ProxyServer({
       port: config.port,
@@ -326,6 +350,8 @@ export class ClusterOdm {
       }
     }
     this.flood.start();
+    // The leader lease first: the autoscaler's vacuum runs on the leader only.
+    await this.startService(this.cluster.lease);
     await this.startService(this.poller);
     // Vacuum and reconciliation now and every 10 minutes (nodes are loaded, so nothing of ours is mistaken for a leak).
     if (this.autoscaler) await this.startService(this.autoscaler);
@@ -333,6 +359,9 @@ export class ClusterOdm {
     await this.startService(this.tmpCleanup);
     await this.startService(this.strays);
     await this.startService(this.proxy);
+    // Registered once the proxy listens (its port is the address's default); then uploads can be passed here.
+    if (this.cluster.presence) await this.startService(this.cluster.presence);
+    if (this.cluster.sweep) await this.startService(this.cluster.sweep);
     // Forwards interrupted by a stop are finished, resumed or failed clearly, in the background.
     void this.dispatcher
       .resume((uuid) => this.intake.readParams(uuid))
@@ -367,6 +396,7 @@ export class ClusterOdm {
     this.flood.stop();
     this.streaming.stop();
     this.forwarder.close();
+    this.cluster.relay?.close();
     try {
       await this.registry.save();
       logger.info('Saved nodes to disk');

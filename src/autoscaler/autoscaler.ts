@@ -1,18 +1,20 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Clock, Logger, Service, TimerHandle } from '../core';
 import { abortableSleep, ClusterError, errorMessage } from '../core';
 import type { NodeClient } from '../nodeodm';
 import { ClusterNode, type HealthPoller, type NodeRegistry } from '../nodes';
 import type { RouteTable, TaskInfo, TaskTable } from '../routing';
+import type { MachineSlots } from '../store';
 import type { DockerMachine } from './docker-machine';
 import { DockerMachineDriver } from './drivers/docker-machine-driver';
 import type { CreatedMachine, MachineDriver } from './drivers/driver';
 import type { AsrProvider, AsrSettings } from './provider';
 import { downloadsBaseUrl, type S3Store } from './s3';
-import { RuntimeSecrets } from './secrets';
+import { randomHostname, RuntimeSecrets, secretHash, secretMatches } from './secrets';
 import { maskSecrets } from './shell';
+import { MachinePlaces } from './machine-places';
 import { TaskRecords } from './task-records';
-import type { AsrStatus, MachineProgress, MachineRequest, Reservation } from './types';
+import type { AsrStatus, AutoscalerLeader, MachineProgress, MachineRequest, Reservation } from './types';
 import { Vacuum, VACUUM_INTERVAL_MS } from './vacuum';
 
 /** How long after a task's webhook its machine is destroyed (as the original). */
@@ -33,7 +35,14 @@ export interface AutoscalerCommonDeps {
   random?: (bytes: number) => Buffer;
   /** How long after a task's webhook its machine goes (default CLEANUP_DELAY_MS; tests shorten it). */
   cleanupDelayMs?: number;
+  /**
+   * Several instances (--redis): the leader lease (only its holder runs the vacuum and the reconciliation, each
+   * destroy checked against its fencing token) and the machine places shared under the limit. Absent: one instance.
+   */
+  leader?: AutoscalerLeader | null;
+  slots?: MachineSlots | null;
 }
+
 
 /** docker-machine (a provider and docker-machine), or any other driver with the settings it was built from. */
 export type AutoscalerDeps = AutoscalerCommonDeps &
@@ -41,12 +50,6 @@ export type AutoscalerDeps = AutoscalerCommonDeps &
 
 /** Why a place under the machines limit may have freed. */
 export type CapacityChange = 'released' | 'destroyed';
-
-const ALNUM = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
-
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
-}
 
 /**
  * The autoscaler (SPEC §8): one machine per task when the static nodes are full, created and set up through
@@ -59,7 +62,7 @@ export class Autoscaler implements Service {
   readonly name = 'autoscaler';
   private readonly d: AutoscalerDeps;
   private readonly random: (bytes: number) => Buffer;
-  private pendingCount = 0;
+  private readonly places: MachinePlaces;
   /** Machines being created (never reconciled away). */
   private readonly creating = new Map<string, MachineProgress>();
   private readonly destroying = new Set<string>();
@@ -68,6 +71,7 @@ export class Autoscaler implements Service {
   private startedAt = 0;
   private vacuuming: Promise<void> | null = null;
   private stopped = false;
+  private electionHooked = false;
   /** Secrets generated at run time (node tokens, webhook secrets), per machine: masked in logs too. */
   private readonly runtimeSecrets = new RuntimeSecrets();
   private readonly records: TaskRecords;
@@ -81,6 +85,12 @@ export class Autoscaler implements Service {
     this.random = deps.random ?? randomBytes;
     const { registry, poller, routes, tasks, client, clock, logger } = deps;
     this.driver = deps.driver ?? new DockerMachineDriver({ provider: deps.provider, machines: deps.machines, registry, clock, logger, mask: (t) => this.mask(t) });
+    this.places = new MachinePlaces({
+      limit: () => deps.provider.machinesLimit(),
+      running: () => this.running(),
+      slots: deps.slots ?? null,
+      logger,
+    });
     this.records = new TaskRecords({ tasks, client, clock, logger, ...(deps.downloadsBase ? { downloadsBase: deps.downloadsBase } : {}) });
     this.vacuumRules = new Vacuum({
       registry,
@@ -91,10 +101,22 @@ export class Autoscaler implements Service {
       clock,
       logger,
       records: this.records,
-      destroyNode: (node) => this.destroyNode(node),
+      destroyNode: (node) => this.fencedDestroy(node),
       mask: (text) => this.mask(text),
       startedAt: () => this.startedAt,
     });
+  }
+
+  /** A vacuum's destroy: only while this instance still leads (fencing token checked in the shared state). */
+  private async fencedDestroy(node: ClusterNode): Promise<void> {
+    if (!(await this.fence())) throw new Error(`not destroying ${node.name}: this instance no longer leads the autoscaler`);
+    await this.destroyNode(node);
+  }
+
+  /** Whether this instance may run the vacuum and the reconciliation now (always with one instance). */
+  private async fence(): Promise<boolean> {
+    const leader = this.d.leader;
+    return !leader || (leader.isLeader() && (await leader.fence()));
   }
 
   get provider(): AsrSettings {
@@ -120,6 +142,9 @@ export class Autoscaler implements Service {
   async start(): Promise<void> {
     this.startedAt = this.d.clock.now();
     this.stopped = false;
+    // A new leader vacuums at once (the one before may have died halfway).
+    if (!this.electionHooked) this.d.leader?.onElected(() => void (this.stopped ? undefined : this.vacuum()));
+    this.electionHooked = true;
     void this.vacuum();
     this.timer = this.d.clock.setInterval(() => void this.vacuum(), VACUUM_INTERVAL_MS);
   }
@@ -142,7 +167,7 @@ export class Autoscaler implements Service {
   }
 
   pending(): number {
-    return this.pendingCount;
+    return this.places.pending;
   }
 
   canHandle(images: number): boolean {
@@ -152,19 +177,16 @@ export class Autoscaler implements Service {
   /**
    * Takes a place for a new machine if the limit allows it and the provider can handle the task; null otherwise.
    * Synchronous, so concurrent tasks can never exceed the limit (the original checked, awaited, then counted).
+   * Several instances: confirm() it before use (the place is then taken in the shared state too).
    */
   reserve(images: number): Reservation | null {
     if (this.stopped || !this.canHandle(images)) return null;
-    const limit = this.d.provider.machinesLimit();
-    if (limit !== -1 && this.pendingCount + this.running() >= limit) return null;
-    this.pendingCount++;
-    return { images, released: false };
+    return this.places.reserve(images);
   }
 
   release(r: Reservation): void {
     if (r.released) return;
-    r.released = true;
-    this.pendingCount--;
+    this.places.release(r);
     this.capacityChanged('released');
   }
 
@@ -181,11 +203,18 @@ export class Autoscaler implements Service {
     for (const fn of this.capacityListeners) fn(why);
   }
 
+  /** Whether places under the limit are shared by several instances (then confirm() each reservation). */
+  get sharedLimit(): boolean {
+    return this.places.shared;
+  }
+
+  /** See MachinePlaces.confirm: the reservation, or null (released) when the cluster is at its limit. */
+  confirm(r: Reservation): Promise<Reservation | null> {
+    return this.places.confirm(r);
+  }
+
   generateHostname(images: number): string {
-    const bytes = this.random(16);
-    let id = '';
-    for (const b of bytes) id += ALNUM[b % ALNUM.length];
-    return `clusterodm-${images}-${id}`;
+    return randomHostname(this.random(16), images);
   }
 
   /**
@@ -206,9 +235,15 @@ export class Autoscaler implements Service {
    */
   async createNode(r: Reservation, req: MachineRequest, signal: AbortSignal): Promise<ClusterNode> {
     const { provider, logger, clock, poller } = this.d;
+    // Several instances: a place taken here alone (a queued task's) is taken in the shared state now, or it queues again.
+    if (this.places.shared && !(await this.places.confirm(r))) {
+      throw new ClusterError('NO_CAPACITY', 'The cluster has reached its machine limit (dropletsLimit)');
+    }
     const name = this.generateHostname(r.images);
     const progress: MachineProgress = { name, uuid: req.uuid, step: 'Creating machine', since: clock.now() };
     this.creating.set(name, progress);
+    // The leader's reconciliation spares a machine another instance is making: named before it exists.
+    await this.places.name(r, name);
     const step = (message: string): void => {
       progress.step = message;
       progress.since = clock.now();
@@ -250,7 +285,7 @@ export class Autoscaler implements Service {
           created: clock.now(),
           maxRuntime: provider.maxRuntime(),
           maxUploadTime: provider.maxUploadTime(),
-          secretHash: sha256(secret).toString('hex'),
+          secretHash: secretHash(secret),
           ...(machine.machineId ? { machineId: machine.machineId } : {}),
           ...(machine.size ? { size: machine.size } : {}),
           ...(machine.region ? { region: machine.region } : {}),
@@ -360,9 +395,7 @@ export class Autoscaler implements Service {
 
   /** Whether `secret` is the one given to this node's machine (constant time). */
   verifySecret(node: ClusterNode, secret: string): boolean {
-    const stored = node.record.dockerMachine?.secretHash;
-    if (!stored || !/^[0-9a-f]{64}$/.test(stored)) return false;
-    return timingSafeEqual(sha256(secret), Buffer.from(stored, 'hex'));
+    return secretMatches(node.record.dockerMachine?.secretHash, secret);
   }
 
   /** Where NodeODM's public results are: `https://<bucket>.<endpoint>`. */
@@ -386,14 +419,20 @@ export class Autoscaler implements Service {
 
   private async doVacuum(): Promise<void> {
     const { logger } = this.d;
+    // Several instances: the leader alone vacuums and reconciles.
+    if (!(await this.fence())) return;
     await this.vacuumRules.pass();
     await this.reconcile().catch((e: unknown) => logger.error(`Autoscaler: reconciliation failed: ${this.mask(errorMessage(e))}`));
   }
 
   /** Destroys machines that are ours but unknown to nodes.json (reconcile.ts). */
-  reconcile(): Promise<number> {
+  async reconcile(): Promise<number> {
     const { registry } = this.d;
+    if (!(await this.fence())) return 0;
+    // Machines other instances are making (several instances) are as good as known.
+    const elsewhere = this.d.slots ? await this.d.slots.creating() : new Set<string>();
     const known = (name: string, id: string | null): boolean =>
+      elsewhere.has(name) ||
       registry.list().some((n) => n.record.dockerMachine?.name === name || (id !== null && n.record.dockerMachine?.machineId === id));
     return this.driver.reconcile(known, (name) => this.creating.has(name));
   }
@@ -409,7 +448,7 @@ export class Autoscaler implements Service {
     const p = this.d.provider;
     return {
       provider: p.name,
-      pending: this.pendingCount,
+      pending: this.places.pending,
       running: this.running(),
       limit: p.machinesLimit(),
       maxRuntime: p.maxRuntime(),

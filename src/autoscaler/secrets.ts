@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 /**
  * Secrets the autoscaler generates at run time (each machine's node token and webhook secret), masked in logs while
  * their machine exists. They are kept per machine and dropped with it, so the set holds the live machines' secrets
@@ -20,4 +21,28 @@ export class RuntimeSecrets {
   values(): string[] {
     return [...this.byMachine.values()].flat();
   }
+}
+
+const ALNUM = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+
+/** `clusterodm-<images>-<16 letters or digits>` from 16 random bytes. */
+export function randomHostname(bytes: Buffer, images: number): string {
+  let id = '';
+  for (const b of bytes) id += ALNUM[b % ALNUM.length];
+  return `clusterodm-${images}-${id}`;
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+/** What nodes.json keeps of a machine's webhook secret. */
+export function secretHash(secret: string): string {
+  return sha256(secret).toString('hex');
+}
+
+/** Whether `secret` is the one whose hash is `stored` (constant time). */
+export function secretMatches(stored: string | undefined, secret: string): boolean {
+  if (!stored || !/^[0-9a-f]{64}$/.test(stored)) return false;
+  return timingSafeEqual(sha256(secret), Buffer.from(stored, 'hex'));
 }

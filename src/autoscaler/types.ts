@@ -4,6 +4,8 @@
 export interface Reservation {
   readonly images: number;
   released: boolean;
+  /** Several instances: the place under the limit taken in the shared state (see Autoscaler.confirm). */
+  slot?: string;
 }
 
 /** What a task tells the autoscaler when it needs a machine. */
@@ -55,4 +57,12 @@ export interface AsrStatus {
   hourlySpend?: number;
   /** -1 = none. */
   maxHourlySpend?: number;
+}
+
+/** The leader lease as the autoscaler sees it (LeaderLease). */
+export interface AutoscalerLeader {
+  isLeader(): boolean;
+  /** Whether this instance may take a destructive step now (its fencing token is still current). */
+  fence(): Promise<boolean>;
+  onElected(listener: () => void): void;
 }

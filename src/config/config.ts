@@ -48,6 +48,8 @@ const OPTION_KINDS = {
   redis: 'redisUrl',
   // A command rather than a setting: write the state to this folder as JSON files, then exit.
   'export-state': 'string',
+  // With --redis: host:port other instances reach this one's proxy at ("" = this host's name and the proxy port).
+  'instance-address': 'string',
 } as const satisfies Record<string, ValueKind>;
 
 export type OptionName = keyof typeof OPTION_KINDS;
@@ -95,6 +97,8 @@ export interface Config {
   readonly maxOpenUploadsPerAddress: number;
   /** Redis URL of the shared state (redis://, rediss://, unix://); absent: the JSON files in dataDir. */
   readonly redis?: string;
+  /** With --redis: where other instances reach this one's proxy (`host[:port]` or a URL; "" = derived at start). */
+  readonly instanceAddress?: string;
   /** --export-state DIR: write nodes.json, routes.json and tasks.json there and exit (absent: run the daemon). */
   readonly exportState?: string;
   /** Absolute path of the --config file, or null when none was given. */
@@ -164,6 +168,7 @@ function buildConfig(s: Settings, where: { cwd: string; appRoot: string; configF
     maxOpenUploads: s['max-open-uploads'],
     maxOpenUploadsPerAddress: s['max-open-uploads-per-address'],
     ...(s.redis !== '' ? { redis: s.redis } : {}),
+    ...(s['instance-address'] !== '' ? { instanceAddress: s['instance-address'] } : {}),
     ...(s['export-state'] !== '' ? { exportState: path.resolve(where.cwd, s['export-state']) } : {}),
     configFile: where.configFile,
     useSsl: s['ssl-key'] !== '' && s['ssl-cert'] !== '',

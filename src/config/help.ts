@@ -52,6 +52,7 @@ function optionLines(d: Settings): string[] {
     `--admin-web-hosts <names>\tComma-separated host names the admin web answers to besides IP addresses and localhost (other Host headers get 421, against DNS rebinding); * = any (default: ${d['admin-web-hosts'].join(',') || 'none'})`,
     `--redis <url>\tKeep the shared state (nodes, routes, task table) in Redis instead of the data directory, so several instances can serve one cluster: redis://[:password@]host:port[/db], rediss://... (TLS) or unix:///path/to/redis.sock[?db=N] (default: ${d.redis === '' ? 'none, the state lives in the data directory' : redactRedisUrl(d.redis)})`,
     `--export-state <path>\tWrite the state (nodes.json, routes.json, tasks.json) to this folder, in the data folder's format, and exit: the way back from --redis to the data folder (default: ${orNone(d['export-state'])})`,
+    `--instance-address <host[:port]>\tWith --redis: where the other instances reach this instance's proxy, to pass it the uploads it stages; must be unique per instance (default: ${d['instance-address'] === '' ? "this host's name or the listen address, with the proxy port" : d['instance-address']})`,
   ];
 }
 

@@ -4,6 +4,7 @@ import { parseNodeInfo, type NodeClient } from '../nodeodm';
 import type { LoadHistory } from './load-history';
 import type { ClusterNode } from './node';
 import type { NodeRegistry } from './registry';
+import type { NodeHealthBoard } from '../store';
 
 export interface HealthPollerOptions {
   registry: NodeRegistry;
@@ -15,6 +16,11 @@ export interface HealthPollerOptions {
   concurrency?: number;
   /** Where each successful poll's queue and slots are recorded (the admin page's load chart). */
   history?: LoadHistory | null;
+  /**
+   * Several instances (--redis): the periodic poll is shared. Each node is polled by the one instance that takes
+   * its short lease each interval, which writes what it found for the others to read (null: poll every node).
+   */
+  board?: NodeHealthBoard | null;
 }
 
 /**
@@ -33,12 +39,57 @@ export class HealthPoller implements Service {
   private readonly waiting: Array<() => void> = [];
 
   constructor(opts: HealthPollerOptions) {
-    this.opts = { intervalMs: 60_000, concurrency: 16, history: null, ...opts };
+    this.opts = { intervalMs: 60_000, concurrency: 16, history: null, board: null, ...opts };
   }
 
   async start(): Promise<void> {
-    void this.refreshAll();
-    this.timer = this.opts.clock.setInterval(() => void this.refreshAll(), this.opts.intervalMs);
+    void this.tick();
+    this.timer = this.opts.clock.setInterval(() => void this.tick(), this.opts.intervalMs);
+  }
+
+  /** The periodic poll: every node, or (shared) the nodes whose lease this instance takes, then the others' findings. */
+  private async tick(): Promise<void> {
+    const board = this.opts.board;
+    if (!board) return this.refreshAll();
+    const nodes = this.opts.registry.list();
+    const lease = Math.max(1, Math.floor(this.opts.intervalMs * 0.9));
+    // Without the shared state (Redis down) each instance polls for itself: routing must go on.
+    const mine = await Promise.all(nodes.map((n) => board.claim(n.key, lease).catch(() => true)));
+    const others: ClusterNode[] = [];
+    await Promise.all(
+      nodes.map(async (n, i) => {
+        if (!mine[i]) return others.push(n);
+        await this.refresh(n);
+        const state = { info: n.info, lastRefreshed: n.lastRefreshed, lastSeenOnline: n.lastSeenOnline };
+        await board.write(n.key, JSON.stringify(state)).catch((e: unknown) => this.opts.logger.debug(`Cannot share the state of ${n.name}: ${errorMessage(e)}`));
+        return 0;
+      }),
+    );
+    if (others.length === 0) return;
+    const states = await board.read().catch(() => null);
+    if (!states) return;
+    for (const n of others) {
+      const text = states.get(n.key);
+      if (text !== undefined) this.apply(n, text);
+    }
+  }
+
+  /** What another instance's poll found for `node`. */
+  private apply(node: ClusterNode, text: string): void {
+    let v: { info?: unknown; lastRefreshed?: unknown; lastSeenOnline?: unknown };
+    try {
+      v = JSON.parse(text) as typeof v;
+      node.info = parseNodeInfo(v.info ?? {});
+    } catch {
+      return;
+    }
+    const refreshed = typeof v.lastRefreshed === 'number' ? v.lastRefreshed : 0;
+    node.lastRefreshed = refreshed;
+    if (typeof v.lastSeenOnline === 'number') node.lastSeenOnline = Math.max(node.lastSeenOnline, v.lastSeenOnline);
+    const online = refreshed > 0;
+    if (online) this.opts.history?.record(node, refreshed);
+    if (this.known.get(node) !== online) this.opts.logger.info(`Node ${node.name} is ${online ? 'online' : 'offline'} (polled by another instance)`);
+    this.known.set(node, online);
   }
 
   async stop(): Promise<void> {

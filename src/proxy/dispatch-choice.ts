@@ -32,3 +32,10 @@ export function chooseTarget(
   if (!node && canWait) return { node: null, reservation: null, queued: true };
   return { node, reservation: null, queued: false };
 }
+
+/** The choice when no machine can be had (the cluster's shared limit refused the place): as chooseTarget then. */
+export function chooseWithoutMachine(registry: NodeRegistry, queue: TaskQueue | null, images: number, keep: ClusterNode | null): DispatchChoice {
+  const node = registry.selectBest(images, keep);
+  if (!node && queue !== null && queue.canWait(images)) return { node: null, reservation: null, queued: true };
+  return { node, reservation: null, queued: false };
+}

@@ -19,3 +19,4 @@ export * from './stream-forward';
 export * from './commit-webhook';
 export * from './commit-ledger';
 export * from './s3-downloads';
+export * from './instance-relay';

@@ -15,6 +15,7 @@ import { hasUnexpectedBody, refuseBody } from './framing';
 import { sendError, sendJson, sendUnauthorized } from './respond';
 import { s3AssetPath, type S3Downloads } from './s3-downloads';
 import { BodyError, parseFields, readBody } from './small-body';
+import type { InstanceRelay } from './instance-relay';
 
 /** The API version ClusterODM speaks (hard-coded in the original, clients check it). */
 export const API_VERSION = '1.5.3';
@@ -65,6 +66,8 @@ export interface ProxyHandlerDeps {
   webhook?: CommitWebhook | null;
   /** Downloads of tasks whose results are in S3 (--asr, --downloads-from-s3). */
   s3?: S3Downloads | null;
+  /** Several instances: a task this instance does not know may be an upload another one stages. */
+  relay?: InstanceRelay | null;
 }
 
 /** The NodeODM-compatible request pipeline, in the original's order (SPEC §4.1). */
@@ -226,8 +229,10 @@ export class ProxyHandler {
       this.d.forwarder.forward(req, res, route.node, nodePath(url, route.node));
       return;
     }
+    const local = this.ownedLocal(uuid, ctx.token);
+    if (!local && this.d.relay) return this.viaRelay(ctx, this.d.relay, uuid, action);
     req.resume();
-    if (this.ownedLocal(uuid, ctx.token)) {
+    if (local) {
       if (action === 'info') return sendJson(res, this.d.local.info(uuid, intParam(url, 'with_output')));
       if (action === 'output') return sendJson(res, this.d.local.output(uuid, intParam(url, 'line') ?? 0));
       return sendError(res, `Invalid route for taskId ${uuid}:${action}, no valid route possible.`);
@@ -235,12 +240,25 @@ export class ProxyHandler {
     sendError(res, `Invalid route for taskId ${uuid}:${action}, no task table entry.`);
   }
 
+  /** A task this instance does not know: passed to the instance staging it, answered as failed, or unknown. */
+  private async viaRelay(ctx: RequestContext, relay: InstanceRelay, uuid: string, action: string): Promise<void> {
+    try {
+      if (await relay.handle(ctx, uuid, 'route', action)) return;
+    } catch (e: unknown) {
+      this.d.logger.warn(`Task ${uuid}: cannot look it up in the shared state: ${errorMessage(e)}`);
+    }
+    ctx.req.resume();
+    sendError(ctx.res, `Invalid route for taskId ${uuid}:${action}, no task table entry.`);
+  }
+
   /** cancel / remove / restart, with a urlencoded, multipart or JSON body (bounded). */
   private async taskAction(ctx: RequestContext, pathname: string): Promise<void> {
     const { req, res } = ctx;
     let fields: Map<string, string>;
+    let body: Buffer;
     try {
-      fields = await parseFields(await readBody(req), req.headers['content-type']);
+      body = await readBody(req);
+      fields = await parseFields(body, req.headers['content-type']);
     } catch (e: unknown) {
       if (e instanceof BodyError) return sendError(res, e.message);
       throw e;
@@ -248,8 +266,10 @@ export class ProxyHandler {
     const uuid = fields.get('uuid');
     if (!uuid) return sendError(res, `No uuid found in ${pathname}`);
     const action = pathname.slice('/task/'.length);
-    this.d.commits?.decrease(ctx.token);
     const route = this.ownedRoute(uuid, ctx.token);
+    // Several instances: a task this one does not know may be another's (passed there, body and all).
+    if (!route && this.d.relay && !this.d.local.has(uuid) && (await this.d.relay.handle(ctx, uuid, 'upload', '', body).catch(() => false))) return;
+    this.d.commits?.decrease(ctx.token);
     if (route) return this.nodeTaskAction(ctx, route, uuid, action, fields);
     if (this.ownedLocal(uuid, ctx.token)) {
       if (action === 'restart') return sendError(res, 'Action not supported. Please create a new task.');

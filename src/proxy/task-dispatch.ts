@@ -12,7 +12,7 @@ import type { OptionsCache } from './options-cache';
 import { nodeTaskParams, removeDir, taskName, type BodyParams, type StagedTask } from './staged-task';
 import type { StrayCopies } from './stray-copies';
 import type { StreamForwarder, StreamSession } from './stream-forward';
-import { chooseTarget } from './dispatch-choice';
+import { chooseTarget, chooseWithoutMachine } from './dispatch-choice';
 import { taskQueueFor, type TaskQueue } from './task-queue';
 import { DEFAULT_WAIT_FOR_NODE_MS, NODE_WAIT_RETRY_MS, TaskResumer } from './task-resume';
 
@@ -109,7 +109,13 @@ export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
     const session = d.streaming?.take(t.uuid) ?? null;
     // Choosing the node (or a machine, or the queue) and counting the forward against it happen together, so
     // concurrent tasks see each other (the original counted it only after several awaits).
-    const choice = chooseTarget(d.registry, d.autoscaler ?? null, this.queue, count, session && !session.error ? session.node : null);
+    const keep = session && !session.error ? session.node : null;
+    let choice = chooseTarget(d.registry, d.autoscaler ?? null, this.queue, count, keep);
+    // Several instances (--redis): the place is also taken in the shared state (the cluster's limit), or the task is
+    // chosen for as if the limit were reached.
+    if (choice.reservation && d.autoscaler?.sharedLimit && !(await d.autoscaler.confirm(choice.reservation))) {
+      choice = chooseWithoutMachine(d.registry, this.queue, count, keep);
+    }
     const { reservation, queued } = choice;
     // Its place in line, taken with the choice (should its machine be refused for lack of capacity, it goes back there).
     const seq = this.queue && (queued || reservation) ? this.queue.takeSeq() : null;

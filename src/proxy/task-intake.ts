@@ -8,6 +8,7 @@ import { augmentTaskOptions, filterOptions, parseTaskOptions } from '../nodeodm'
 import type { ClusterNode, NodeRegistry } from '../nodes';
 import { isValidUuid, type RouteTable, type TaskTable } from '../routing';
 import { writeFileAtomic } from '../store';
+import type { StagingPlacement } from './instance-relay';
 import {
   COMMIT_WINDOW_MESSAGE,
   concurrencyLimitReached,
@@ -47,6 +48,11 @@ export interface TaskIntakeDeps {
   streaming?: StreamForwarder | null;
   /** Tests: e.g. a shorter idle timeout of client uploads. */
   stagingLimits?: Partial<StagingLimits>;
+  /**
+   * Several instances (--redis): where each upload is staged is recorded, and a request for an upload staged on
+   * another instance is passed there (null: one instance).
+   */
+  cluster?: StagingPlacement | null;
 }
 
 const UPLOAD_PATH = /^\/task\/new\/upload\/([^/]+)$/;
@@ -96,6 +102,8 @@ export class TaskIntake implements TaskCreationHandlers {
       await this.validate(ctx, staged.fields, params);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
       created = true;
+      // Other instances pass this task's uploads and commit here (refused at once while Redis is away).
+      await this.d.cluster?.claim(uuid);
       await this.writeBody(uuid, params);
       const now = this.d.clock.now();
       const name = taskName(params, now);
@@ -189,6 +197,7 @@ export class TaskIntake implements TaskCreationHandlers {
       req.resume();
       return sendError(res, `No uuid found in ${url.pathname}`);
     }
+    if (await this.d.cluster?.elsewhere(ctx, uuid, this.dirOf(uuid))) return;
     if (!this.uploadingTask(ctx, uuid)) {
       req.resume();
       return sendError(res, 'Invalid taskId: the task no longer exists.');
@@ -231,8 +240,10 @@ export class TaskIntake implements TaskCreationHandlers {
 
   async commit(ctx: RequestContext): Promise<void> {
     const { req, res, url } = ctx;
-    req.resume();
     const uuid = COMMIT_PATH.exec(url.pathname)?.[1];
+    // Passed on as it came, body and all, when another instance stages it.
+    if (uuid && isValidUuid(uuid) && (await this.d.cluster?.elsewhere(ctx, uuid, this.dirOf(uuid)))) return;
+    req.resume();
     if (!uuid || !isValidUuid(uuid)) return sendError(res, `No uuid found in ${url.pathname}`);
     if (!this.uploadingTask(ctx, uuid)) return sendError(res, 'Invalid taskId: the task no longer exists.');
     const params = await readBodyJson(this.dirOf(uuid));
@@ -256,6 +267,11 @@ export class TaskIntake implements TaskCreationHandlers {
       await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));
       await this.checkCommit(ctx);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
+      await this.d.cluster?.claim(uuid).catch(async (e: unknown) => {
+        this.d.commits.decrease(ctx.token);
+        await removeDir(this.dirOf(uuid));
+        throw e;
+      });
     } catch (e: unknown) {
       req.resume();
       return sendError(res, errorMessage(e));
@@ -312,12 +328,15 @@ export class TaskIntake implements TaskCreationHandlers {
     this.d.streaming?.discard(uuid);
     await removeDir(this.dirOf(uuid));
     await this.d.table.delete(uuid).catch(() => false);
+    // Not waited for: while Redis is away the command waits for it, and the client gets its answer now.
+    void this.d.cluster?.release(uuid);
   }
 
   /** An upload session removed by the tmp sweep (abandoned by its client): nothing of it is kept. */
   abandoned(uuid: string): void {
     this.d.uploads.close(uuid);
     this.d.streaming?.discard(uuid);
+    void this.d.cluster?.release(uuid);
   }
 
   /** `<public address>/?token=<user token>` (the public address defaults to the request's Host). */

@@ -24,6 +24,10 @@ export class JsonBackend implements StateBackend {
     return null;
   }
 
+  cluster(): null {
+    return null;
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

@@ -1,3 +1,5 @@
+import type { ClusterCoordination } from './cluster-port';
+
 /**
  * The state port: what stateful modules (the node registry, and next the route and task tables) talk to,
  * whichever backend keeps the state. A document is one piece of state saved whole (the node list).
@@ -55,5 +57,7 @@ export interface StateBackend {
   doc<T>(spec: StateDocSpec<T>): StateDoc<T>;
   /** The shared table `name`, or null when the state is local (the caller then keeps its own files). */
   sharedTable(name: string): SharedTable | null;
+  /** How instances sharing the state coordinate (cluster-port.ts); null when the state is local (one instance). */
+  cluster(): ClusterCoordination | null;
   close(): Promise<void>;
 }

@@ -58,7 +58,7 @@ export async function startRedis(t: TestContext, extraArgs: string[] = []): Prom
 }
 
 /** One inline command over a fresh connection; resolves with the first complete reply line(s) received. */
-function redisCommand(socket: string, line: string): Promise<string> {
+export function redisCommand(socket: string, line: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socket);
     let buf = '';

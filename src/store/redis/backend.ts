@@ -5,7 +5,9 @@ import type { Logger } from '../../core';
 import { ClusterError, errorMessage, isRecord } from '../../core';
 import { isNotFound } from '../atomic-file';
 import type { SharedTable, StateBackend, StateDoc, StateDocSpec } from '../port';
+import type { ClusterCoordination } from '../cluster-port';
 import { RedisConnection } from './connection';
+import { RedisCoordination } from './coordination';
 import { parseTableChange, RedisTable } from './table';
 
 /** Every key and channel of ClusterODM starts with this (one Redis can hold other data too). */
@@ -31,6 +33,7 @@ export class RedisBackend implements StateBackend {
   private conn: RedisConnection | null = null;
   private readonly docs = new Map<string, DocHandle>();
   private readonly tables = new Map<string, RedisTable>();
+  private coordination: RedisCoordination | null = null;
 
   constructor(opts: { url: string; dataDir: string; logger: Logger; connectTimeoutMs?: number }) {
     this.opts = opts;
@@ -72,6 +75,11 @@ export class RedisBackend implements StateBackend {
     const d = new RedisStateDoc<T>(spec, this, this.opts.logger);
     this.docs.set(spec.name, d);
     return d;
+  }
+
+  cluster(): ClusterCoordination {
+    this.coordination ??= new RedisCoordination({ prefix: KEY_PREFIX, processId: this.instanceId, connection: () => this.connection() });
+    return this.coordination;
   }
 
   sharedTable(name: string): SharedTable {

@@ -1,0 +1,3 @@
+export * from './presence';
+export * from './leader-lease';
+export * from './staging-sweep';
