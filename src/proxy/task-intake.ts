@@ -23,7 +23,9 @@ import type { RequestContext, TaskCreationHandlers } from './proxy-handler';
 import { sendError, sendJson } from './respond';
 import type { StreamForwarder, UploadTeeHandle } from './stream-forward';
 import { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, type TaskDispatcher } from './task-dispatch';
-import { NameReserver, stageMultipart, type StagingLimits, type StagingResult } from './upload-staging';
+import { multipartBoundary } from './multipart-scan';
+import { stageRawMultipart } from './raw-staging';
+import { NameReserver, stageMultipart, type StagedFile, type StagingLimits, type StagingResult } from './upload-staging';
 
 export interface TaskIntakeDeps {
   registry: NodeRegistry;
@@ -203,18 +205,20 @@ export class TaskIntake implements TaskCreationHandlers {
       // attached in one synchronous block, so both copies see every byte.
       tee = (await this.d.streaming?.tee(uuid, dir, req)) ?? null;
       tee?.start();
-      const staged = await stageMultipart(req, {
-        dir,
-        acceptFiles: true,
+      const opts = {
         ...this.limits(),
         maxImages,
         existingFiles: existing,
         ...reserving(this.d.uploads.reserver(uuid)),
-        onFile: (f) => {
+        onFile: (f: StagedFile) => {
           if (tee) tee.file(f.name, f.originalName);
           else this.d.streaming?.add(uuid, { path: path.join(dir, f.name), name: f.name });
         },
-      });
+      };
+      // A multipart body is scanned as it is (raw-staging.ts); anything else gets busboy's answer for it.
+      const boundary = multipartBoundary(req.headers['content-type']);
+      const staged =
+        boundary === null ? await stageMultipart(req, { dir, acceptFiles: true, ...opts }) : await stageRawMultipart(req, boundary, dir, opts);
       tee?.staged(staged.files.length > 0);
       if (staged.files.length === 0) return sendError(res, 'No files uploaded.');
       await this.d.table.update(uuid, {}, { durable: false });
