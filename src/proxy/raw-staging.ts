@@ -16,6 +16,7 @@ import { finished } from 'node:stream';
 import { errorMessage, systemErrorCode } from '../core/errors';
 import { MultipartScanner, type PartInfo, type ScanHandler } from './multipart-scan';
 import { abortedWrite, PartWriter } from './part-writer';
+import { RequestFlow } from './request-flow';
 import { shortName, StagingError, writeError } from './staging-errors';
 import { resolveLimits, type StagingLimits } from './staging-limits';
 import { NameReserver, renameNoReplace, sanitizeFilename } from './staging-names';
@@ -56,13 +57,16 @@ class RawStagingSession implements ScanHandler {
   private totalBytes = 0;
   private buffered = 0;
   private readonly idleTimer: NodeJS.Timeout;
+  private readonly flow: RequestFlow;
 
   constructor(
     private readonly req: http.IncomingMessage,
     boundary: string,
     private readonly dir: string,
     private readonly opts: StageOptions,
+    flow: RequestFlow | undefined,
   ) {
+    this.flow = flow ?? new RequestFlow(req);
     this.limits = resolveLimits(opts.limits);
     const fallback = new NameReserver(dir);
     this.reserve = opts.reserveName ?? ((wanted) => fallback.reserve(wanted));
@@ -98,7 +102,7 @@ class RawStagingSession implements ScanHandler {
     this.scanner.push(chunk);
     const problem = this.scanner.error;
     if (problem) this.fail(problem);
-    else if (this.buffered > MAX_BUFFERED_BYTES || this.active.size >= MAX_PARALLEL_WRITES) this.req.pause();
+    else if (this.buffered > MAX_BUFFERED_BYTES || this.active.size >= MAX_PARALLEL_WRITES) this.flow.hold('disk');
   }
 
   private onIdle(): void {
@@ -113,11 +117,11 @@ class RawStagingSession implements ScanHandler {
     for (const writer of this.active) writer.destroy(err);
     this.file = null;
     this.field = null;
-    this.req.resume();
+    this.flow.drain();
   }
 
   private maybeResume(): void {
-    if (this.buffered <= MAX_BUFFERED_BYTES && this.active.size < MAX_PARALLEL_WRITES && this.req.isPaused()) this.req.resume();
+    if (this.buffered <= MAX_BUFFERED_BYTES && this.active.size < MAX_PARALLEL_WRITES) this.flow.release('disk');
   }
 
   // -- ScanHandler --------------------------------------------------------------------------------------------
@@ -279,7 +283,7 @@ export function stageRawMultipart(
   req: http.IncomingMessage,
   boundary: string,
   dir: string,
-  opts: Omit<StageOptions, 'dir' | 'acceptFiles'>,
+  opts: Omit<StageOptions, 'dir' | 'acceptFiles'> & { flow?: RequestFlow },
 ): Promise<StagingResult> {
-  return new RawStagingSession(req, boundary, dir, { ...opts, dir, acceptFiles: true }).run();
+  return new RawStagingSession(req, boundary, dir, { ...opts, dir, acceptFiles: true }, opts.flow).run();
 }
