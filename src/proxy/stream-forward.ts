@@ -177,9 +177,10 @@ export class StreamForwarder {
    * each file being read back from disk once staged): null when that cannot be done (no session, no announced
    * length, --upload-max-speed, the node's init not done within teeWaitMs); the caller then reports each staged
    * file with `add`. Must be followed, in the same tick, by the staging parser's pipe. With `flow` (shared with the
-   * staging), a node a little behind holds the client for up to teeStallMs instead of losing the copy at once.
+   * staging), a node a little behind holds the client for up to teeStallMs (at most `maxStallMs`: the staging's
+   * idle timeout must not fire while the node holds the client) instead of losing the copy at once.
    */
-  async tee(uuid: string, dir: string, req: http.IncomingMessage, flow?: RequestFlow): Promise<UploadTeeHandle | null> {
+  async tee(uuid: string, dir: string, req: http.IncomingMessage, flow?: RequestFlow, maxStallMs = Infinity): Promise<UploadTeeHandle | null> {
     const s = this.sessions.get(uuid);
     if (!s || s.error || !this.d.uploader.canSendRawBodies || !teeable(req.headers)) return null;
     if (!s.initialized) await raceTimeout(s.ready, this.d.teeWaitMs, this.d.clock);
@@ -224,7 +225,7 @@ export class StreamForwarder {
     return {
       start: () => {
         if (body) return;
-        body = teeRequest(req, this.d.teeLagBytes, flow ? { flow, clock: this.d.clock, stallMs: this.d.teeStallMs, holdBytes: Math.min(this.d.teeLagBytes, DEFAULT_TEE_HOLD_BYTES) } : undefined);
+        body = teeRequest(req, this.d.teeLagBytes, flow ? { flow, clock: this.d.clock, stallMs: Math.min(this.d.teeStallMs, maxStallMs), holdBytes: Math.min(this.d.teeLagBytes, DEFAULT_TEE_HOLD_BYTES) } : undefined);
         void this.d.uploader
           .uploadBody(s.node, uuid, body, s.ac.signal)
           .then(

@@ -26,6 +26,7 @@ import { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, 
 import { multipartBoundary } from './multipart-scan';
 import { stageRawMultipart } from './raw-staging';
 import { RequestFlow } from './request-flow';
+import { resolveLimits } from './staging-limits';
 import { NameReserver, stageMultipart, type StagedFile, type StagingLimits, type StagingResult } from './upload-staging';
 
 export interface TaskIntakeDeps {
@@ -208,7 +209,8 @@ export class TaskIntake implements TaskCreationHandlers {
       const boundary = multipartBoundary(req.headers['content-type']);
       // Shared by the staging and the copy for the node: each may hold the client, neither resumes the other's hold.
       const flow = new RequestFlow(req);
-      tee = (await this.d.streaming?.tee(uuid, dir, req, boundary === null ? undefined : flow)) ?? null;
+      const idleMs = resolveLimits(this.d.stagingLimits).idleTimeoutMs;
+      tee = (await this.d.streaming?.tee(uuid, dir, req, boundary === null ? undefined : flow, idleMs / 3)) ?? null;
       tee?.start();
       const opts = {
         ...this.limits(),

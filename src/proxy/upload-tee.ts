@@ -41,7 +41,7 @@ export function teeable(headers: http.IncomingHttpHeaders): boolean {
 }
 
 /** How long a node more than the lag bound behind may hold the client's upload before its copy is dropped. */
-export const DEFAULT_TEE_STALL_MS = 2000;
+export const DEFAULT_TEE_STALL_MS = 10_000;
 /**
  * Bytes held for a node that holds the client (see TeePacing): enough to keep a node on loopback busy, and small
  * enough that the chunks die young (V8 promotes buffers that survive two scavenges, and then needs full collections).
