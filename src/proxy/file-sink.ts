@@ -80,7 +80,7 @@ export class FileSink extends Writable {
 }
 
 /** `writev` until every byte is written: a regular file may take fewer bytes than asked (a full disk, a signal). */
-async function writeAll(handle: SinkFile, chunks: Buffer[]): Promise<void> {
+export async function writeAll(handle: SinkFile, chunks: Buffer[]): Promise<void> {
   let rest = chunks;
   while (rest.length > 0) {
     const { bytesWritten } = await handle.writev(rest);

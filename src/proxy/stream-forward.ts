@@ -4,7 +4,8 @@ import type { Clock, Logger, TimerHandle } from '../core';
 import { errorMessage } from '../core';
 import type { ClusterNode, NodeRegistry } from '../nodes';
 import type { NodeUploader, TaskParams, UploadFile } from './node-uploader';
-import { DEFAULT_TEE_LAG_BYTES, sameNameOnNode, teeable, teeRequest, type TeeBody } from './upload-tee';
+import type { RequestFlow } from './request-flow';
+import { DEFAULT_TEE_HOLD_BYTES, DEFAULT_TEE_LAG_BYTES, DEFAULT_TEE_STALL_MS, sameNameOnNode, teeable, teeRequest, type TeeBody } from './upload-tee';
 
 /** One client upload request copied to the node as it arrives (StreamForwarder.tee). */
 export interface UploadTeeHandle {
@@ -83,6 +84,8 @@ export interface StreamForwarderDeps {
   teeWaitMs?: number;
   /** How far (bytes held in memory) a node may fall behind a client's upload before that copy is dropped. */
   teeLagBytes?: number;
+  /** How long a node that far behind may hold the client's upload (when the staging shares its flow) before its copy is dropped. */
+  teeStallMs?: number;
   /**
    * With an autoscaler (--asr): stream only to a node with a free slot (a task that finds every node full at
    * commit gets a machine of its own, so streaming it to a full node would be wasted).
@@ -103,7 +106,7 @@ export class StreamForwarder {
   private readonly sessions = new Map<string, StreamSession>();
 
   constructor(deps: StreamForwarderDeps) {
-    this.d = { batchFiles: 4, parallel: 4, idleMs: 30 * 60 * 1000, teeWaitMs: 2000, teeLagBytes: DEFAULT_TEE_LAG_BYTES, needFreeSlot: false, ...deps };
+    this.d = { batchFiles: 4, parallel: 4, idleMs: 30 * 60 * 1000, teeWaitMs: 2000, teeLagBytes: DEFAULT_TEE_LAG_BYTES, teeStallMs: DEFAULT_TEE_STALL_MS, needFreeSlot: false, ...deps };
   }
 
   /**
@@ -173,9 +176,11 @@ export class StreamForwarder {
    * A client upload request of a streamed task, copied as is to the task's node while it is staged (instead of
    * each file being read back from disk once staged): null when that cannot be done (no session, no announced
    * length, --upload-max-speed, the node's init not done within teeWaitMs); the caller then reports each staged
-   * file with `add`. Must be followed, in the same tick, by the staging parser's pipe.
+   * file with `add`. Must be followed, in the same tick, by the staging parser's pipe. With `flow` (shared with the
+   * staging), a node a little behind holds the client for up to teeStallMs (at most `maxStallMs`: the staging's
+   * idle timeout must not fire while the node holds the client) instead of losing the copy at once.
    */
-  async tee(uuid: string, dir: string, req: http.IncomingMessage): Promise<UploadTeeHandle | null> {
+  async tee(uuid: string, dir: string, req: http.IncomingMessage, flow?: RequestFlow, maxStallMs = Infinity): Promise<UploadTeeHandle | null> {
     const s = this.sessions.get(uuid);
     if (!s || s.error || !this.d.uploader.canSendRawBodies || !teeable(req.headers)) return null;
     if (!s.initialized) await raceTimeout(s.ready, this.d.teeWaitMs, this.d.clock);
@@ -220,7 +225,7 @@ export class StreamForwarder {
     return {
       start: () => {
         if (body) return;
-        body = teeRequest(req, this.d.teeLagBytes);
+        body = teeRequest(req, this.d.teeLagBytes, flow ? { flow, clock: this.d.clock, stallMs: Math.min(this.d.teeStallMs, maxStallMs), holdBytes: Math.min(this.d.teeLagBytes, DEFAULT_TEE_HOLD_BYTES) } : undefined);
         void this.d.uploader
           .uploadBody(s.node, uuid, body, s.ac.signal)
           .then(

@@ -24,7 +24,11 @@ import type { RequestContext, TaskCreationHandlers } from './proxy-handler';
 import { sendError, sendJson } from './respond';
 import type { StreamForwarder, UploadTeeHandle } from './stream-forward';
 import { listStagedFiles, nodeTaskParams, removeDir, taskName, type BodyParams, type TaskDispatcher } from './task-dispatch';
-import { NameReserver, stageMultipart, type StagingLimits, type StagingResult } from './upload-staging';
+import { multipartBoundary } from './multipart-scan';
+import { stageRawMultipart } from './raw-staging';
+import { RequestFlow } from './request-flow';
+import { resolveLimits } from './staging-limits';
+import { NameReserver, stageMultipart, type StagedFile, type StagingLimits, type StagingResult } from './upload-staging';
 
 export interface TaskIntakeDeps {
   registry: NodeRegistry;
@@ -210,20 +214,26 @@ export class TaskIntake implements TaskCreationHandlers {
       const existing = maxImages === null ? 0 : (await listStagedFiles(dir)).length;
       // The body goes to the node as it arrives (or else each file once staged); start() and the staging's pipe are
       // attached in one synchronous block, so both copies see every byte.
-      tee = (await this.d.streaming?.tee(uuid, dir, req)) ?? null;
+      // A multipart body is scanned as it is (raw-staging.ts); anything else gets busboy's answer for it.
+      const boundary = multipartBoundary(req.headers['content-type']);
+      // Shared by the staging and the copy for the node: each may hold the client, neither resumes the other's hold.
+      const flow = new RequestFlow(req);
+      const idleMs = resolveLimits(this.d.stagingLimits).idleTimeoutMs;
+      tee = (await this.d.streaming?.tee(uuid, dir, req, boundary === null ? undefined : flow, idleMs / 3)) ?? null;
       tee?.start();
-      const staged = await stageMultipart(req, {
-        dir,
-        acceptFiles: true,
+      const opts = {
         ...this.limits(),
         maxImages,
         existingFiles: existing,
+        flow,
         ...reserving(this.d.uploads.reserver(uuid)),
-        onFile: (f) => {
+        onFile: (f: StagedFile) => {
           if (tee) tee.file(f.name, f.originalName);
           else this.d.streaming?.add(uuid, { path: path.join(dir, f.name), name: f.name });
         },
-      });
+      };
+      const staged =
+        boundary === null ? await stageMultipart(req, { dir, acceptFiles: true, ...opts }) : await stageRawMultipart(req, boundary, dir, opts);
       tee?.staged(staged.files.length > 0);
       if (staged.files.length === 0) return sendError(res, 'No files uploaded.');
       await this.d.table.update(uuid, {}, { durable: false });

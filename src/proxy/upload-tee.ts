@@ -1,6 +1,7 @@
 import type * as http from 'node:http';
 import { Readable } from 'node:stream';
-import { ClusterError } from '../core';
+import { ClusterError, type Clock, type TimerHandle } from '../core';
+import type { RequestFlow } from './request-flow';
 
 /**
  * The client's upload request as a second copy for the node: its multipart body goes, byte for byte, both into
@@ -39,28 +40,92 @@ export function teeable(headers: http.IncomingHttpHeaders): boolean {
   );
 }
 
+/** How long a node more than the lag bound behind may hold the client's upload before its copy is dropped. */
+export const DEFAULT_TEE_STALL_MS = 10_000;
 /**
- * Starts copying `req` into a stream for the node. Call it in the same tick as the staging parser's pipe, before
- * any data flowed, so both copies see every byte. The copy never pauses `req`: it ends with an error when the node
- * is more than `maxLagBytes` behind (nothing more is held for it), or when the client goes away.
+ * Bytes held for a node that holds the client (see TeePacing): enough to keep a node on loopback busy, and small
+ * enough that the chunks die young (V8 promotes buffers that survive two scavenges, and then needs full collections).
  */
-export function teeRequest(req: http.IncomingMessage, maxLagBytes = DEFAULT_TEE_LAG_BYTES): TeeBody {
+export const DEFAULT_TEE_HOLD_BYTES = 1024 * 1024;
+
+/** Pacing the client at the node's speed: `flow` is shared with the staging, the clock times a stall. */
+export interface TeePacing {
+  flow: RequestFlow;
+  clock: Clock;
+  /** A node that holds the client for this long (without taking half of `holdBytes`) loses its copy. */
+  stallMs: number;
+  /** Bytes held for the node before it holds the client (instead of `maxLagBytes`). */
+  holdBytes: number;
+}
+
+/**
+ * Starts copying `req` into a stream for the node. Call it in the same tick as the staging's reader, before any data
+ * flowed, so both copies see every byte. Without `pacing`, the copy never pauses `req`: it ends with an error when
+ * the node is more than `maxLagBytes` behind (nothing more is held for it), or when the client goes away. With
+ * `pacing`, a node more than `holdBytes` behind holds the client (the request is paused, as a plain reverse proxy
+ * would be) until it has taken half of that, and only a node that does not get there within `stallMs` loses its
+ * copy: a node a little slower than ClusterODM's disk then still gets the client's bytes as they are, instead of the
+ * whole task again at commit.
+ */
+export function teeRequest(req: http.IncomingMessage, maxLagBytes = DEFAULT_TEE_LAG_BYTES, pacing?: TeePacing): TeeBody {
   // Fed by push only; what the node has not taken yet is its readable buffer, bounded below.
-  const stream = new Readable({ read: () => undefined });
+  const bound = pacing?.holdBytes ?? maxLagBytes;
+  const stream = new Readable({ read: () => resume(), highWaterMark: Math.max(1, Math.floor(bound / 2)) });
   let lagged = false;
+  /** With pacing: the chunk that did not fit while the node holds the client. */
+  let waiting: Buffer | null = null;
+  let stall: TimerHandle | null = null;
+  let ended = false;
+  let asked = false;
+  const behind = (): ClusterError =>
+    new ClusterError(
+      'NODE_REQUEST_FAILED',
+      pacing ? `the node did not catch up with the client within ${pacing.stallMs} ms` : `the node fell more than ${maxLagBytes} bytes behind the client`,
+    );
+  const unhold = (): void => {
+    if (stall !== null) pacing?.clock.clearTimeout(stall);
+    stall = null;
+    pacing?.flow.release('node');
+  };
+  const resume = (): void => {
+    // Called as the stream's read(): the node has taken all but less than half the bound, so the chunk goes now
+    // (read() is not called again until something is pushed).
+    if (waiting === null || stream.destroyed) {
+      asked = waiting === null;
+      return;
+    }
+    asked = false;
+    const chunk = waiting;
+    waiting = null;
+    stream.push(chunk);
+    if (ended) stream.push(null);
+    unhold();
+  };
   // Errors reach the upload request through its pipeline; this keeps a late one from being unhandled.
   stream.on('error', () => undefined);
   const onData = (chunk: Buffer): void => {
     if (stream.destroyed) return;
-    if (stream.readableLength + chunk.length > maxLagBytes) {
-      lagged = true;
-      stream.destroy(new ClusterError('NODE_REQUEST_FAILED', `the node fell more than ${maxLagBytes} bytes behind the client`));
-    } else {
+    // `asked`: read() found nothing to take and is not called again until a push, whatever the bound says.
+    if (stream.readableLength + chunk.length <= bound || (pacing && asked)) {
+      asked = false;
       stream.push(chunk);
+    } else if (pacing && waiting === null) {
+      waiting = chunk;
+      pacing.flow.hold('node');
+      stall = pacing.clock.setTimeout(() => {
+        lagged = true;
+        stream.destroy(behind());
+      }, pacing.stallMs);
+    } else {
+      lagged = true;
+      stream.destroy(behind());
     }
   };
   const onEnd = (): void => {
-    if (!stream.destroyed) stream.push(null);
+    if (stream.destroyed) return;
+    // A request paused in its last chunk's 'data' still ends: the waiting chunk goes first.
+    if (waiting !== null) ended = true;
+    else stream.push(null);
   };
   const onClose = (): void => {
     if (!req.complete) stream.destroy(new Error('the client went away during the upload'));
@@ -69,6 +134,8 @@ export function teeRequest(req: http.IncomingMessage, maxLagBytes = DEFAULT_TEE_
   req.once('end', onEnd);
   req.once('close', onClose);
   stream.once('close', () => {
+    waiting = null;
+    unhold();
     req.off('data', onData);
     req.off('end', onEnd);
     req.off('close', onClose);
