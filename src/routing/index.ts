@@ -1,5 +1,6 @@
 export * from './route-table';
 export * from './route-store';
+export * from './routes-file';
 export * from './task-table';
 export * from './expiry';
 export * from './route-map';

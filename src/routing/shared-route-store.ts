@@ -1,7 +1,7 @@
 import type { Clock, Logger, TimerHandle } from '../core';
 import { errorMessage, isRecord } from '../core';
 import type { SharedTable, TableChange } from '../store';
-import type { NodeResolver, LoadedRoutes } from './route-store';
+import type { NodeResolver, LoadedRoutes } from './routes-file';
 import { RouteMap } from './route-map';
 import type { RemoteRouteChange, RouteEntry, RouteStore, StoredRoute } from './route-table';
 
