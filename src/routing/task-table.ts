@@ -1,7 +1,8 @@
 import type { Clock, Logger, TimerHandle } from '../core';
 import { ClusterError, errorMessage } from '../core';
 import { TaskStatus } from '../nodeodm';
-import { JsonStateFile, type StoreFs } from '../store';
+import type { StoreFs } from '../store';
+import { FileTaskStore, type RemoteTaskChange, type TaskCodec, type TaskStore } from './task-store';
 import { isRecord } from '../core';
 
 /**
@@ -78,7 +79,10 @@ export interface UpdateOptions {
 }
 
 export interface TaskTableOptions {
+  /** data/tasks.json: where the table lives, or (with `store`) what a shared store imports on the first start. */
   file: string;
+  /** Where the table lives when it is not `file` alone (shared state, see task-store.ts). */
+  store?: (codec: TaskCodec, file: FileTaskStore) => TaskStore;
   clock: Clock;
   logger: Logger;
   expiryMs?: number;
@@ -121,7 +125,7 @@ function checkTaskInfo(v: unknown, uuid: string, where: string): TaskInfo {
 }
 
 /** One entry of tasks.json (the uuid is its key). */
-function parseEntry(uuid: string, v: unknown): TaskEntry {
+export function parseEntry(uuid: string, v: unknown): TaskEntry {
   const where = `task ${uuid}`;
   if (!isValidUuid(uuid)) fail(`task key ${JSON.stringify(uuid)}`, 'is not a valid uuid');
   if (!isRecord(v)) fail(where, 'is not an object');
@@ -160,14 +164,14 @@ function entryToFileJSON(e: TaskEntry): Record<string, unknown> {
   return rest;
 }
 
-function serializeTasks(entries: Iterable<TaskEntry>): string {
+export function serializeTasks(entries: Iterable<TaskEntry>): string {
   const parts: string[] = [];
   for (const e of entries) parts.push(`${JSON.stringify(e.uuid)}:${JSON.stringify(entryToFileJSON(e))}`);
   return `{${parts.join(',')}}`;
 }
 
 /** Stored entries are frozen so no caller can change the table behind the persistence's back. */
-function deepFreeze<T>(v: T): T {
+export function deepFreeze<T>(v: T): T {
   if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
     Object.freeze(v);
     for (const child of Object.values(v)) deepFreeze(child);
@@ -185,13 +189,27 @@ function toStored(e: TaskEntry): Readonly<TaskEntry> {
   }
 }
 
+/** How the stores read and write entries (one validator for every backend). */
+export const TASK_CODEC: TaskCodec = {
+  parseFile: parseTasksFile,
+  serializeAll: serializeTasks,
+  encode: (e) => JSON.stringify(entryToFileJSON(e)),
+  decode: (uuid, text) => deepFreeze(parseEntry(uuid, JSON.parse(text) as unknown)),
+};
+
 function requireUuid(uuid: unknown): asserts uuid is string {
   if (!isValidUuid(uuid)) throw new ClusterError('INVALID_INPUT', `Invalid task uuid: ${String(uuid)}`);
 }
 
 export class TaskTable {
   private readonly tasks = new Map<string, Readonly<TaskEntry>>();
-  private readonly state: JsonStateFile<TaskEntry[]>;
+  private readonly state: TaskStore;
+  /** What changed since the last save (an entry store writes only these; the file store rewrites everything). */
+  private dirty = new Set<string>();
+  private removed = new Set<string>();
+  private touched = new Set<string>();
+  /** Until load() is done, other instances' changes wait here (the load would replace what they changed). */
+  private pendingRemote: RemoteTaskChange[] | null = [];
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly expiryMs: number;
@@ -201,13 +219,31 @@ export class TaskTable {
     this.clock = opts.clock;
     this.logger = opts.logger;
     this.expiryMs = opts.expiryMs ?? TASK_EXPIRY_MS;
-    this.state = new JsonStateFile({
+    const file = new FileTaskStore({
       file: opts.file,
-      parse: parseTasksFile,
+      codec: TASK_CODEC,
       logger: opts.logger,
       clock: opts.clock,
       ...(opts.fs ? { fs: opts.fs } : {}),
     });
+    this.state = opts.store ? opts.store(TASK_CODEC, file) : file;
+    this.state.onRemoteChange?.((c) => this.applyRemote(c));
+  }
+
+  /** Another instance's change: it replaces what this one had of those entries (including unsaved bumps). */
+  private applyRemote(c: RemoteTaskChange): void {
+    if (this.pendingRemote) {
+      this.pendingRemote.push(c);
+      return;
+    }
+    const uuids = c.op === 'del' ? c.uuids : c.entries.map((e) => e.uuid);
+    for (const u of uuids) {
+      this.dirty.delete(u);
+      this.touched.delete(u);
+      this.removed.delete(u);
+    }
+    if (c.op === 'del') for (const u of c.uuids) this.tasks.delete(u);
+    else for (const e of c.entries) this.tasks.set(e.uuid, e);
   }
 
   /** Loads tasks.json (a corrupt file is kept aside by JsonStateFile), then drops expired entries. */
@@ -215,6 +251,9 @@ export class TaskTable {
     const list = (await this.state.load()) ?? [];
     this.tasks.clear();
     for (const e of list) this.tasks.set(e.uuid, deepFreeze(e));
+    const pending = this.pendingRemote ?? [];
+    this.pendingRemote = null;
+    for (const c of pending) this.applyRemote(c);
     // A failed save here must not stop startup: memory is right, and the next change writes it again.
     await this.expire().catch(() => undefined);
     this.logger.info(`Loaded ${this.tasks.size} tasks`);
@@ -240,6 +279,7 @@ export class TaskTable {
     if (!e) return undefined;
     const bumped = Object.freeze({ ...e, accessed: this.clock.now() });
     this.tasks.set(uuid, bumped);
+    if (!this.dirty.has(uuid)) this.touched.add(uuid);
     this.scheduleSave(TOUCH_SAVE_MS);
     return bumped;
   }
@@ -250,6 +290,7 @@ export class TaskTable {
     const now = this.clock.now();
     const stored = toStored({ ...entry, accessed: entry.accessed ?? now, updated: entry.updated ?? now });
     this.tasks.set(stored.uuid, stored);
+    this.changed(stored.uuid);
     await this.persist();
   }
 
@@ -263,6 +304,7 @@ export class TaskTable {
     if (!cur) return false;
     const next = toStored({ ...cur, ...patch, uuid, updated: patch.updated ?? this.clock.now() });
     this.tasks.set(uuid, next);
+    this.changed(uuid);
     const lifecycleChange = next.phase !== cur.phase || next.taskInfo.status.code !== cur.taskInfo.status.code;
     if (opts.durable === false && !lifecycleChange) this.scheduleSave(PROGRESS_SAVE_MS);
     else await this.persist();
@@ -273,6 +315,7 @@ export class TaskTable {
   async delete(uuid: string): Promise<boolean> {
     requireUuid(uuid);
     if (!this.tasks.delete(uuid)) return false;
+    this.gone(uuid);
     await this.persist();
     return true;
   }
@@ -310,7 +353,10 @@ export class TaskTable {
     const limit = this.clock.now() - this.expiryMs;
     const stale = (e: TaskEntry): boolean => e.accessed < limit && !(ACTIVE_PHASES.has(e.phase) && e.updated >= limit);
     const old = [...this.tasks.values()].filter(stale).map((e) => e.uuid);
-    for (const uuid of old) this.tasks.delete(uuid);
+    for (const uuid of old) {
+      this.tasks.delete(uuid);
+      this.gone(uuid);
+    }
     if (old.length > 0) {
       this.logger.info(`Expired ${old.length} tasks`);
       await this.persist();
@@ -349,7 +395,30 @@ export class TaskTable {
   private persist(): Promise<void> {
     if (this.saveTimer) this.clock.clearTimeout(this.saveTimer.handle);
     this.saveTimer = null;
-    return this.state.save(() => serializeTasks(this.tasks.values()));
+    const put = [...this.dirty].flatMap((u) => this.tasks.get(u) ?? []);
+    const touched = [...this.touched].flatMap((u) => this.tasks.get(u) ?? []);
+    const del = [...this.removed];
+    this.dirty = new Set();
+    this.touched = new Set();
+    this.removed = new Set();
+    return this.state.save({ all: () => this.tasks.values(), put, del, touched }).catch((e: unknown) => {
+      // Written again with the next save (a file store rewrites everything anyway).
+      for (const u of del) if (!this.tasks.has(u)) this.removed.add(u);
+      for (const { uuid } of put) if (this.tasks.has(uuid)) this.dirty.add(uuid);
+      throw e;
+    });
+  }
+
+  private changed(uuid: string): void {
+    this.dirty.add(uuid);
+    this.touched.delete(uuid);
+    this.removed.delete(uuid);
+  }
+
+  private gone(uuid: string): void {
+    this.removed.add(uuid);
+    this.dirty.delete(uuid);
+    this.touched.delete(uuid);
   }
 
   /** Makes sure a save happens within `delayMs`; many calls share one write. */

@@ -39,6 +39,11 @@ export interface SharedTable {
   /** Adds or replaces entries; seen by other instances when it resolves. */
   put(entries: Array<[string, string]>): Promise<void>;
   delete(keys: string[]): Promise<void>;
+  /**
+   * Replaces each entry `[key, expected, next]` only if it still holds `expected` (a compare and set per entry);
+   * resolves with the keys written. For changes that must not overwrite another instance's newer one.
+   */
+  putIfUnchanged(entries: Array<[string, string, string]>): Promise<Set<string>>;
   /** `listener` runs for each change another instance made (never for this instance's own). */
   onRemoteChange(listener: (change: TableChange) => void): void;
   /** Whether an import into this table completed (see markImported). */

@@ -5,6 +5,23 @@ import type { RedisConnection } from './connection';
 const BATCH = 1000;
 
 /**
+ * KEYS[1] the hash; ARGV: channel, notification prefix, then (field, expected, next) triples. Writes each field
+ * still holding its expected text, publishes one notification with those written, returns their fields.
+ */
+const PUT_IF_UNCHANGED = `
+local written, entries = {}, {}
+for i = 3, #ARGV, 3 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    written[#written + 1] = ARGV[i]
+    entries[#entries + 1] = { ARGV[i], ARGV[i + 2] }
+  end
+end
+if #entries > 0 then redis.call('PUBLISH', ARGV[1], ARGV[2] .. cjson.encode(entries) .. '}}') end
+return written
+`;
+
+/**
  * A shared table as one Redis hash (`clusterodm:<name>`, key → JSON text). Each change is written in one MULTI
  * with its notification on the changes channel (`{"doc": name, "from": instance, "change": {...}}`), so the other
  * instances apply it to their local copy within milliseconds.
@@ -35,6 +52,20 @@ export class RedisTable implements SharedTable {
       const part = keys.slice(i, i + BATCH);
       await this.write({ op: 'del', keys: part }, (m) => m.hDel(this.opts.key, part));
     }
+  }
+
+  async putIfUnchanged(entries: Array<[string, string, string]>): Promise<Set<string>> {
+    const done = new Set<string>();
+    const prefix = `{"doc":${JSON.stringify(this.opts.name)},"from":${JSON.stringify(this.opts.instanceId)},"change":{"op":"put","entries":`;
+    for (let i = 0; i < entries.length; i += BATCH) {
+      const part = entries.slice(i, i + BATCH);
+      const written = await this.opts.connection().cmd.eval(PUT_IF_UNCHANGED, {
+        keys: [this.opts.key],
+        arguments: [this.opts.channel, prefix, ...part.flat()],
+      });
+      if (Array.isArray(written)) for (const k of written) done.add(String(k));
+    }
+    return done;
   }
 
   async imported(): Promise<boolean> {
