@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
 import { errorMessage } from './core';
-import type { AdminWeb } from './admin-web';
+import type { AdminWeb, Readiness } from './admin-web';
 import { buildAdminListeners } from './app-admin';
 import { buildAppState } from './app-state';
 import { autoscalerFromFile, type Autoscaler } from './autoscaler';
@@ -107,6 +107,9 @@ export class ClusterOdm {
   /** A bad --asr file or --downloads-from-s3: reported by start(), which then fails (exit 1). */
   private readonly setupError: string | null = null;
   private readonly started: Service[] = [];
+  /** For /readyz: the state is loaded; every listener is up (false again once stop() begins). */
+  private stateLoaded = false;
+  private listening = false;
 
   constructor(deps: AppDeps) {
     this.deps = deps;
@@ -288,6 +291,7 @@ export class ClusterOdm {
       history: this.history,
       asr: autoscaler,
       client,
+      readiness: () => this.readiness(),
     });
     this.web = admin.web;
     this.cli = admin.cli;
@@ -302,6 +306,7 @@ export class ClusterOdm {
     await this.tasks.load();
     await this.ledger.load();
     await this.strays.load();
+    this.stateLoaded = true;
     // Tasks that were uploading or being forwarded may be partly on any node: sent there again, they start clean.
     this.uploader.sentByEarlierRun(
       this.tasks.entries().filter((e) => e.phase === 'uploading' || e.phase === 'forwarding').map((e) => e.uuid),
@@ -333,6 +338,16 @@ export class ClusterOdm {
         logger.warn(`No admin password specified, make sure port ${this.cli.port} is secured`);
       }
     }
+    this.listening = true;
+  }
+
+  /** /readyz: ready once the state is loaded and every listener is up, while the state store answers. */
+  async readiness(): Promise<Readiness> {
+    const failing: string[] = [];
+    if (!this.stateLoaded) failing.push('state');
+    if (!this.listening) failing.push('listeners');
+    if (!(await this.state.reachable())) failing.push('store');
+    return { ready: failing.length === 0, failing };
   }
 
   /** --export-state: the state, wherever it lives, written to `dir` as the data folder holds it (see state-export.ts). */
@@ -348,6 +363,8 @@ export class ClusterOdm {
   /** Stops services in reverse order, then saves state. Never rejects. */
   async stop(): Promise<void> {
     const { logger } = this.deps;
+    // Balancers stop sending new requests while the rest shuts down.
+    this.listening = false;
     for (const s of this.started.reverse()) {
       await s.stop().catch((e: unknown) => logger.error(`Cannot stop ${s.name}: ${errorMessage(e)}`));
     }

@@ -20,6 +20,10 @@ export class JsonBackend implements StateBackend {
     return new JsonStateFile<T>({ file: path.join(dataDir, `${spec.name}.json`), parse: spec.parse, logger, clock });
   }
 
+  reachable(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
   sharedTable(_name: string): SharedTable | null {
     return null;
   }

@@ -58,6 +58,8 @@ export interface StateBackend {
   /** Connects (Redis) and imports data/ on the first start; throws a clear error when the state is unreachable. */
   open(): Promise<void>;
   doc<T>(spec: StateDocSpec<T>): StateDoc<T>;
+  /** Whether the state answers now (Redis: a PING within a second, while connected); local files always do. */
+  reachable(): Promise<boolean>;
   /** The shared table `name`, or null when the state is local (the caller then keeps its own files). */
   sharedTable(name: string): SharedTable | null;
   close(): Promise<void>;

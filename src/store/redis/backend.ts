@@ -13,6 +13,9 @@ export const KEY_PREFIX = 'clusterodm:';
 /** Change notifications: JSON `{"doc": name, "from": instance id}`. */
 export const CHANGES_CHANNEL = `${KEY_PREFIX}changes`;
 
+/** A readiness probe's PING that takes longer than this counts as Redis not answering. */
+const PING_TIMEOUT_MS = 1000;
+
 interface DocHandle {
   readonly name: string;
   importFrom(dataDir: string): Promise<void>;
@@ -72,6 +75,21 @@ export class RedisBackend implements StateBackend {
     const d = new RedisStateDoc<T>(spec, this, this.opts.logger);
     this.docs.set(spec.name, d);
     return d;
+  }
+
+  async reachable(): Promise<boolean> {
+    const conn = this.conn;
+    // While reconnecting, commands wait in node-redis's queue: not ready is the answer, without waiting.
+    if (!conn || !conn.cmd.isReady) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), PING_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([conn.cmd.ping().then(() => true, () => false), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   sharedTable(name: string): SharedTable {
