@@ -216,7 +216,8 @@ export class ClusterOdm {
       file: path.join(config.dataDir, 'webhooks.json'),
       clock,
       logger,
-      keep: (uuid) => this.routes.has(uuid) || this.tasks.has(uuid),
+      // While a shared route table is still being read after start, every record is kept.
+      keep: (uuid) => !this.routes.complete() || this.routes.has(uuid) || this.tasks.has(uuid),
     });
     this.intake = new TaskIntake({
       registry: this.registry,
@@ -328,8 +329,10 @@ export class ClusterOdm {
     await this.startService(this.strays);
     await this.startService(this.proxy);
     // Forwards interrupted by a stop are finished, resumed or failed clearly, in the background.
-    void this.dispatcher
-      .resume((uuid) => this.intake.readParams(uuid))
+    // (once every route is in memory: a shared table is read after start)
+    void this.routes
+      .loaded()
+      .then(() => this.dispatcher.resume((uuid) => this.intake.readParams(uuid)))
       .catch((e: unknown) => logger.error(`Cannot resume tasks: ${errorMessage(e)}`));
     if (this.web) await this.startService(this.web);
     if (this.cli) {

@@ -19,6 +19,8 @@ export async function exportState(
   try {
     await app.registry.load();
     await app.routes.load(app.registry);
+    // A shared table is read in the background: all of it, before anything is written.
+    await app.routes.loaded();
     await app.tasks.load();
     await fsp.mkdir(dir, { recursive: true });
     const nodes = new JsonStateFile({ file: path.join(dir, 'nodes.json'), parse: parseNodesFile, logger, clock });

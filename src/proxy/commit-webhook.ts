@@ -48,6 +48,7 @@ export class CommitWebhook {
       d.logger.warn(`${MALFORMED}: no valid uuid`);
       return sendError(res, MALFORMED);
     }
+    await d.routes.fetch(uuid);
     const route = d.routes.peek(uuid);
     if (!route) {
       // A repeated webhook of a task already finished and saved: nothing more to do.

@@ -152,7 +152,12 @@ export class ProxyHandler {
     if (method === 'POST' && /^\/task\/(restart|cancel|remove)$/.test(pathname)) return this.taskAction(ctx, pathname);
     if (method === 'GET' && pathname === '/task/list') return this.taskList(ctx);
     const m = TASK_ROUTE.exec(pathname);
-    if (m && m[1] && m[2]) return this.taskRoute(ctx, m[1], m[2]);
+    if (m && m[1] && m[2]) {
+      // Only while a shared table is still being read after start; null (no wait) in steady state.
+      const reading = this.d.routes.fetch(m[1]);
+      if (reading) await reading;
+      return this.taskRoute(ctx, m[1], m[2]);
+    }
     req.resume();
     sendError(res, `Cannot handle ${pathname}`);
   }
@@ -249,6 +254,7 @@ export class ProxyHandler {
     if (!uuid) return sendError(res, `No uuid found in ${pathname}`);
     const action = pathname.slice('/task/'.length);
     this.d.commits?.decrease(ctx.token);
+    await this.d.routes.fetch(uuid);
     const route = this.ownedRoute(uuid, ctx.token);
     if (route) return this.nodeTaskAction(ctx, route, uuid, action, fields);
     if (this.ownedLocal(uuid, ctx.token)) {
@@ -290,6 +296,7 @@ export class ProxyHandler {
     ctx.req.resume();
     const token = ctx.token;
     const local = this.d.local.list(token || undefined);
+    await this.d.routes.loaded();
     // Listing is by token equality, as the original: tasks created without a token are listed for the tokenless.
     const routed = this.d.routes.ownedBy(token);
     const alive = await mapLimit(routed, this.d.listConcurrency ?? 16, async ([uuid, node]) => {

@@ -73,10 +73,11 @@ export class TaskIntake implements TaskCreationHandlers {
   }
 
   /** The uuid of a new task: the client's `set-uuid` (validated, unused) or a fresh one. */
-  private newUuid(req: http.IncomingMessage): string {
+  private async newUuid(req: http.IncomingMessage): Promise<string> {
     const wanted = req.headers['set-uuid'];
     if (wanted === undefined) return randomUUID();
     const v = Array.isArray(wanted) ? wanted.join(',') : wanted;
+    if (isValidUuid(v)) await this.d.routes.fetch(v);
     if (!isValidUuid(v) || this.d.table.has(v) || this.d.routes.has(v)) throw new Error(`Invalid set-uuid: ${v}`);
     return v;
   }
@@ -87,7 +88,7 @@ export class TaskIntake implements TaskCreationHandlers {
     let opened = false;
     let created = false;
     try {
-      uuid = this.newUuid(ctx.req);
+      uuid = await this.newUuid(ctx.req);
       // --max-open-uploads(-per-address): checked first, so a refused init costs nothing more.
       this.d.uploads.open(uuid, clientAddress(ctx.req));
       opened = true;
@@ -250,7 +251,7 @@ export class TaskIntake implements TaskCreationHandlers {
     const { req, res } = ctx;
     let uuid: string;
     try {
-      uuid = this.newUuid(req);
+      uuid = await this.newUuid(req);
       // Checked before any byte is stored: a refused task costs no disk.
       this.checkFlood(ctx.token);
       await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));

@@ -34,8 +34,10 @@ export type TableChange = { op: 'put'; entries: Array<[string, string]> } | { op
  * backends have none: their owners keep their own files (routes.json and its journal).
  */
 export interface SharedTable {
-  /** Every entry, in batches (the table can hold millions). */
-  scan(): AsyncIterable<Array<[string, string]>>;
+  /** Every entry, in batches of about `count` (the table can hold millions). */
+  scan(count?: number): AsyncIterable<Array<[string, string]>>;
+  /** One entry's text, or null. */
+  get(key: string): Promise<string | null>;
   /** Adds or replaces entries; seen by other instances when it resolves. */
   put(entries: Array<[string, string]>): Promise<void>;
   delete(keys: string[]): Promise<void>;

@@ -208,7 +208,8 @@ test('import of data/ on the first start with --redis and --export-state back: a
   // Once: a second start imports nothing, even with data/ still there.
   const again = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
   assert.doesNotMatch(again.output(), /Imported/);
-  assert.match(again.output(), /Loaded 10000 routes/);
+  // Read in the background after start.
+  await waitUntil(() => /Loaded 10000 routes/.test(again.output()), { timeoutMs: 20000, message: 'the routes were not read' });
   assert.match(again.output(), /Loaded 3 tasks/);
   assert.equal(await again.stop(), 0);
 
