@@ -204,14 +204,16 @@ export class ClusterOdm {
       ...(deps.tuning?.forwardRetryBaseMs !== undefined ? { retryBaseMs: deps.tuning.forwardRetryBaseMs } : {}),
       ...(deps.tuning?.nodeWaitRetryMs !== undefined ? { nodeWaitRetryMs: deps.tuning.nodeWaitRetryMs } : {}),
     });
-    this.flood = new FloodMonitor({ limit: config.floodLimit, clock });
+    // Counted for the cluster when the state is shared (null: in this process).
+    const counters = this.state.counters();
+    this.flood = new FloodMonitor({ limit: config.floodLimit, clock, shared: counters?.flood ?? null });
     this.uploads = new OpenUploads({
       table: this.tasks,
       tmpDir: config.tmpDir,
       maxTotal: config.maxOpenUploads,
       maxPerAddress: config.maxOpenUploadsPerAddress,
     });
-    const commits = new CommitWindow({ clock });
+    const commits = new CommitWindow({ clock, shared: counters?.commits ?? null });
     this.ledger = new CommitLedger({
       file: path.join(config.dataDir, 'webhooks.json'),
       clock,

@@ -253,7 +253,7 @@ export class ProxyHandler {
     const uuid = fields.get('uuid');
     if (!uuid) return sendError(res, `No uuid found in ${pathname}`);
     const action = pathname.slice('/task/'.length);
-    this.d.commits?.decrease(ctx.token);
+    this.d.commits?.release(ctx.token);
     await this.d.routes.fetch(uuid);
     const route = this.ownedRoute(uuid, ctx.token);
     if (route) return this.nodeTaskAction(ctx, route, uuid, action, fields);

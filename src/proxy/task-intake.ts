@@ -143,7 +143,7 @@ export class TaskIntake implements TaskCreationHandlers {
     if (!ref) throw new Error('Cannot create task, no nodes are online.');
     await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));
     await this.nodeOptions(ctx, ref, params);
-    this.checkFlood(ctx.token);
+    await this.checkFlood(ctx.token);
   }
 
   /** The task's options, augmented and checked against one node's option list (throws the client's error). */
@@ -160,9 +160,8 @@ export class TaskIntake implements TaskCreationHandlers {
   }
 
   /** --flood-limit: counted at init (a refused init still counts, as the original), forgiven at commit. */
-  private checkFlood(token: string): void {
-    this.d.flood.recordInit(token);
-    if (this.d.flood.isFlooding(token)) throw new Error(FLOOD_MESSAGE);
+  private async checkFlood(token: string): Promise<void> {
+    if (await this.d.flood.admit(token)) throw new Error(FLOOD_MESSAGE);
   }
 
   private async checkConcurrency(ctx: RequestContext, message: string): Promise<void> {
@@ -172,9 +171,9 @@ export class TaskIntake implements TaskCreationHandlers {
 
   /** The limits a commit passes (also applied to single-shot /task/new, which the original let through). */
   private async checkCommit(ctx: RequestContext): Promise<void> {
-    if (this.d.commits.check(ctx.limits?.maxConcurrentTasks, ctx.token)) throw new Error(COMMIT_WINDOW_MESSAGE);
+    if (await this.d.commits.admit(ctx.limits?.maxConcurrentTasks, ctx.token)) throw new Error(COMMIT_WINDOW_MESSAGE);
     await this.checkConcurrency(ctx, MAX_CONCURRENT_COMMIT);
-    this.d.flood.recordCommit(ctx.token);
+    await this.d.flood.committed(ctx.token);
   }
 
   /** The uploading task named by a path, if the caller owns it. */
@@ -253,7 +252,7 @@ export class TaskIntake implements TaskCreationHandlers {
     try {
       uuid = await this.newUuid(req);
       // Checked before any byte is stored: a refused task costs no disk.
-      this.checkFlood(ctx.token);
+      await this.checkFlood(ctx.token);
       await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));
       await this.checkCommit(ctx);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
@@ -277,7 +276,7 @@ export class TaskIntake implements TaskCreationHandlers {
       await this.writeBody(uuid, params);
     } catch (e: unknown) {
       req.resume();
-      this.d.commits.decrease(ctx.token);
+      this.d.commits.release(ctx.token);
       await this.die(uuid);
       return sendError(res, errorMessage(e));
     }
@@ -299,7 +298,7 @@ export class TaskIntake implements TaskCreationHandlers {
       });
     } catch (e: unknown) {
       // The commit that was counted did not happen.
-      this.d.commits.decrease(ctx.token);
+      this.d.commits.release(ctx.token);
       await this.die(uuid);
       return sendError(ctx.res, errorMessage(e));
     }

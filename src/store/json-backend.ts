@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Clock, Logger } from '../core';
-import type { SharedTable, StateBackend, StateDoc, StateDocSpec } from './port';
+import type { SharedCounters, SharedTable, StateBackend, StateDoc, StateDocSpec } from './port';
 import { JsonStateFile } from './state-file';
 
 /** The embedded default: each document is `<dataDir>/<name>.json`, written atomically. */
@@ -25,6 +25,10 @@ export class JsonBackend implements StateBackend {
   }
 
   sharedTable(_name: string): SharedTable | null {
+    return null;
+  }
+
+  counters(): SharedCounters | null {
     return null;
   }
 

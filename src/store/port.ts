@@ -55,6 +55,30 @@ export interface SharedTable {
   markImported(): Promise<void>;
 }
 
+/** Per-token counts of inits not yet committed (--flood-limit), shared by instances. */
+export interface SharedFloodCounts {
+  /** Counts one more init; resolves with the new count. */
+  add(token: string): Promise<number>;
+  /** One init committed: its count goes down (gone at 0; nothing for a token without a count). */
+  commit(token: string): Promise<void>;
+  /** The forgive pass (counts shrink by a third), done by one instance per `intervalMs`; true if this one did it. */
+  forgive(intervalMs: number): Promise<boolean>;
+  count(token: string): Promise<number>;
+}
+
+/** Per-token commit times within a sliding window, shared by instances. */
+export interface SharedCommitWindow {
+  /** Drops times older than `windowMs`, records `now`, resolves with how many the window holds. */
+  add(token: string, now: number, windowMs: number): Promise<number>;
+  /** Frees one slot: the oldest time goes. */
+  release(token: string): Promise<void>;
+}
+
+export interface SharedCounters {
+  flood: SharedFloodCounts;
+  commits: SharedCommitWindow;
+}
+
 /** Picks where the state lives; app.ts makes one and nothing else knows which. */
 export interface StateBackend {
   /** Connects (Redis) and imports data/ on the first start; throws a clear error when the state is unreachable. */
@@ -64,5 +88,7 @@ export interface StateBackend {
   reachable(): Promise<boolean>;
   /** The shared table `name`, or null when the state is local (the caller then keeps its own files). */
   sharedTable(name: string): SharedTable | null;
+  /** The request guards' counters when instances share them, or null (each process counts in memory). */
+  counters(): SharedCounters | null;
   close(): Promise<void>;
 }

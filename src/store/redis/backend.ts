@@ -4,8 +4,9 @@ import * as path from 'node:path';
 import type { Logger } from '../../core';
 import { ClusterError, errorMessage, isRecord } from '../../core';
 import { isNotFound } from '../atomic-file';
-import type { SharedTable, StateBackend, StateDoc, StateDocSpec } from '../port';
+import type { SharedCounters, SharedTable, StateBackend, StateDoc, StateDocSpec } from '../port';
 import { RedisConnection } from './connection';
+import { RedisCounters } from './counters';
 import { parseTableChange, RedisTable } from './table';
 
 /** Every key and channel of ClusterODM starts with this (one Redis can hold other data too). */
@@ -34,6 +35,7 @@ export class RedisBackend implements StateBackend {
   private conn: RedisConnection | null = null;
   private readonly docs = new Map<string, DocHandle>();
   private readonly tables = new Map<string, RedisTable>();
+  private sharedCounters: RedisCounters | null = null;
 
   constructor(opts: { url: string; dataDir: string; logger: Logger; connectTimeoutMs?: number }) {
     this.opts = opts;
@@ -99,6 +101,11 @@ export class RedisBackend implements StateBackend {
       this.tables.set(name, t);
     }
     return t;
+  }
+
+  counters(): SharedCounters {
+    this.sharedCounters ??= new RedisCounters(KEY_PREFIX, () => this.connection());
+    return this.sharedCounters;
   }
 
   async close(): Promise<void> {
