@@ -140,6 +140,8 @@ export class SharedRouteStore implements RouteStore {
   onRemoteChange(listener: (c: RemoteRouteChange) => void): void {
     this.table.onRemoteChange((c: TableChange) => {
       if (c.op === 'del') {
+        // A pending access-time write would bring the route back.
+        for (const u of c.keys) this.pendingTouches.delete(u);
         listener({ op: 'del', uuids: c.keys });
         return;
       }

@@ -1,7 +1,7 @@
 import type { Clock, Logger } from '../core';
 import { errorMessage } from '../core';
 import { JsonStateFile, type SharedTable, type StoreFs, type TableChange } from '../store';
-import type { TaskEntry } from './task-table';
+import type { TaskEntry } from './task-entry';
 
 /** What the table changed since its last save. */
 export interface TaskChanges {
