@@ -1,3 +1,4 @@
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Clock, Logger } from './core';
 import { NodeRegistry, parseNodesFile } from './nodes';
@@ -29,12 +30,19 @@ export function buildAppState(opts: { redis?: string | undefined; dataDir: strin
     logger,
   });
   const sharedTasks = state.sharedTable('tasks');
+  // Stable across restarts and distinct per instance (each has its own data and tmp folders): what marks the
+  // tasks whose staged files this instance holds.
+  const instance = `${os.hostname()}:${path.resolve(dataDir)}`;
   const tasks = new TaskTable({
     file: path.join(dataDir, 'tasks.json'),
     clock,
     logger,
     ...(sharedTasks
-      ? { store: (codec, file) => new SharedTaskStore({ table: sharedTasks, codec, logger, importFrom: file, importName: path.join(dataDir, 'tasks.json') }) }
+      ? {
+          instance,
+          store: (codec, file) =>
+            new SharedTaskStore({ table: sharedTasks, codec, logger, importFrom: file, importName: path.join(dataDir, 'tasks.json'), instance }),
+        }
       : {}),
   });
   return { state, registry, routes, tasks };

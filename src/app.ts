@@ -312,7 +312,10 @@ export class ClusterOdm {
     this.stateLoaded = true;
     // Tasks that were uploading or being forwarded may be partly on any node: sent there again, they start clean.
     this.uploader.sentByEarlierRun(
-      this.tasks.entries().filter((e) => e.phase === 'uploading' || e.phase === 'forwarding').map((e) => e.uuid),
+      this.tasks
+        .entries({ stagedHere: true })
+        .filter((e) => e.phase === 'uploading' || e.phase === 'forwarding')
+        .map((e) => e.uuid),
     );
     await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
     if (this.autoscaler) {
@@ -331,7 +334,7 @@ export class ClusterOdm {
     await this.startService(this.strays);
     await this.startService(this.proxy);
     // Forwards interrupted by a stop are finished, resumed or failed clearly, in the background.
-    // (once every route is in memory: a shared table is read after start)
+    // (once every route is in memory: a shared table is read after start, see below)
     void this.routes
       .loaded()
       .then(() => this.dispatcher.resume((uuid) => this.intake.readParams(uuid)))
@@ -344,6 +347,8 @@ export class ClusterOdm {
       }
     }
     this.listening = true;
+    // A shared route table is read now, with every listener up (see RouteTable.loaded).
+    this.routes.readInBackground();
   }
 
   /** /readyz: ready once the state is loaded and every listener is up, while the state store answers. */

@@ -20,6 +20,7 @@ export async function exportState(
     await app.registry.load();
     await app.routes.load(app.registry);
     // A shared table is read in the background: all of it, before anything is written.
+    app.routes.readInBackground();
     await app.routes.loaded();
     await app.tasks.load();
     await fsp.mkdir(dir, { recursive: true });
@@ -28,7 +29,8 @@ export async function exportState(
     const routes = new FileRouteStore({ file: path.join(dir, 'routes.json'), clock, logger });
     await routes.flush(() => app.routes.entriesIterator());
     const tasks = new JsonStateFile({ file: path.join(dir, 'tasks.json'), parse: parseTasksFile, logger, clock });
-    await tasks.save(() => serializeTasks(app.tasks.entries()));
+    // Which instance staged a task means nothing in a data folder.
+    await tasks.save(() => serializeTasks(app.tasks.entries().map(({ stagedBy: _s, ...e }) => e)));
     logger.info(`Exported ${app.registry.list().length} nodes, ${app.routes.size()} routes and ${app.tasks.size()} tasks to ${dir}`);
   } finally {
     // Stops the stores' timers; what they write back is what they read.

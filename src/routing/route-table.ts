@@ -165,11 +165,14 @@ export class RouteTable {
     const pending = this.pendingRemote ?? [];
     this.pendingRemote = null;
     for (const c of pending) this.applyRemote(c);
-    // Started by the first loaded() (the daemon asks once its listeners are up): reading millions of routes
+    // Started by readInBackground() (the daemon calls it once every listener is up): reading millions of routes
     // must not slow the start down.
+    let begin: () => void = () => undefined;
+    const begun = new Promise<void>((resolve) => (begin = resolve));
+    this.filled = begun.then(() => this.fillUntilDone(registry));
     this.startFill = () => {
       this.startFill = null;
-      this.filled = this.fillUntilDone(registry);
+      begin();
     };
     return 0;
   }
@@ -239,8 +242,12 @@ export class RouteTable {
 
   /** Resolves once every route is in memory (at once unless a shared table is still being read after start). */
   loaded(): Promise<void> {
-    this.startFill?.();
     return this.filled;
+  }
+
+  /** Starts reading a shared table loaded lazily (once; nothing to do for a table read whole at load()). */
+  readInBackground(): void {
+    this.startFill?.();
   }
 
   /**

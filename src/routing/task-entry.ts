@@ -44,6 +44,11 @@ export interface TaskEntry {
   uploadedFiles?: string[];
   /** When a restart found the task's node not answering: it waits for that node until a deadline counted from here. */
   waitingSince?: number;
+  /**
+   * Shared state (--redis): the instance whose tmp/ holds the task's staged files, the only one that may resume
+   * its forward after a restart. Absent in the data folder's tasks.json.
+   */
+  stagedBy?: string;
 }
 
 /** What put() accepts: `accessed`/`updated` default to now. */
@@ -112,6 +117,10 @@ export function parseEntry(uuid: string, v: unknown): TaskEntry {
   if (v['waitingSince'] !== undefined) {
     checkNumber(v['waitingSince'], `${where}.waitingSince`);
     entry.waitingSince = v['waitingSince'] as number;
+  }
+  if (v['stagedBy'] !== undefined) {
+    if (typeof v['stagedBy'] !== 'string') fail(`${where}.stagedBy`, 'is not a string');
+    entry.stagedBy = v['stagedBy'];
   }
   return entry;
 }

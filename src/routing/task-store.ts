@@ -80,7 +80,11 @@ export class SharedTaskStore implements TaskStore {
   /** The text of each entry as last read, written or received: what an `accessed` bump expects to replace. */
   private readonly seen = new Map<string, string>();
 
-  constructor(opts: { table: SharedTable; codec: TaskCodec; logger: Logger; importFrom?: FileTaskStore; importName?: string }) {
+  /** Imported tasks were staged by the instance that imports them (their files are in its tmp/). */
+  private readonly instance: string | undefined;
+
+  constructor(opts: { table: SharedTable; codec: TaskCodec; logger: Logger; importFrom?: FileTaskStore; importName?: string; instance?: string }) {
+    this.instance = opts.instance;
     this.table = opts.table;
     this.codec = opts.codec;
     this.logger = opts.logger;
@@ -93,7 +97,8 @@ export class SharedTaskStore implements TaskStore {
     if (!this.importFrom || (await this.table.imported())) return;
     const list = (await this.importFrom.load()) ?? [];
     for (let i = 0; i < list.length; i += 1000) {
-      await this.table.importEntries(list.slice(i, i + 1000).map((e): [string, string] => [e.uuid, this.codec.encode(e)]));
+      const part = list.slice(i, i + 1000).map((e) => (this.instance !== undefined && e.stagedBy === undefined ? { ...e, stagedBy: this.instance } : e));
+      await this.table.importEntries(part.map((e): [string, string] => [e.uuid, this.codec.encode(e)]));
     }
     await this.table.markImported();
     this.logger.info(`Imported ${list.length} tasks from ${this.importName} into the shared state`);

@@ -48,6 +48,11 @@ export interface UpdateOptions {
 export interface TaskTableOptions {
   /** data/tasks.json: where the table lives, or (with `store`) what a shared store imports on the first start. */
   file: string;
+  /**
+   * Shared state: this instance's stable name. New entries are marked staged here (`stagedBy`), and only those
+   * are this instance's to resume (entries({ stagedHere: true })). Absent: every entry is this process's.
+   */
+  instance?: string;
   /** Where the table lives when it is not `file` alone (shared state, see task-store.ts). */
   store?: (codec: TaskCodec, file: FileTaskStore) => TaskStore;
   clock: Clock;
@@ -70,7 +75,10 @@ export class TaskTable {
   private readonly expiryMs: number;
   private saveTimer: { handle: TimerHandle; at: number } | null = null;
 
+  private readonly instance: string | undefined;
+
   constructor(opts: TaskTableOptions) {
+    this.instance = opts.instance;
     this.clock = opts.clock;
     this.logger = opts.logger;
     this.expiryMs = opts.expiryMs ?? TASK_EXPIRY_MS;
@@ -143,7 +151,8 @@ export class TaskTable {
   async put(entry: TaskEntryInput): Promise<void> {
     requireUuid(entry.uuid);
     const now = this.clock.now();
-    const stored = toStored({ ...entry, accessed: entry.accessed ?? now, updated: entry.updated ?? now });
+    const stagedBy = entry.stagedBy ?? this.instance;
+    const stored = toStored({ ...entry, accessed: entry.accessed ?? now, updated: entry.updated ?? now, ...(stagedBy !== undefined ? { stagedBy } : {}) });
     this.tasks.set(stored.uuid, stored);
     this.changed(stored.uuid);
     await this.persist();
@@ -195,11 +204,16 @@ export class TaskTable {
   }
 
   /** With `token` in the filter (even undefined), only that owner's entries; '' and undefined are the same owner. */
-  entries(filter: { token?: string | undefined; phase?: TaskPhase } = {}): Array<Readonly<TaskEntry>> {
+  /** `stagedHere`: only the entries whose files this instance stages (all of them without shared state). */
+  entries(filter: { token?: string | undefined; phase?: TaskPhase; stagedHere?: boolean } = {}): Array<Readonly<TaskEntry>> {
     const byToken = 'token' in filter;
     const token = filter.token || undefined;
+    const here = filter.stagedHere === true && this.instance !== undefined;
     return [...this.tasks.values()].filter(
-      (e) => (!byToken || e.token === token) && (filter.phase === undefined || e.phase === filter.phase),
+      (e) =>
+        (!byToken || e.token === token) &&
+        (filter.phase === undefined || e.phase === filter.phase) &&
+        (!here || e.stagedBy === this.instance),
     );
   }
 

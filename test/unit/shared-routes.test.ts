@@ -136,7 +136,10 @@ test('a lazily read table: lookups before the fill read one route; changes meanw
 
   let done = false;
   const loaded = routes.loaded().then(() => (done = true));
+  // Nothing is read until the daemon asks (once its listeners are up).
+  await new Promise((resolve) => setImmediate(resolve));
   assert.equal(done, false);
+  routes.readInBackground();
   release();
   await loaded;
   assert.equal(routes.complete(), true);
