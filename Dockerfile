@@ -78,6 +78,12 @@ VOLUME ["/var/www/data"]
 # Proxy (NodeODM API), admin CLI (telnet), admin web.
 EXPOSE 3000 8080 10000
 
+# Liveness: GET /healthz on the admin web port (no password needed, see README "Health endpoints"). node:24-slim
+# has no wget, and node is here anyway. With the admin web moved or off (--admin-web-port), override or disable
+# this (`docker run --no-healthcheck`, or `healthcheck:` in compose). Balancers should probe /readyz instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:10000/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
 # The daemon saves its state and exits 0 on SIGTERM.
 STOPSIGNAL SIGTERM
 

@@ -7,7 +7,7 @@ import type { AppDeps } from './app';
 /** What the admin listeners show and act on, shared with the rest of the daemon. */
 export type AdminViews = Pick<
   AdminWebOptions,
-  'nodeOps' | 'taskOps' | 'registry' | 'routes' | 'tasks' | 'local' | 'history' | 'client'
+  'nodeOps' | 'taskOps' | 'registry' | 'routes' | 'tasks' | 'local' | 'history' | 'client' | 'readiness'
 > & { asr: Autoscaler | null };
 
 /** The admin web (port 10000) and the telnet CLI (port 8080), each null when its port is 0. */

@@ -74,6 +74,7 @@ export function buildClusterParts(opts: {
       clock,
       logger,
       routed: (uuid) => opts.routes.has(uuid),
+      routesLoaded: () => opts.routes.loaded(),
       message: lostUploadMessage,
       onLost,
       ...(tuning?.stagingSweepMs !== undefined ? { intervalMs: tuning.stagingSweepMs } : {}),

@@ -1,7 +1,8 @@
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Clock, Logger } from './core';
 import { NodeRegistry, parseNodesFile } from './nodes';
-import { FileRouteStore, RouteTable, SharedRouteStore, TaskTable } from './routing';
+import { FileRouteStore, RouteTable, SharedRouteStore, SharedTaskStore, TaskTable } from './routing';
 import { createStateBackend, type StateBackend } from './store';
 
 /** The daemon's durable state: where it lives (data/ or Redis), the node list, the routes and the task table. */
@@ -28,6 +29,21 @@ export function buildAppState(opts: { redis?: string | undefined; dataDir: strin
     clock,
     logger,
   });
-  const tasks = new TaskTable({ file: path.join(dataDir, 'tasks.json'), clock, logger });
+  const sharedTasks = state.sharedTable('tasks');
+  // Stable across restarts and distinct per instance (each has its own data and tmp folders): what marks the
+  // tasks whose staged files this instance holds.
+  const instance = `${os.hostname()}:${path.resolve(dataDir)}`;
+  const tasks = new TaskTable({
+    file: path.join(dataDir, 'tasks.json'),
+    clock,
+    logger,
+    ...(sharedTasks
+      ? {
+          instance,
+          store: (codec, file) =>
+            new SharedTaskStore({ table: sharedTasks, codec, logger, importFrom: file, importName: path.join(dataDir, 'tasks.json'), instance }),
+        }
+      : {}),
+  });
   return { state, registry, routes, tasks };
 }

@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import type { Config } from './config';
 import type { Clock, Logger, Service } from './core';
 import { errorMessage } from './core';
-import type { AdminWeb } from './admin-web';
+import type { AdminWeb, Readiness } from './admin-web';
 import { buildAdminListeners } from './app-admin';
 import { buildAppState } from './app-state';
 import { buildClusterParts, instanceAddress, type ClusterParts, type ClusterTuning } from './app-cluster';
@@ -116,6 +116,9 @@ export class ClusterOdm {
   /** A bad --asr file or --downloads-from-s3: reported by start(), which then fails (exit 1). */
   private readonly setupError: string | null = null;
   private readonly started: Service[] = [];
+  /** For /readyz: the state is loaded; every listener is up (false again once stop() begins). */
+  private stateLoaded = false;
+  private listening = false;
 
   constructor(deps: AppDeps) {
     this.deps = deps;
@@ -234,19 +237,22 @@ export class ClusterOdm {
       ...(deps.tuning?.forwardRetryBaseMs !== undefined ? { retryBaseMs: deps.tuning.forwardRetryBaseMs } : {}),
       ...(deps.tuning?.nodeWaitRetryMs !== undefined ? { nodeWaitRetryMs: deps.tuning.nodeWaitRetryMs } : {}),
     });
-    this.flood = new FloodMonitor({ limit: config.floodLimit, clock });
+    // Counted for the cluster when the state is shared (null: in this process).
+    const counters = this.state.counters();
+    this.flood = new FloodMonitor({ limit: config.floodLimit, clock, shared: counters?.flood ?? null });
     this.uploads = new OpenUploads({
       table: this.tasks,
       tmpDir: config.tmpDir,
       maxTotal: config.maxOpenUploads,
       maxPerAddress: config.maxOpenUploadsPerAddress,
     });
-    const commits = new CommitWindow({ clock });
+    const commits = new CommitWindow({ clock, shared: counters?.commits ?? null });
     this.ledger = new CommitLedger({
       file: path.join(config.dataDir, 'webhooks.json'),
       clock,
       logger,
-      keep: (uuid) => this.routes.has(uuid) || this.tasks.has(uuid),
+      // While a shared route table is still being read after start, every record is kept.
+      keep: (uuid) => !this.routes.complete() || this.routes.has(uuid) || this.tasks.has(uuid),
     });
     this.intake = new TaskIntake({
       registry: this.registry,
@@ -323,6 +329,7 @@ export class ClusterOdm {
       history: this.history,
       asr: autoscaler,
       client,
+      readiness: () => this.readiness(),
     });
     this.web = admin.web;
     this.cli = admin.cli;
@@ -337,9 +344,13 @@ export class ClusterOdm {
     await this.tasks.load();
     await this.ledger.load();
     await this.strays.load();
+    this.stateLoaded = true;
     // Tasks that were uploading or being forwarded may be partly on any node: sent there again, they start clean.
     this.uploader.sentByEarlierRun(
-      this.tasks.entries().filter((e) => e.phase === 'uploading' || e.phase === 'forwarding').map((e) => e.uuid),
+      this.tasks
+        .entries({ stagedHere: true })
+        .filter((e) => e.phase === 'uploading' || e.phase === 'forwarding')
+        .map((e) => e.uuid),
     );
     await fsp.mkdir(this.deps.config.tmpDir, { recursive: true });
     if (this.autoscaler) {
@@ -363,8 +374,10 @@ export class ClusterOdm {
     if (this.cluster.presence) await this.startService(this.cluster.presence);
     if (this.cluster.sweep) await this.startService(this.cluster.sweep);
     // Forwards interrupted by a stop are finished, resumed or failed clearly, in the background.
-    void this.dispatcher
-      .resume((uuid) => this.intake.readParams(uuid))
+    // (once every route is in memory: a shared table is read after start, see below)
+    void this.routes
+      .loaded()
+      .then(() => this.dispatcher.resume((uuid) => this.intake.readParams(uuid)))
       .catch((e: unknown) => logger.error(`Cannot resume tasks: ${errorMessage(e)}`));
     if (this.web) await this.startService(this.web);
     if (this.cli) {
@@ -373,6 +386,18 @@ export class ClusterOdm {
         logger.warn(`No admin password specified, make sure port ${this.cli.port} is secured`);
       }
     }
+    this.listening = true;
+    // A shared route table is read now, with every listener up (see RouteTable.loaded).
+    this.routes.readInBackground();
+  }
+
+  /** /readyz: ready once the state is loaded and every listener is up, while the state store answers. */
+  async readiness(): Promise<Readiness> {
+    const failing: string[] = [];
+    if (!this.stateLoaded) failing.push('state');
+    if (!this.listening) failing.push('listeners');
+    if (!(await this.state.reachable())) failing.push('store');
+    return { ready: failing.length === 0, failing };
   }
 
   /** --export-state: the state, wherever it lives, written to `dir` as the data folder holds it (see state-export.ts). */
@@ -388,6 +413,8 @@ export class ClusterOdm {
   /** Stops services in reverse order, then saves state. Never rejects. */
   async stop(): Promise<void> {
     const { logger } = this.deps;
+    // Balancers stop sending new requests while the rest shuts down.
+    this.listening = false;
     for (const s of this.started.reverse()) {
       await s.stop().catch((e: unknown) => logger.error(`Cannot stop ${s.name}: ${errorMessage(e)}`));
     }

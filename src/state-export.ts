@@ -1,9 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Clock, Logger } from './core';
-import { systemErrorCode } from './core';
 import { parseNodesFile, type NodeRegistry } from './nodes';
-import { FileRouteStore, type RouteTable, type TaskTable } from './routing';
+import { FileRouteStore, parseTasksFile, serializeTasks, type RouteTable, type TaskTable } from './routing';
 import { JsonStateFile, type StateBackend } from './store';
 
 /**
@@ -15,22 +14,23 @@ export async function exportState(
   deps: { clock: Clock; logger: Logger; dataDir: string },
   dir: string,
 ): Promise<void> {
-  const { clock, logger, dataDir } = deps;
+  const { clock, logger } = deps;
   await app.state.open();
   try {
     await app.registry.load();
     await app.routes.load(app.registry);
+    // A shared table is read in the background: all of it, before anything is written.
+    app.routes.readInBackground();
+    await app.routes.loaded();
     await app.tasks.load();
     await fsp.mkdir(dir, { recursive: true });
     const nodes = new JsonStateFile({ file: path.join(dir, 'nodes.json'), parse: parseNodesFile, logger, clock });
     await nodes.save(() => JSON.stringify(app.registry.list().map((n) => n.toJSON())));
     const routes = new FileRouteStore({ file: path.join(dir, 'routes.json'), clock, logger });
     await routes.flush(() => app.routes.entriesIterator());
-    // The task table is not shared yet: this instance's own copy.
-    await fsp.copyFile(path.join(dataDir, 'tasks.json'), path.join(dir, 'tasks.json')).catch(async (e: unknown) => {
-      if (systemErrorCode(e) === 'ENOENT') await fsp.writeFile(path.join(dir, 'tasks.json'), '{}', { mode: 0o600 });
-      else throw e;
-    });
+    const tasks = new JsonStateFile({ file: path.join(dir, 'tasks.json'), parse: parseTasksFile, logger, clock });
+    // Which instance staged a task means nothing in a data folder.
+    await tasks.save(() => serializeTasks(app.tasks.entries().map(({ stagedBy: _s, ...e }) => e)));
     logger.info(`Exported ${app.registry.list().length} nodes, ${app.routes.size()} routes and ${app.tasks.size()} tasks to ${dir}`);
   } finally {
     // Stops the stores' timers; what they write back is what they read.

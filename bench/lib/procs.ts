@@ -12,7 +12,7 @@ import { NODE_FLAGS } from '../../src/core';
 import { stopChild, trackChild } from './cleanup';
 
 const DIST = path.resolve(__dirname, '..', '..');
-const DAEMON_MAIN = path.join(DIST, 'test', 'helpers', 'daemon-main.js');
+export const DAEMON_MAIN = path.join(DIST, 'test', 'helpers', 'daemon-main.js');
 const NODE_MAIN = path.join(DIST, 'test', 'helpers', 'test-node-main.js');
 const GUARD = path.join(__dirname, 'orphan-guard.js');
 const REF_PROXY_MAIN = path.join(__dirname, '..', 'ref-proxy.js');

@@ -12,6 +12,7 @@ import { memStatus, startDaemon, startTestNode, type TestNodeProc } from '../lib
 import { fmt, type RowOutcome } from '../lib/report';
 import { daemonFlags, type BenchContext } from '../lib/rig';
 import { nodesJson, uuid, writeRoutesFile, type RouteScale } from '../routes';
+import { rowERedis } from './e-redis';
 
 const ROUTES_JS = path.resolve(__dirname, '..', 'routes.js');
 
@@ -79,6 +80,7 @@ export async function rowE(ctx: BenchContext): Promise<RowOutcome> {
   const starts = ctx.quick ? 1 : 3;
   const emptyRuns: Awaited<ReturnType<typeof daemonWithRoutes>>[] = [];
   const bigRuns: Awaited<ReturnType<typeof daemonWithRoutes>>[] = [];
+  let shared: RowOutcome;
   try {
     for (let i = 0; i < starts; i++) {
       emptyRuns.push(await daemonWithRoutes(ctx, `e-daemon-empty-${i + 1}`, node, 0));
@@ -86,6 +88,7 @@ export async function rowE(ctx: BenchContext): Promise<RowOutcome> {
       bigRuns.push(r);
       ctx.log(`  e: daemon start #${i + 1}: ${fmt.ms(emptyRuns[i]?.startMs ?? NaN)} with no routes, ${fmt.ms(r.startMs)} with ${fmt.int(count)}; stop ${fmt.ms(r.stopMs)}`);
     }
+    shared = await rowERedis(ctx, node, count, starts);
   } finally {
     await node.stop();
   }
@@ -131,10 +134,12 @@ export async function rowE(ctx: BenchContext): Promise<RowOutcome> {
         target: '(no target)',
         pass: null,
       },
+      ...shared.rows,
     ],
     notes: [
       `e: in-process RouteTable.load of ${n} routes: ${fmt.ms(scale.loadMs)} (V8 heap with the table: ${scale.heapMiB.toFixed(0)} MiB); daemon RSS after start: ${fmt.mb(big.rss)} with ${n} routes vs ${fmt.mb(empty.rss)} empty; daemon stop (SIGTERM → exit, includes writing routes.json): ${fmt.ms(big.stopMs)} vs ${fmt.ms(empty.stopMs)}.`,
       `e: add cost mean / max: ${fmt.ms(scale.addSmall.meanMs)} / ${fmt.ms(scale.addSmall.maxMs)} at 1,000; ${fmt.ms(scale.addLarge.meanMs)} / ${fmt.ms(scale.addLarge.maxMs)} at ${n}.`,
+      ...shared.notes,
     ],
   };
 }

@@ -10,6 +10,7 @@ import type { LocalTasks } from '../proxy/local-tasks';
 import type { RouteTable, TaskTable } from '../routing';
 import { basicAuth } from './auth';
 import { csrfGuard } from './csrf';
+import { healthRoutes, type Readiness } from './health';
 import { hostCheck } from './host-check';
 import { errorHandler, noStore, securityHeaders, sendError } from './http-util';
 import { nodeRoutes } from './node-routes';
@@ -43,6 +44,8 @@ export interface AdminWebOptions {
   logger: Logger;
   /** Delay of a refused login (default 1 s). */
   loginDelayMs?: number;
+  /** What /readyz answers (default: ready once the admin web listens). */
+  readiness?: () => Promise<Readiness>;
   /** Reads task info for /r/tasks (default: a NodeClient with its 10 s timeout). */
   client?: NodeClient;
 }
@@ -90,8 +93,9 @@ export class AdminWeb implements Service {
   }
 
   /**
-   * Order matters: the Host check first (a rebound name gets nothing, not even /signout), signout before auth,
-   * auth before anything else, the CSRF check before any body is read.
+   * Order matters: the health probes first (they tell nothing, see health.ts), then the Host check (a rebound name
+   * gets nothing else, not even /signout), signout before auth, auth before anything else, the CSRF check before
+   * any body is read.
    */
   private app(): Express {
     const o = this.opts;
@@ -99,6 +103,7 @@ export class AdminWeb implements Service {
     app.disable('x-powered-by');
     app.set('etag', false);
     app.use(securityHeaders);
+    app.use(healthRoutes(o.readiness ?? (() => Promise.resolve({ ready: true, failing: [] }))));
     app.use(hostCheck(o.allowedHosts ?? [], o.logger));
     app.get('/signout', (_req, res) => {
       res.status(401).type('html').send(SIGNED_OUT_BODY);

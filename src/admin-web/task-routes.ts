@@ -126,6 +126,7 @@ class TaskApi {
 
   async list(req: Request, res: Response): Promise<void> {
     const { offset, limit, q } = parsePageRequest(req);
+    await this.d.routes.loaded();
     const { total, page } = this.select(q, offset, limit);
     // Names of registered nodes by key: a local task records its target node only by key.
     const nodeNames = new Map(this.d.registry.list().map((n) => [n.key, n.name]));
@@ -159,6 +160,7 @@ class TaskApi {
       res.json({ error: 'Unknown task' });
       return;
     }
+    await this.d.routes.fetch(uuid);
     if (this.d.routes.has(uuid)) {
       const answer = await (action === 'cancel' ? this.d.taskOps.cancel(uuid) : this.d.taskOps.remove(uuid));
       if (answer !== null) {

@@ -44,6 +44,7 @@ export class Vacuum {
 
   async pass(): Promise<void> {
     const { registry, poller, routes, logger } = this.d;
+    await routes.loaded();
     const spawned = registry.list().filter((n) => n.isAutoSpawned());
     await Promise.all(spawned.map((n) => poller.refresh(n)));
     const routed = routes.uuidsByNode(new Set(spawned));

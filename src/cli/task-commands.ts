@@ -8,14 +8,16 @@ function optionalNode(ctx: CommandContext, n: string | undefined): ClusterNode |
   return n === undefined ? undefined : ctx.deps.nodeOps.registry.nth(n);
 }
 
-function routeInfo(ctx: CommandContext, args: readonly string[]): string {
+async function routeInfo(ctx: CommandContext, args: readonly string[]): Promise<string> {
+  await ctx.deps.routes.fetch(args[0] ?? '');
   const route = ctx.deps.routes.lookup(args[0] ?? '');
   return route ? json(routeToPublicJSON(route)) : INVALID;
 }
 
-function routeList(ctx: CommandContext, args: readonly string[]): string {
+async function routeList(ctx: CommandContext, args: readonly string[]): Promise<string> {
   const node = optionalNode(ctx, args[0]);
   if (node === null) return INVALID;
+  await ctx.deps.routes.loaded();
   const entries = ctx.deps.routes.entries(node).map(([uuid, r]) => [uuid, routeToPublicJSON(r)] as const);
   return json(Object.fromEntries(entries));
 }

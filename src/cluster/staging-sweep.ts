@@ -16,6 +16,8 @@ export interface StagingSweepDeps {
   logger: Logger;
   /** Whether a task reached its node (its record is then no longer needed). */
   routed: (uuid: string) => boolean;
+  /** Resolves once `routed` knows every route (the shared route table is read in the background after start). */
+  routesLoaded?: () => Promise<void>;
   /** The message of a task whose staging instance is gone. */
   message: (uuid: string, owner: string) => string;
   /** A task given up: e.g. marked FAILED in the task table. */
@@ -61,6 +63,8 @@ export class StagingSweep implements Service {
   private async pass(): Promise<void> {
     const { staging, instances, lease, clock, logger } = this.d;
     if (!lease.isLeader()) return;
+    // Before every route is known, a task already on its node would look lost.
+    await this.d.routesLoaded?.();
     const alive = new Map<string, boolean>();
     const now = clock.now();
     for (const [uuid, rec] of await staging.all()) {

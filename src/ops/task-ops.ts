@@ -21,12 +21,14 @@ export class TaskOps {
 
   /** The node's /task/<uuid>/info, `{error}` on failure, or null when no route exists. */
   async info(uuid: string): Promise<unknown> {
+    await this.routes.fetch(uuid);
     const route = this.routes.lookup(uuid);
     if (!route) return null;
     return redactTokens(await this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`)));
   }
 
   async output(uuid: string, line: number): Promise<unknown> {
+    await this.routes.fetch(uuid);
     const route = this.routes.lookup(uuid);
     if (!route) return null;
     return redactTokens(
@@ -43,6 +45,7 @@ export class TaskOps {
   }
 
   private async post(uuid: string, pathname: string): Promise<unknown> {
+    await this.routes.fetch(uuid);
     const route = this.routes.lookup(uuid);
     if (!route) return null;
     return this.call(() => this.client.postJson(route.node, pathname, { uuid }));
@@ -50,6 +53,7 @@ export class TaskOps {
 
   /** Info of every routed task (of one node, if given) that its node still knows. */
   async list(node?: ClusterNode): Promise<unknown[]> {
+    await this.routes.loaded();
     const entries = this.routes.entries(node);
     const results = await mapLimit(entries, this.listConcurrency, ([uuid, route]) =>
       this.call(() => this.client.getJson(route.node, `/task/${encodeURIComponent(uuid)}/info`)),
@@ -60,6 +64,7 @@ export class TaskOps {
 
   /** Status codes of the routed tasks owned by `token` (the concurrency limit counts QUEUED and RUNNING ones). */
   async statusesOf(token: string): Promise<number[]> {
+    await this.routes.loaded();
     const mine = this.routes.ownedBy(token);
     const infos = await mapLimit(mine, this.listConcurrency, ([uuid, node]) =>
       this.call(() => this.client.getJson(node, `/task/${encodeURIComponent(uuid)}/info`)),

@@ -48,6 +48,7 @@ export class CommitWebhook {
       d.logger.warn(`${MALFORMED}: no valid uuid`);
       return sendError(res, MALFORMED);
     }
+    await d.routes.fetch(uuid);
     const route = d.routes.peek(uuid);
     if (!route) {
       // A repeated webhook of a task already finished and saved: nothing more to do.
@@ -70,7 +71,7 @@ export class CommitWebhook {
     // Recorded before anything is counted: a replay (or a crash and a replay) can only find it counted.
     await d.ledger.confirm(uuid).catch((e: unknown) => d.logger.error(`Cannot save that task ${uuid} was counted: ${errorMessage(e)}`));
     d.logger.info(`Task ${uuid} is done (webhook from ${route.node.name})`);
-    d.commits?.decrease(route.token ?? '');
+    d.commits?.release(route.token ?? '');
     void d.cloud.taskFinished(route.token ?? '', taskInfo).catch(() => undefined);
     sendJson(res, { ok: true });
   }

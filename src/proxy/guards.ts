@@ -4,6 +4,7 @@
  * injected Clock so the proxy handlers stay thin and the timing is testable without sleeps.
  */
 import type { Clock, TimerHandle } from '../core';
+import type { SharedCommitWindow, SharedFloodCounts } from '../store';
 import { TaskStatus } from '../nodeodm/types';
 
 export const FLOOD_MESSAGE =
@@ -45,8 +46,11 @@ export class FloodMonitor {
   private readonly counts = new Map<string, number>();
   private readonly maxTracked: number;
   private timer: TimerHandle | null = null;
+  /** Counts kept for every instance (shared state); null: in this process's memory. */
+  private readonly shared: SharedFloodCounts | null;
 
-  constructor(opts: { limit: number; clock: Clock; forgiveMs?: number; maxTracked?: number }) {
+  constructor(opts: { limit: number; clock: Clock; forgiveMs?: number; maxTracked?: number; shared?: SharedFloodCounts | null }) {
+    this.shared = opts.shared ?? null;
     this.limit = opts.limit;
     this.clock = opts.clock;
     this.forgiveMs = opts.forgiveMs ?? FORGIVE_MS;
@@ -56,7 +60,26 @@ export class FloodMonitor {
   /** Starts the forgive timer; calling it twice keeps a single timer. */
   start(): void {
     if (this.timer !== null) return;
-    this.timer = this.clock.setInterval(() => this.forgive(), this.forgiveMs);
+    const shared = this.shared;
+    // Shared counts: one forgive pass per interval for the cluster, whichever instance gets there first.
+    const pass = shared ? () => void shared.forgive(this.forgiveMs).catch(() => undefined) : () => this.forgive();
+    this.timer = this.clock.setInterval(pass, this.forgiveMs);
+  }
+
+  /** An init: counted (a refused init still counts, as the original), then true if the token is flooding. */
+  async admit(token: string): Promise<boolean> {
+    if (!this.shared) {
+      this.recordInit(token);
+      return this.isFlooding(token);
+    }
+    if (!this.enabled()) return false;
+    return (await this.shared.add(keyOf(token))) > this.limit;
+  }
+
+  /** A commit: forgives one init of the token (see recordCommit). */
+  async committed(token: string): Promise<void> {
+    if (!this.shared) return this.recordCommit(token);
+    if (this.enabled()) await this.shared.commit(keyOf(token));
   }
 
   stop(): void {
@@ -122,8 +145,11 @@ export class CommitWindow {
   /** Commit timestamps per token, oldest first; empty lists are removed. */
   private readonly commits = new Map<string, number[]>();
   private readonly maxTracked: number;
+  /** Times kept for every instance (shared state); null: in this process's memory. */
+  private readonly shared: SharedCommitWindow | null;
 
-  constructor(opts: { clock: Clock; windowMs?: number; maxTracked?: number }) {
+  constructor(opts: { clock: Clock; windowMs?: number; maxTracked?: number; shared?: SharedCommitWindow | null }) {
+    this.shared = opts.shared ?? null;
     this.clock = opts.clock;
     this.windowMs = opts.windowMs ?? COMMIT_WINDOW_MS;
     this.maxTracked = Math.max(1, opts.maxTracked ?? MAX_TRACKED_TOKENS);
@@ -148,6 +174,20 @@ export class CommitWindow {
     times.push(now);
     setBounded(this.commits, key, times, this.maxTracked);
     return times.length > max;
+  }
+
+  /** check(), for the cluster when the times are shared. */
+  async admit(max: number | undefined, token: string): Promise<boolean> {
+    if (!this.shared) return this.check(max, token);
+    if (max === 0) return true;
+    if (!max) return false;
+    return (await this.shared.add(keyOf(token), this.clock.now(), this.windowMs)) > max;
+  }
+
+  /** decrease(), for the cluster when the times are shared (in the background: nothing waits for a freed slot). */
+  release(token: string): void {
+    if (!this.shared) return this.decrease(token);
+    void this.shared.release(keyOf(token)).catch(() => undefined);
   }
 
   /** Frees one slot (commit, cancel, remove, restart); the oldest timestamp goes. */

@@ -19,6 +19,8 @@ export interface LocalTasks {
   inS3(uuid: string): boolean;
   /** uuids of the local tasks created with this token. */
   list(token: string | undefined): string[];
+  /** Shared state: the task is still moving (uploading, queued, being forwarded) on another instance. */
+  heldElsewhere?(uuid: string): boolean;
 }
 
 /** The read side of LocalTasks, answered from the durable task table (the dispatcher adds cancel and remove). */
@@ -28,6 +30,10 @@ export abstract class TableTaskAnswers {
   has(uuid: string): boolean {
     const e = this.taskTable.get(uuid);
     return e !== undefined && e.phase !== 'uploading';
+  }
+
+  heldElsewhere(uuid: string): boolean {
+    return this.taskTable.stagedElsewhere(uuid);
   }
 
   owner(uuid: string): string | undefined {

@@ -111,7 +111,7 @@ export class OpenUploads {
   private adopt(): void {
     if (this.adopted) return;
     this.adopted = true;
-    for (const e of this.o.table.entries({ phase: 'uploading' })) if (!this.sessions.has(e.uuid)) this.add(e.uuid, '', true);
+    for (const e of this.o.table.entries({ phase: 'uploading', stagedHere: true })) if (!this.sessions.has(e.uuid)) this.add(e.uuid, '', true);
   }
 }
 

@@ -155,7 +155,12 @@ export class ProxyHandler {
     if (method === 'POST' && /^\/task\/(restart|cancel|remove)$/.test(pathname)) return this.taskAction(ctx, pathname);
     if (method === 'GET' && pathname === '/task/list') return this.taskList(ctx);
     const m = TASK_ROUTE.exec(pathname);
-    if (m && m[1] && m[2]) return this.taskRoute(ctx, m[1], m[2]);
+    if (m && m[1] && m[2]) {
+      // Only while a shared table is still being read after start; null (no wait) in steady state.
+      const reading = this.d.routes.fetch(m[1]);
+      if (reading) await reading;
+      return this.taskRoute(ctx, m[1], m[2]);
+    }
     req.resume();
     sendError(res, `Cannot handle ${pathname}`);
   }
@@ -266,10 +271,11 @@ export class ProxyHandler {
     const uuid = fields.get('uuid');
     if (!uuid) return sendError(res, `No uuid found in ${pathname}`);
     const action = pathname.slice('/task/'.length);
+    await this.d.routes.fetch(uuid);
     const route = this.ownedRoute(uuid, ctx.token);
     // Several instances: a task this one does not know may be another's (passed there, body and all).
-    if (!route && this.d.relay && !this.d.local.has(uuid) && (await this.d.relay.handle(ctx, uuid, 'upload', '', body).catch(() => false))) return;
-    this.d.commits?.decrease(ctx.token);
+    if (!route && this.d.relay && (!this.d.local.has(uuid) || this.d.local.heldElsewhere?.(uuid) === true) && (await this.d.relay.handle(ctx, uuid, 'upload', '', body).catch(() => false))) return;
+    this.d.commits?.release(ctx.token);
     if (route) return this.nodeTaskAction(ctx, route, uuid, action, fields);
     if (this.ownedLocal(uuid, ctx.token)) {
       if (action === 'restart') return sendError(res, 'Action not supported. Please create a new task.');
@@ -310,6 +316,7 @@ export class ProxyHandler {
     ctx.req.resume();
     const token = ctx.token;
     const local = this.d.local.list(token || undefined);
+    await this.d.routes.loaded();
     // Listing is by token equality, as the original: tasks created without a token are listed for the tokenless.
     const routed = this.d.routes.ownedBy(token);
     const alive = await mapLimit(routed, this.d.listConcurrency ?? 16, async ([uuid, node]) => {

@@ -112,6 +112,7 @@ export class StrayCopies implements Service {
   }
 
   private async pass(): Promise<void> {
+    await this.o.routes.loaded();
     const now = this.o.clock.now();
     const byKey = new Map(this.o.registry.list().map((n) => [n.key, n]));
     // A node that did not answer is not asked again in the same pass (each try may wait for a timeout).

@@ -83,10 +83,11 @@ export class TaskIntake implements TaskCreationHandlers {
   }
 
   /** The uuid of a new task: the client's `set-uuid` (validated, unused) or a fresh one. */
-  private newUuid(req: http.IncomingMessage): string {
+  private async newUuid(req: http.IncomingMessage): Promise<string> {
     const wanted = req.headers['set-uuid'];
     if (wanted === undefined) return randomUUID();
     const v = Array.isArray(wanted) ? wanted.join(',') : wanted;
+    if (isValidUuid(v)) await this.d.routes.fetch(v);
     if (!isValidUuid(v) || this.d.table.has(v) || this.d.routes.has(v)) throw new Error(`Invalid set-uuid: ${v}`);
     return v;
   }
@@ -97,7 +98,7 @@ export class TaskIntake implements TaskCreationHandlers {
     let opened = false;
     let created = false;
     try {
-      uuid = this.newUuid(ctx.req);
+      uuid = await this.newUuid(ctx.req);
       // --max-open-uploads(-per-address): checked first, so a refused init costs nothing more.
       this.d.uploads.open(uuid, clientAddress(ctx.req));
       opened = true;
@@ -154,7 +155,7 @@ export class TaskIntake implements TaskCreationHandlers {
     if (!ref) throw new Error('Cannot create task, no nodes are online.');
     await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));
     await this.nodeOptions(ctx, ref, params);
-    this.checkFlood(ctx.token);
+    await this.checkFlood(ctx.token);
   }
 
   /** The task's options, augmented and checked against one node's option list (throws the client's error). */
@@ -171,9 +172,8 @@ export class TaskIntake implements TaskCreationHandlers {
   }
 
   /** --flood-limit: counted at init (a refused init still counts, as the original), forgiven at commit. */
-  private checkFlood(token: string): void {
-    this.d.flood.recordInit(token);
-    if (this.d.flood.isFlooding(token)) throw new Error(FLOOD_MESSAGE);
+  private async checkFlood(token: string): Promise<void> {
+    if (await this.d.flood.admit(token)) throw new Error(FLOOD_MESSAGE);
   }
 
   private async checkConcurrency(ctx: RequestContext, message: string): Promise<void> {
@@ -183,9 +183,9 @@ export class TaskIntake implements TaskCreationHandlers {
 
   /** The limits a commit passes (also applied to single-shot /task/new, which the original let through). */
   private async checkCommit(ctx: RequestContext): Promise<void> {
-    if (this.d.commits.check(ctx.limits?.maxConcurrentTasks, ctx.token)) throw new Error(COMMIT_WINDOW_MESSAGE);
+    if (await this.d.commits.admit(ctx.limits?.maxConcurrentTasks, ctx.token)) throw new Error(COMMIT_WINDOW_MESSAGE);
     await this.checkConcurrency(ctx, MAX_CONCURRENT_COMMIT);
-    this.d.flood.recordCommit(ctx.token);
+    await this.d.flood.committed(ctx.token);
   }
 
   /** The uploading task named by a path, if the caller owns it. */
@@ -271,9 +271,9 @@ export class TaskIntake implements TaskCreationHandlers {
     const { req, res } = ctx;
     let uuid: string;
     try {
-      uuid = this.newUuid(req);
+      uuid = await this.newUuid(req);
       // Checked before any byte is stored: a refused task costs no disk.
-      this.checkFlood(ctx.token);
+      await this.checkFlood(ctx.token);
       await this.checkConcurrency(ctx, MAX_CONCURRENT_INIT(ctx.limits?.maxConcurrentTasks ?? 0));
       await this.checkCommit(ctx);
       await fsp.mkdir(this.dirOf(uuid), { recursive: false });
@@ -302,7 +302,7 @@ export class TaskIntake implements TaskCreationHandlers {
       await this.writeBody(uuid, params);
     } catch (e: unknown) {
       req.resume();
-      this.d.commits.decrease(ctx.token);
+      this.d.commits.release(ctx.token);
       await this.die(uuid);
       return sendError(res, errorMessage(e));
     }
@@ -324,7 +324,7 @@ export class TaskIntake implements TaskCreationHandlers {
       });
     } catch (e: unknown) {
       // The commit that was counted did not happen.
-      this.d.commits.decrease(ctx.token);
+      this.d.commits.release(ctx.token);
       await this.die(uuid);
       return sendError(ctx.res, errorMessage(e));
     }

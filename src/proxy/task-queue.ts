@@ -143,14 +143,19 @@ export class TaskQueue {
     return this.ordered().map((e, ahead) => ({ ...structuredClone(e.taskInfo), processingTime: -1, ahead }));
   }
 
-  /** The next place in line: above every number in the table, so order holds across restarts. */
+  /**
+   * The next place in line: above every number in the table, so order holds across restarts, and at least the time
+   * of acceptance (ms), so tasks accepted by several instances sharing the table (--redis) line up by that time.
+   */
   takeSeq(): number {
     if (this.nextSeq === null) {
       let max = 0;
       for (const e of this.d.table.entries()) if (typeof e.queueSeq === 'number' && e.queueSeq > max) max = e.queueSeq;
       this.nextSeq = max + 1;
     }
-    return this.nextSeq++;
+    const seq = Math.max(this.nextSeq, Math.floor(this.d.clock.now()));
+    this.nextSeq = seq + 1;
+    return seq;
   }
 
   /** Whether the task can wait here: the autoscaler could make it a machine some time. */
@@ -289,6 +294,8 @@ export class TaskQueue {
   /** Each waiting task's output says how many are ahead of it (saved lazily, as progress). */
   private refreshLines(): void {
     this.ordered().forEach((e, ahead) => {
+      // Another instance's queued task (shared table): that instance keeps its line.
+      if (!this.staged.has(e.uuid)) return;
       const line = waitingLine(ahead);
       if (e.output.length === 1 && e.output[0] === line) return;
       this.d.table.update(e.uuid, { output: [line] }, { durable: false }).catch(() => undefined);

@@ -63,7 +63,8 @@ export class TaskResumer {
   ) {}
 
   async resume(params: (uuid: string) => Promise<BodyParams | null>): Promise<void> {
-    const pending = this.d.table.entries({ phase: 'forwarding' });
+    // Shared state: other instances' tasks are theirs to resume (their files are in their tmp/).
+    const pending = this.d.table.entries({ phase: 'forwarding', stagedHere: true });
     if (pending.length === 0) return;
     await this.d.poller.refreshAll();
     await Promise.all(

@@ -1,9 +1,12 @@
 import type { Clock, Logger, TimerHandle } from '../core';
 import { errorMessage, isRecord } from '../core';
 import type { SharedTable, TableChange } from '../store';
-import type { NodeResolver, LoadedRoutes } from './route-store';
+import type { NodeResolver, LoadedRoutes } from './routes-file';
 import { RouteMap } from './route-map';
-import type { RemoteRouteChange, RouteEntry, RouteStore, StoredRoute } from './route-table';
+import type { LazyRoutes, RemoteRouteChange, RouteEntry, RouteStore, StoredRoute } from './route-table';
+
+/** Entries per HSCAN call of the background fill. */
+const FILL_BATCH = 5000;
 
 /** One route as stored in a shared table: `{"node":"host:port","token":"…","accessed":ms}` (token omitted if none). */
 function encode(nodeKey: string, token: string | undefined, accessed: number): string {
@@ -62,7 +65,7 @@ export class SharedRouteStore implements RouteStore {
     let count = 0;
     for (const [uuid, r] of routes) {
       batch.push([uuid, encode(r.node.key, r.token, r.accessed)]);
-      if (batch.length >= 5000) {
+      if (batch.length >= 50_000) {
         await this.table.importEntries(batch);
         count += batch.length;
         batch = [];
@@ -73,6 +76,29 @@ export class SharedRouteStore implements RouteStore {
     await this.importFrom.flush(() => routes.entries());
     await this.table.markImported();
     this.logger.info(`Imported ${count} routes from data/routes.json into the shared state${dropped.length ? ` (${dropped.length} of unknown nodes left out)` : ''}`);
+  }
+
+  /** Imports data/ on the first start, then lets the table be read after start (RouteTable.load). */
+  async openLazy(resolve: NodeResolver): Promise<LazyRoutes> {
+    await this.importOnce(resolve);
+    this.touchTimer ??= this.clock.setInterval(() => void this.flushTouches(), this.touchFlushMs);
+    const table = this.table;
+    return {
+      async *batches(): AsyncIterable<Array<[string, StoredRoute]>> {
+        for await (const batch of table.scan(FILL_BATCH)) {
+          const out: Array<[string, StoredRoute]> = [];
+          for (const [uuid, text] of batch) {
+            const r = decode(text);
+            if (r) out.push([uuid, r]);
+          }
+          yield out;
+        }
+      },
+      get: async (uuid: string): Promise<StoredRoute | null> => {
+        const text = await table.get(uuid);
+        return text === null ? null : decode(text);
+      },
+    };
   }
 
   async load(resolve: NodeResolver): Promise<LoadedRoutes> {
@@ -86,7 +112,7 @@ export class SharedRouteStore implements RouteStore {
         else out.dropped.push(uuid);
       }
     }
-    this.touchTimer = this.clock.setInterval(() => void this.flushTouches(), this.touchFlushMs);
+    this.touchTimer ??= this.clock.setInterval(() => void this.flushTouches(), this.touchFlushMs);
     return out;
   }
 
@@ -114,6 +140,8 @@ export class SharedRouteStore implements RouteStore {
   onRemoteChange(listener: (c: RemoteRouteChange) => void): void {
     this.table.onRemoteChange((c: TableChange) => {
       if (c.op === 'del') {
+        // A pending access-time write would bring the route back.
+        for (const u of c.keys) this.pendingTouches.delete(u);
         listener({ op: 'del', uuids: c.keys });
         return;
       }

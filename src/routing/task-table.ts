@@ -1,8 +1,21 @@
 import type { Clock, Logger, TimerHandle } from '../core';
-import { ClusterError, errorMessage } from '../core';
 import { TaskStatus } from '../nodeodm';
-import { JsonStateFile, type StoreFs } from '../store';
-import { isRecord } from '../core';
+import type { StoreFs } from '../store';
+import {
+  ACTIVE_PHASES,
+  deepFreeze,
+  isValidUuid,
+  requireUuid,
+  TASK_CODEC,
+  toStored,
+  type TaskEntry,
+  type TaskEntryInput,
+  type TaskInfoAnswer,
+  type TaskPhase,
+} from './task-entry';
+import { FileTaskStore, type RemoteTaskChange, type TaskCodec, type TaskStore } from './task-store';
+
+export * from './task-entry';
 
 /**
  * Tasks that are not (yet) on a node: uploading, being forwarded, failed to forward, canceled before reaching a
@@ -14,7 +27,8 @@ import { isRecord } from '../core';
  *               "waitingSince": ms?}}
  *
  * An object keyed by uuid, like routes.json. The table is small, so every change rewrites the whole file
- * (atomically, through JsonStateFile, which also coalesces overlapping saves).
+ * (atomically, through JsonStateFile, which also coalesces overlapping saves). With shared state (--redis) it is
+ * one entry per task instead, and only what changed is written (task-store.ts). Entries: task-entry.ts.
  */
 
 /** Entries idle for longer than this are dropped (as the original's hourly sweep). */
@@ -26,202 +40,73 @@ export const TOUCH_SAVE_MS = 60_000;
 /** The only output line while a task is on its way to a node (SPEC §5 step 9, §13). */
 export const LAUNCHING_OUTPUT = 'Launching... please wait! This can take a few minutes.';
 
-/** set-uuid must be a v1–5 UUID (SPEC §4.5). */
-export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
-
-export function isValidUuid(v: unknown): v is string {
-  return typeof v === 'string' && UUID_RE.test(v);
-}
-
-/** `queued`: waiting (--asr) for a static node slot or a machine, in `queueSeq` order. */
-export type TaskPhase = 'uploading' | 'queued' | 'forwarding' | 'failed' | 'canceled' | 'finished';
-const PHASES: ReadonlySet<string> = new Set<TaskPhase>(['uploading', 'queued', 'forwarding', 'failed', 'canceled', 'finished']);
-/** Phases where the task is still moving; their `updated` time keeps them from expiring (a queued task never expires). */
-const ACTIVE_PHASES: ReadonlySet<TaskPhase> = new Set<TaskPhase>(['uploading', 'queued', 'forwarding']);
-
-export interface TaskInfo {
-  uuid: string;
-  name: string;
-  dateCreated: number;
-  processingTime?: number;
-  status: { code: number; errorMessage?: string };
-  options: unknown[];
-  imagesCount: number;
-  progress?: number;
-  [k: string]: unknown;
-}
-
-export interface TaskEntry {
-  uuid: string;
-  /** Owner's token; '' is stored as undefined (as the route table does). */
-  token: string | undefined;
-  phase: TaskPhase;
-  taskInfo: TaskInfo;
-  output: string[];
-  accessed: number;
-  updated: number;
-  /** Forwarding bookkeeping so a restart can resume: chosen node "host:port" if any, files already confirmed on it. */
-  nodeKey?: string;
-  uploadedFiles?: string[];
-  /** When a restart found the task's node not answering: it waits for that node until a deadline counted from here. */
-  waitingSince?: number;
-  /** Place in the queue (phase `queued`): increasing, never reused, so the order survives restarts. */
-  queueSeq?: number;
-  /** The autoscaled machine's webhook base (`<public address>/commit?token=…`), kept while the task is queued. */
-  commitUrl?: string;
-}
-
-/** What put() accepts: `accessed`/`updated` default to now. */
-export type TaskEntryInput = Omit<TaskEntry, 'accessed' | 'updated'> & { accessed?: number; updated?: number };
-
-/** `info` answered from the table: processingTime is always present, output only with `with_output`. */
-export type TaskInfoAnswer = TaskInfo & { processingTime: number; output?: string[] };
-
 export interface UpdateOptions {
   /** false: only schedule a save within PROGRESS_SAVE_MS. Ignored (always durable) when phase or status changes. */
   durable?: boolean;
 }
 
 export interface TaskTableOptions {
+  /** data/tasks.json: where the table lives, or (with `store`) what a shared store imports on the first start. */
   file: string;
+  /**
+   * Shared state: this instance's stable name. New entries are marked staged here (`stagedBy`), and only those
+   * are this instance's to resume (entries({ stagedHere: true })). Absent: every entry is this process's.
+   */
+  instance?: string;
+  /** Where the table lives when it is not `file` alone (shared state, see task-store.ts). */
+  store?: (codec: TaskCodec, file: FileTaskStore) => TaskStore;
   clock: Clock;
   logger: Logger;
   expiryMs?: number;
   fs?: StoreFs;
 }
 
-// ---- validation: one checker for the file and for put/update, so memory never holds what a restart would reject
-
-function fail(where: string, what: string): never {
-  throw new Error(`${where} ${what}`);
-}
-
-function checkNumber(v: unknown, where: string, optional = false): void {
-  if (optional && v === undefined) return;
-  if (typeof v !== 'number' || !Number.isFinite(v)) fail(where, 'is not a number');
-}
-
-function checkStrings(v: unknown, where: string): string[] {
-  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) fail(where, 'is not an array of strings');
-  return v as string[];
-}
-
-/** Checks the fields the table relies on; anything else a node reported is kept as is. */
-function checkTaskInfo(v: unknown, uuid: string, where: string): TaskInfo {
-  if (!isRecord(v)) fail(where, 'is not an object');
-  if (v['uuid'] !== uuid) fail(`${where}.uuid`, `does not match the task uuid ${uuid}`);
-  if (typeof v['name'] !== 'string') fail(`${where}.name`, 'is not a string');
-  checkNumber(v['dateCreated'], `${where}.dateCreated`);
-  checkNumber(v['processingTime'], `${where}.processingTime`, true);
-  checkNumber(v['imagesCount'], `${where}.imagesCount`);
-  checkNumber(v['progress'], `${where}.progress`, true);
-  if (!Array.isArray(v['options'])) fail(`${where}.options`, 'is not an array');
-  const status = v['status'];
-  if (!isRecord(status)) fail(`${where}.status`, 'is not an object');
-  checkNumber(status['code'], `${where}.status.code`);
-  if (status['errorMessage'] !== undefined && typeof status['errorMessage'] !== 'string') {
-    fail(`${where}.status.errorMessage`, 'is not a string');
-  }
-  return v as TaskInfo;
-}
-
-/** One entry of tasks.json (the uuid is its key). */
-function parseEntry(uuid: string, v: unknown): TaskEntry {
-  const where = `task ${uuid}`;
-  if (!isValidUuid(uuid)) fail(`task key ${JSON.stringify(uuid)}`, 'is not a valid uuid');
-  if (!isRecord(v)) fail(where, 'is not an object');
-  const { token, phase, nodeKey } = v;
-  if (token !== undefined && typeof token !== 'string') fail(`${where}.token`, 'is not a string');
-  if (typeof phase !== 'string' || !PHASES.has(phase)) fail(`${where}.phase`, `is not one of ${[...PHASES].join(', ')}`);
-  checkNumber(v['accessed'], `${where}.accessed`);
-  checkNumber(v['updated'], `${where}.updated`);
-  if (nodeKey !== undefined && typeof nodeKey !== 'string') fail(`${where}.nodeKey`, 'is not a string');
-  const entry: TaskEntry = {
-    uuid,
-    token: token || undefined,
-    phase: phase as TaskPhase,
-    taskInfo: checkTaskInfo(v['taskInfo'], uuid, `${where}.taskInfo`),
-    output: checkStrings(v['output'], `${where}.output`),
-    accessed: v['accessed'] as number,
-    updated: v['updated'] as number,
-  };
-  if (nodeKey !== undefined) entry.nodeKey = nodeKey;
-  if (v['uploadedFiles'] !== undefined) entry.uploadedFiles = checkStrings(v['uploadedFiles'], `${where}.uploadedFiles`);
-  if (v['waitingSince'] !== undefined) {
-    checkNumber(v['waitingSince'], `${where}.waitingSince`);
-    entry.waitingSince = v['waitingSince'] as number;
-  }
-  if (v['queueSeq'] !== undefined) {
-    checkNumber(v['queueSeq'], `${where}.queueSeq`);
-    entry.queueSeq = v['queueSeq'] as number;
-  }
-  if (v['commitUrl'] !== undefined) {
-    if (typeof v['commitUrl'] !== 'string') fail(`${where}.commitUrl`, 'is not a string');
-    entry.commitUrl = v['commitUrl'];
-  }
-  if (entry.phase === 'queued' && entry.queueSeq === undefined) fail(`${where}.queueSeq`, 'is missing (the task is queued)');
-  return entry;
-}
-
-/** Validates data/tasks.json: a JSON object `{"<uuid>": entry}` (see the top of this file). Throws on a bad shape. */
-export function parseTasksFile(raw: unknown): TaskEntry[] {
-  if (!isRecord(raw)) throw new Error('tasks.json is not a JSON object keyed by task uuid');
-  return Object.entries(raw).map(([uuid, v]) => parseEntry(uuid, v));
-}
-
-function entryToFileJSON(e: TaskEntry): Record<string, unknown> {
-  const { uuid: _uuid, ...rest } = e;
-  return rest;
-}
-
-function serializeTasks(entries: Iterable<TaskEntry>): string {
-  const parts: string[] = [];
-  for (const e of entries) parts.push(`${JSON.stringify(e.uuid)}:${JSON.stringify(entryToFileJSON(e))}`);
-  return `{${parts.join(',')}}`;
-}
-
-/** Stored entries are frozen so no caller can change the table behind the persistence's back. */
-function deepFreeze<T>(v: T): T {
-  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const child of Object.values(v)) deepFreeze(child);
-  }
-  return v;
-}
-
-/** A private, validated, frozen copy: a JSON round trip makes memory equal what a restart would load. */
-function toStored(e: TaskEntry): Readonly<TaskEntry> {
-  try {
-    const copy = JSON.parse(JSON.stringify(entryToFileJSON(e))) as unknown;
-    return deepFreeze(parseEntry(e.uuid, copy));
-  } catch (err: unknown) {
-    throw new ClusterError('INVALID_INPUT', `Invalid task entry: ${errorMessage(err)}`, { cause: err });
-  }
-}
-
-function requireUuid(uuid: unknown): asserts uuid is string {
-  if (!isValidUuid(uuid)) throw new ClusterError('INVALID_INPUT', `Invalid task uuid: ${String(uuid)}`);
-}
-
 export class TaskTable {
   private readonly tasks = new Map<string, Readonly<TaskEntry>>();
-  private readonly state: JsonStateFile<TaskEntry[]>;
+  private readonly state: TaskStore;
+  /** What changed since the last save (an entry store writes only these; the file store rewrites everything). */
+  private dirty = new Set<string>();
+  private removed = new Set<string>();
+  private touched = new Set<string>();
+  /** Until load() is done, other instances' changes wait here (the load would replace what they changed). */
+  private pendingRemote: RemoteTaskChange[] | null = [];
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly expiryMs: number;
   private saveTimer: { handle: TimerHandle; at: number } | null = null;
 
+  private readonly instance: string | undefined;
+
   constructor(opts: TaskTableOptions) {
+    this.instance = opts.instance;
     this.clock = opts.clock;
     this.logger = opts.logger;
     this.expiryMs = opts.expiryMs ?? TASK_EXPIRY_MS;
-    this.state = new JsonStateFile({
+    const file = new FileTaskStore({
       file: opts.file,
-      parse: parseTasksFile,
+      codec: TASK_CODEC,
       logger: opts.logger,
       clock: opts.clock,
       ...(opts.fs ? { fs: opts.fs } : {}),
     });
+    this.state = opts.store ? opts.store(TASK_CODEC, file) : file;
+    this.state.onRemoteChange?.((c) => this.applyRemote(c));
+  }
+
+  /** Another instance's change: it replaces what this one had of those entries (including unsaved bumps). */
+  private applyRemote(c: RemoteTaskChange): void {
+    if (this.pendingRemote) {
+      this.pendingRemote.push(c);
+      return;
+    }
+    const uuids = c.op === 'del' ? c.uuids : c.entries.map((e) => e.uuid);
+    for (const u of uuids) {
+      this.dirty.delete(u);
+      this.touched.delete(u);
+      this.removed.delete(u);
+    }
+    if (c.op === 'del') for (const u of c.uuids) this.tasks.delete(u);
+    else for (const e of c.entries) this.tasks.set(e.uuid, e);
   }
 
   /** Loads tasks.json (a corrupt file is kept aside by JsonStateFile), then drops expired entries. */
@@ -229,6 +114,9 @@ export class TaskTable {
     const list = (await this.state.load()) ?? [];
     this.tasks.clear();
     for (const e of list) this.tasks.set(e.uuid, deepFreeze(e));
+    const pending = this.pendingRemote ?? [];
+    this.pendingRemote = null;
+    for (const c of pending) this.applyRemote(c);
     // A failed save here must not stop startup: memory is right, and the next change writes it again.
     await this.expire().catch(() => undefined);
     this.logger.info(`Loaded ${this.tasks.size} tasks`);
@@ -254,6 +142,7 @@ export class TaskTable {
     if (!e) return undefined;
     const bumped = Object.freeze({ ...e, accessed: this.clock.now() });
     this.tasks.set(uuid, bumped);
+    if (!this.dirty.has(uuid)) this.touched.add(uuid);
     this.scheduleSave(TOUCH_SAVE_MS);
     return bumped;
   }
@@ -262,8 +151,10 @@ export class TaskTable {
   async put(entry: TaskEntryInput): Promise<void> {
     requireUuid(entry.uuid);
     const now = this.clock.now();
-    const stored = toStored({ ...entry, accessed: entry.accessed ?? now, updated: entry.updated ?? now });
+    const stagedBy = entry.stagedBy ?? this.instance;
+    const stored = toStored({ ...entry, accessed: entry.accessed ?? now, updated: entry.updated ?? now, ...(stagedBy !== undefined ? { stagedBy } : {}) });
     this.tasks.set(stored.uuid, stored);
+    this.changed(stored.uuid);
     await this.persist();
   }
 
@@ -277,6 +168,7 @@ export class TaskTable {
     if (!cur) return false;
     const next = toStored({ ...cur, ...patch, uuid, updated: patch.updated ?? this.clock.now() });
     this.tasks.set(uuid, next);
+    this.changed(uuid);
     const lifecycleChange = next.phase !== cur.phase || next.taskInfo.status.code !== cur.taskInfo.status.code;
     if (opts.durable === false && !lifecycleChange) this.scheduleSave(PROGRESS_SAVE_MS);
     else await this.persist();
@@ -287,6 +179,7 @@ export class TaskTable {
   async delete(uuid: string): Promise<boolean> {
     requireUuid(uuid);
     if (!this.tasks.delete(uuid)) return false;
+    this.gone(uuid);
     await this.persist();
     return true;
   }
@@ -311,12 +204,23 @@ export class TaskTable {
   }
 
   /** With `token` in the filter (even undefined), only that owner's entries; '' and undefined are the same owner. */
-  entries(filter: { token?: string | undefined; phase?: TaskPhase } = {}): Array<Readonly<TaskEntry>> {
+  /** `stagedHere`: only the entries whose files this instance stages (all of them without shared state). */
+  entries(filter: { token?: string | undefined; phase?: TaskPhase; stagedHere?: boolean } = {}): Array<Readonly<TaskEntry>> {
     const byToken = 'token' in filter;
     const token = filter.token || undefined;
+    const here = filter.stagedHere === true && this.instance !== undefined;
     return [...this.tasks.values()].filter(
-      (e) => (!byToken || e.token === token) && (filter.phase === undefined || e.phase === filter.phase),
+      (e) =>
+        (!byToken || e.token === token) &&
+        (filter.phase === undefined || e.phase === filter.phase) &&
+        (!here || e.stagedBy === this.instance),
     );
+  }
+
+  /** Shared state: the task is still moving (uploading, queued, forwarding) and its files are on another instance. */
+  stagedElsewhere(uuid: string): boolean {
+    const e = this.tasks.get(uuid);
+    return e !== undefined && this.instance !== undefined && e.stagedBy !== undefined && e.stagedBy !== this.instance && ACTIVE_PHASES.has(e.phase);
   }
 
   /** How many queued tasks are ahead of this one (lower `queueSeq`); null when it is not queued. */
@@ -335,7 +239,10 @@ export class TaskTable {
     const stale = (e: TaskEntry): boolean =>
       e.phase !== 'queued' && e.accessed < limit && !(ACTIVE_PHASES.has(e.phase) && e.updated >= limit);
     const old = [...this.tasks.values()].filter(stale).map((e) => e.uuid);
-    for (const uuid of old) this.tasks.delete(uuid);
+    for (const uuid of old) {
+      this.tasks.delete(uuid);
+      this.gone(uuid);
+    }
     if (old.length > 0) {
       this.logger.info(`Expired ${old.length} tasks`);
       await this.persist();
@@ -374,7 +281,30 @@ export class TaskTable {
   private persist(): Promise<void> {
     if (this.saveTimer) this.clock.clearTimeout(this.saveTimer.handle);
     this.saveTimer = null;
-    return this.state.save(() => serializeTasks(this.tasks.values()));
+    const put = [...this.dirty].flatMap((u) => this.tasks.get(u) ?? []);
+    const touched = [...this.touched].flatMap((u) => this.tasks.get(u) ?? []);
+    const del = [...this.removed];
+    this.dirty = new Set();
+    this.touched = new Set();
+    this.removed = new Set();
+    return this.state.save({ all: () => this.tasks.values(), put, del, touched }).catch((e: unknown) => {
+      // Written again with the next save (a file store rewrites everything anyway).
+      for (const u of del) if (!this.tasks.has(u)) this.removed.add(u);
+      for (const { uuid } of put) if (this.tasks.has(uuid)) this.dirty.add(uuid);
+      throw e;
+    });
+  }
+
+  private changed(uuid: string): void {
+    this.dirty.add(uuid);
+    this.touched.delete(uuid);
+    this.removed.delete(uuid);
+  }
+
+  private gone(uuid: string): void {
+    this.removed.add(uuid);
+    this.dirty.delete(uuid);
+    this.touched.delete(uuid);
   }
 
   /** Makes sure a save happens within `delayMs`; many calls share one write. */

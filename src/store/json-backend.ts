@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import type { Clock, Logger } from '../core';
-import type { SharedTable, StateBackend, StateDoc, StateDocSpec } from './port';
+import type { SharedCounters, SharedTable, StateBackend, StateDoc, StateDocSpec } from './port';
 import { JsonStateFile } from './state-file';
 
 /** The embedded default: each document is `<dataDir>/<name>.json`, written atomically. */
@@ -20,11 +20,19 @@ export class JsonBackend implements StateBackend {
     return new JsonStateFile<T>({ file: path.join(dataDir, `${spec.name}.json`), parse: spec.parse, logger, clock });
   }
 
+  reachable(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
   sharedTable(_name: string): SharedTable | null {
     return null;
   }
 
   cluster(): null {
+    return null;
+  }
+
+  counters(): SharedCounters | null {
     return null;
   }
 

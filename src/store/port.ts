@@ -36,11 +36,18 @@ export type TableChange = { op: 'put'; entries: Array<[string, string]> } | { op
  * backends have none: their owners keep their own files (routes.json and its journal).
  */
 export interface SharedTable {
-  /** Every entry, in batches (the table can hold millions). */
-  scan(): AsyncIterable<Array<[string, string]>>;
+  /** Every entry, in batches of about `count` (the table can hold millions). */
+  scan(count?: number): AsyncIterable<Array<[string, string]>>;
+  /** One entry's text, or null. */
+  get(key: string): Promise<string | null>;
   /** Adds or replaces entries; seen by other instances when it resolves. */
   put(entries: Array<[string, string]>): Promise<void>;
   delete(keys: string[]): Promise<void>;
+  /**
+   * Replaces each entry `[key, expected, next]` only if it still holds `expected` (a compare and set per entry);
+   * resolves with the keys written. For changes that must not overwrite another instance's newer one.
+   */
+  putIfUnchanged(entries: Array<[string, string, string]>): Promise<Set<string>>;
   /** `listener` runs for each change another instance made (never for this instance's own). */
   onRemoteChange(listener: (change: TableChange) => void): void;
   /** Whether an import into this table completed (see markImported). */
@@ -50,14 +57,42 @@ export interface SharedTable {
   markImported(): Promise<void>;
 }
 
+/** Per-token counts of inits not yet committed (--flood-limit), shared by instances. */
+export interface SharedFloodCounts {
+  /** Counts one more init; resolves with the new count. */
+  add(token: string): Promise<number>;
+  /** One init committed: its count goes down (gone at 0; nothing for a token without a count). */
+  commit(token: string): Promise<void>;
+  /** The forgive pass (counts shrink by a third), done by one instance per `intervalMs`; true if this one did it. */
+  forgive(intervalMs: number): Promise<boolean>;
+  count(token: string): Promise<number>;
+}
+
+/** Per-token commit times within a sliding window, shared by instances. */
+export interface SharedCommitWindow {
+  /** Drops times older than `windowMs`, records `now`, resolves with how many the window holds. */
+  add(token: string, now: number, windowMs: number): Promise<number>;
+  /** Frees one slot: the oldest time goes. */
+  release(token: string): Promise<void>;
+}
+
+export interface SharedCounters {
+  flood: SharedFloodCounts;
+  commits: SharedCommitWindow;
+}
+
 /** Picks where the state lives; app.ts makes one and nothing else knows which. */
 export interface StateBackend {
   /** Connects (Redis) and imports data/ on the first start; throws a clear error when the state is unreachable. */
   open(): Promise<void>;
   doc<T>(spec: StateDocSpec<T>): StateDoc<T>;
+  /** Whether the state answers now (Redis: a PING within a second, while connected); local files always do. */
+  reachable(): Promise<boolean>;
   /** The shared table `name`, or null when the state is local (the caller then keeps its own files). */
   sharedTable(name: string): SharedTable | null;
   /** How instances sharing the state coordinate (cluster-port.ts); null when the state is local (one instance). */
   cluster(): ClusterCoordination | null;
+  /** The request guards' counters when instances share them, or null (each process counts in memory). */
+  counters(): SharedCounters | null;
   close(): Promise<void>;
 }

@@ -176,18 +176,41 @@ test('import of data/ on the first start with --redis and --export-state back: a
     r['accessed'] = now - i;
     routes[randomUUID()] = r;
   }
+  const tasks: Record<string, unknown> = {};
+  for (const [i, phase] of (['failed', 'canceled', 'finished'] as const).entries()) {
+    const uuid = randomUUID();
+    const code = { failed: 30, canceled: 50, finished: 40 }[phase];
+    tasks[uuid] = {
+      ...(i > 0 ? { token: `user${i}` } : {}),
+      phase,
+      taskInfo: { uuid, name: `t${i}`, dateCreated: now, status: { code }, options: [], imagesCount: i },
+      output: [`line ${i}`],
+      accessed: now,
+      updated: now,
+    };
+  }
   fs.writeFileSync(path.join(data, 'nodes.json'), JSON.stringify(nodes));
   fs.writeFileSync(path.join(data, 'routes.json'), JSON.stringify(routes));
+  fs.writeFileSync(path.join(data, 'tasks.json'), JSON.stringify(tasks));
 
   const a = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
   assert.match(a.output(), /Imported 2 nodes /);
   assert.match(a.output(), /Imported 10000 routes /);
+  assert.match(a.output(), /Imported 3 tasks from .*tasks\.json into the shared state/);
   assert.match(await redis.command('HLEN clusterodm:routes'), /^:10000\r\n/);
+  assert.match(await redis.command('HLEN clusterodm:tasks'), /^:3\r\n/);
+  // An imported task answers from Redis.
+  const [firstTask] = Object.keys(tasks);
+  const imported = await json(`${a.url}/task/${String(firstTask)}/info?with_output=0`);
+  assert.equal(statusCode(imported), 30, JSON.stringify(imported));
+  assert.deepEqual(imported['output'], ['line 0']);
   assert.equal(await a.stop(), 0);
   // Once: a second start imports nothing, even with data/ still there.
   const again = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
   assert.doesNotMatch(again.output(), /Imported/);
-  assert.match(again.output(), /Loaded 10000 routes/);
+  // Read in the background after start.
+  await waitUntil(() => /Loaded 10000 routes/.test(again.output()), { timeoutMs: 20000, message: 'the routes were not read' });
+  assert.match(again.output(), /Loaded 3 tasks/);
   assert.equal(await again.stop(), 0);
 
   // Out of Redis, from an instance with an empty data folder: the three files, equal to what went in.
@@ -198,10 +221,53 @@ test('import of data/ on the first start with --redis and --export-state back: a
     { encoding: 'utf8', timeout: 60_000 },
   );
   assert.equal(run.status, 0, run.stdout + run.stderr);
-  assert.match(run.stdout + run.stderr, /Exported 2 nodes, 10000 routes and 0 tasks to /);
+  assert.match(run.stdout + run.stderr, /Exported 2 nodes, 10000 routes and 3 tasks to /);
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'nodes.json'), 'utf8')), nodes);
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'routes.json'), 'utf8')), routes);
-  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'tasks.json'), 'utf8')), {});
+  // The info asked above was an access: that task's `accessed` moved on, the rest is what went in.
+  const exported = JSON.parse(fs.readFileSync(path.join(out, 'tasks.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  const readOne = exported[String(firstTask)];
+  assert.ok(readOne && typeof readOne['accessed'] === 'number' && readOne['accessed'] >= now, JSON.stringify(readOne));
+  assert.deepEqual(exported, { ...tasks, [String(firstTask)]: { ...(tasks[String(firstTask)] as object), accessed: readOne['accessed'] } });
+});
+
+test('the task table is shared: a task on its way to a node through A answers on B, a cancel through B shows on A', async (t) => {
+  const redis = await startRedis(t);
+  // The node takes its time with uploads, so the task stays in A's task table (forwarding) meanwhile.
+  const node = await startTestNode({ processingMs: 100, uploadDelayMs: 60_000 });
+  t.after(() => node.close());
+  const dir = tempDir(t);
+  const a = await startDaemon(t, path.join(dir, 'a'), ['--redis', redis.url]);
+  const b = await startDaemon(t, path.join(dir, 'b'), ['--redis', redis.url]);
+  const ca = await cliOf(t, a);
+  assert.equal(await ca.send(`NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
+  assert.equal(await ca.send('NODE UPDATE'), 'OK\r\n');
+  const created = await json(`${a.url}/task/new`, { method: 'POST', body: form({ name: 'on its way' }, images(2)) });
+  const uuid = String(created['uuid']);
+  assert.match(uuid, /^[0-9a-f-]{36}$/, JSON.stringify(created));
+  let seen: Record<string, unknown> = {};
+  await waitUntil(
+    async () => {
+      seen = await json(`${b.url}/task/${uuid}/info?with_output=0`);
+      return seen['uuid'] === uuid;
+    },
+    { timeoutMs: 1000, intervalMs: 20, message: `B does not know the task A is forwarding: ${JSON.stringify(seen)}` },
+  );
+  assert.equal(seen['name'], 'on its way');
+  assert.equal(statusCode(seen), 20);
+  assert.deepEqual(seen['output'], ['Launching... please wait! This can take a few minutes.']);
+  assert.match(await redis.command(`HEXISTS clusterodm:tasks ${uuid}`), /^:1/);
+
+  const canceled = await json(`${b.url}/task/cancel`, { method: 'POST', body: new URLSearchParams({ uuid }) });
+  assert.equal(canceled['success'], true, JSON.stringify(canceled));
+  await waitUntil(async () => statusCode(await json(`${a.url}/task/${uuid}/info`)) === 50, {
+    timeoutMs: 1000,
+    intervalMs: 20,
+    message: 'A does not show the cancel made through B',
+  });
+  // Nothing in either data folder: the table lives in Redis.
+  assert.equal(fs.existsSync(path.join(a.dir, 'data', 'tasks.json')), false);
+  assert.equal(fs.existsSync(path.join(b.dir, 'data', 'tasks.json')), false);
 });
 
 test('NODE ADD on two instances at the same time: no addition is lost', async (t) => {

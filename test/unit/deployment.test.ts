@@ -385,9 +385,9 @@ test('Dockerfile: docker-machine is a pinned, checksummed release; telnet and cu
 // docker-compose.yml
 
 /** `docker-compose config` of the shipped file, as JSON (v2 prints it; v1 prints YAML, read with PyYAML). */
-function composeConfig(): Record<string, unknown> {
-  const file = path.join(ROOT, 'docker-compose.yml');
-  assert.ok(fs.existsSync(file), 'docker-compose.yml is missing');
+function composeConfig(name = 'docker-compose.yml'): Record<string, unknown> {
+  const file = path.join(ROOT, name);
+  assert.ok(fs.existsSync(file), `${name} is missing`);
   const tools: Array<[string, string[]]> = [
     ['docker-compose', []],
     ['docker', ['compose']],
@@ -407,7 +407,7 @@ function composeConfig(): Record<string, unknown> {
     }
   }
   const yaml = run(cmd, [...pre, '-f', file, 'config']);
-  assert.equal(yaml.status, 0, `docker-compose config rejects docker-compose.yml:\n${yaml.stderr}${yaml.stdout}`);
+  assert.equal(yaml.status, 0, `docker-compose config rejects ${name}:\n${yaml.stderr}${yaml.stdout}`);
   const toJson = run(
     'python3',
     ['-c', 'import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)'],
@@ -423,9 +423,9 @@ function composeConfig(): Record<string, unknown> {
   return v;
 }
 
-function services(c: Record<string, unknown>): Record<string, Record<string, unknown>> {
+function services(c: Record<string, unknown>, name = 'docker-compose.yml'): Record<string, Record<string, unknown>> {
   const s = c['services'];
-  assert.ok(isRecord(s), 'docker-compose.yml has no services');
+  assert.ok(isRecord(s), `${name} has no services`);
   const out: Record<string, Record<string, unknown>> = {};
   for (const [k, v] of Object.entries(s)) if (isRecord(v)) out[k] = v;
   return out;
@@ -520,6 +520,101 @@ test('docker/data seed: nodes.json loads with the program parser and points at t
   }
   const routes = parseRoutesFile(JSON.parse(read('docker/data/routes.json')), () => undefined);
   assert.equal(routes.routes.size + routes.dropped.length, 0, 'the seed routes.json must be empty ({})');
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Health checks (README "Health endpoints")
+
+/** The liveness probe every image and compose file runs: node fetches /healthz on the admin web port. */
+function assertLivenessProbe(argv: string[], where: string): void {
+  const port = docker().config.adminWebPort;
+  assert.ok(port > 0, 'the admin web is off by default: the health endpoints live there');
+  const [node, flag, script] = argv;
+  assert.equal(node, 'node', `${where}: the probe must run node (node:24-slim has no curl or wget by itself)`);
+  assert.equal(flag, '-e', where);
+  assert.equal(argv.length, 3, where);
+  assert.match(String(script), new RegExp(`^fetch\\('http://127\\.0\\.0\\.1:${port}/healthz'\\)`), `${where}: not /healthz on the admin web port`);
+  // The script exits 0 only for a 2xx answer, 1 for anything else or no answer.
+  assert.match(String(script), /process\.exit\(r\.ok \? 0 : 1\), \(\) => process\.exit\(1\)/, where);
+}
+
+test('Dockerfile: HEALTHCHECK probes /healthz on the admin web port with node', () => {
+  const checks = all(docker().final, 'HEALTHCHECK');
+  assert.equal(checks.length, 1, 'the runtime stage needs one HEALTHCHECK');
+  const m = /^((?:--[a-z-]+=\S+\s+)*)CMD\s+(\[.*\])$/s.exec(checks[0]!.args);
+  assert.ok(m, `HEALTHCHECK must be "[--options] CMD [exec form]": ${checks[0]!.args}`);
+  assertLivenessProbe(words(m[2] ?? ''), 'Dockerfile HEALTHCHECK');
+});
+
+function healthcheckCommand(svc: Record<string, unknown>, where: string): string[] {
+  const hc = svc['healthcheck'];
+  assert.ok(isRecord(hc), `${where} has no healthcheck`);
+  const cmd = hc['test'];
+  assert.ok(Array.isArray(cmd) && cmd[0] === 'CMD', `${where}: healthcheck test must be ["CMD", ...]`);
+  return cmd.slice(1).map(String);
+}
+
+test('docker-compose.yml: clusterodm has the healthcheck of the Dockerfile', () => {
+  assertLivenessProbe(healthcheckCommand(compose().cluster, 'clusterodm'), 'docker-compose.yml clusterodm');
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// docker-compose.cluster.yml (README "Running several instances")
+
+function flagValue(args: string[], flag: string): string | undefined {
+  const i = args.lastIndexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+test('docker-compose.cluster.yml: Redis with appendonly, two instances sharing it, one NodeODM, HAProxy in front', () => {
+  const all = services(composeConfig('docker-compose.cluster.yml'), 'docker-compose.cluster.yml');
+  const redis = all['redis'];
+  assert.ok(redis, 'no redis service');
+  assert.match(String(redis['image']), /^redis(:|$)/);
+  const redisCmd = (redis['command'] as unknown[]).map(String);
+  assert.equal(flagValue(redisCmd, '--appendonly'), 'yes', 'Redis must run with appendonly yes (nothing acknowledged is lost)');
+  assert.ok(
+    mounts(redis['volumes']).some((m) => m.target === '/data'),
+    'Redis must keep /data in a volume',
+  );
+  assert.ok(Object.values(all).some((svc) => /nodeodm/.test(String(svc['image'] ?? ''))), 'no NodeODM service');
+
+  const instances = Object.entries(all).filter(([, svc]) => svc['build'] !== undefined);
+  assert.equal(instances.length, 2, 'two ClusterODM instances, built from this repository');
+  const addresses = new Set<string>();
+  for (const [name, svc] of instances) {
+    const build = svc['build'];
+    const context = isRecord(build) ? String(build['context'] ?? '') : String(build ?? '');
+    assert.equal(path.resolve(ROOT, context), ROOT, `${name} must build the repository root`);
+    const args = (svc['command'] as unknown[]).map(String);
+    assert.equal(flagValue(args, '--redis'), 'redis://redis:6379', `${name} must use the redis service`);
+    const address = flagValue(args, '--instance-address');
+    assert.equal(address, `http://${name}:${docker().config.port}`, `${name}: --instance-address must name itself on the proxy port`);
+    addresses.add(String(address));
+    configFor([...nodeCommand(docker().entrypoint).args, ...args], docker().workdir, `${name} command`);
+    assertLivenessProbe(healthcheckCommand(svc, name), `docker-compose.cluster.yml ${name}`);
+    assert.ok(dependsOn(svc['depends_on']).includes('redis'), `${name} must depend on redis`);
+    assert.equal(svc['ports'], undefined, `${name} publishes no port: the balancer does`);
+  }
+  assert.equal(addresses.size, 2, 'the instances need distinct addresses');
+
+  const lb = all['haproxy'];
+  assert.ok(lb, 'no haproxy service');
+  const cfgMount = mounts(lb['volumes']).find((m) => m.target === '/usr/local/etc/haproxy/haproxy.cfg');
+  assert.ok(cfgMount, 'haproxy.cfg is not mounted');
+  assert.equal(path.relative(ROOT, path.resolve(ROOT, cfgMount.source)), path.join('docker', 'haproxy.cfg'));
+  assert.deepEqual(containerPorts(lb['ports']), listenPorts(docker().config), 'the balancer publishes the program ports');
+  const cfg = read('docker/haproxy.cfg');
+  for (const port of listenPorts(docker().config)) assert.match(cfg, new RegExp(`^\\s*bind :${port}$`, 'm'), `haproxy does not listen on ${port}`);
+  for (const [name] of instances) {
+    for (const port of listenPorts(docker().config)) {
+      assert.match(cfg, new RegExp(`^\\s*server ${name} ${name}:${port}$`, 'm'), `haproxy does not send ${port} to ${name}`);
+    }
+  }
+  // Only ready instances get traffic, probed where the program answers without a password.
+  assert.equal((cfg.match(/^\s*option httpchk GET \/readyz$/gm) ?? []).length, 3);
+  assert.match(cfg, new RegExp(`default-server check port ${docker().config.adminWebPort}\\b`));
+  assert.doesNotMatch(cfg, /\b(cookie|stick|balance source)\b/, 'no stickiness: any instance answers any request');
 });
 
 // ---------------------------------------------------------------------------------------------------------

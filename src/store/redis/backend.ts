@@ -4,16 +4,20 @@ import * as path from 'node:path';
 import type { Logger } from '../../core';
 import { ClusterError, errorMessage, isRecord } from '../../core';
 import { isNotFound } from '../atomic-file';
-import type { SharedTable, StateBackend, StateDoc, StateDocSpec } from '../port';
+import type { SharedCounters, SharedTable, StateBackend, StateDoc, StateDocSpec } from '../port';
 import type { ClusterCoordination } from '../cluster-port';
 import { RedisConnection } from './connection';
 import { RedisCoordination } from './coordination';
+import { RedisCounters } from './counters';
 import { parseTableChange, RedisTable } from './table';
 
 /** Every key and channel of ClusterODM starts with this (one Redis can hold other data too). */
 export const KEY_PREFIX = 'clusterodm:';
 /** Change notifications: JSON `{"doc": name, "from": instance id}`. */
 export const CHANGES_CHANNEL = `${KEY_PREFIX}changes`;
+
+/** A readiness probe's PING that takes longer than this counts as Redis not answering. */
+const PING_TIMEOUT_MS = 1000;
 
 interface DocHandle {
   readonly name: string;
@@ -34,6 +38,7 @@ export class RedisBackend implements StateBackend {
   private readonly docs = new Map<string, DocHandle>();
   private readonly tables = new Map<string, RedisTable>();
   private coordination: RedisCoordination | null = null;
+  private sharedCounters: RedisCounters | null = null;
 
   constructor(opts: { url: string; dataDir: string; logger: Logger; connectTimeoutMs?: number }) {
     this.opts = opts;
@@ -82,6 +87,21 @@ export class RedisBackend implements StateBackend {
     return this.coordination;
   }
 
+  async reachable(): Promise<boolean> {
+    const conn = this.conn;
+    // While reconnecting, commands wait in node-redis's queue: not ready is the answer, without waiting.
+    if (!conn || !conn.cmd.isReady) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), PING_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([conn.cmd.ping().then(() => true, () => false), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   sharedTable(name: string): SharedTable {
     let t = this.tables.get(name);
     if (!t) {
@@ -89,6 +109,11 @@ export class RedisBackend implements StateBackend {
       this.tables.set(name, t);
     }
     return t;
+  }
+
+  counters(): SharedCounters {
+    this.sharedCounters ??= new RedisCounters(KEY_PREFIX, () => this.connection());
+    return this.sharedCounters;
   }
 
   async close(): Promise<void> {

