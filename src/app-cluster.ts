@@ -52,7 +52,7 @@ export function buildClusterParts(opts: {
   if (!coordination) return { coordination: null, lease, presence: null, relay: null, placement: null, sweep: null };
   // A task given up because its staging instance is gone answers FAILED wherever its entry is kept.
   const onLost = async (uuid: string, reason: string): Promise<void> => {
-    if (opts.tasks.has(uuid)) await opts.tasks.markFailed(uuid, reason);
+    if (opts.tasks.has(uuid)) await opts.tasks.markFailed(uuid, reason, { errorMessage: true });
   };
   const relay = new InstanceRelay({ staging: coordination.staging, instances: coordination.instances, clock, logger, onLost });
   return {

@@ -188,10 +188,11 @@ export class TaskTable {
    * Forward failed (SPEC §5 step 11): FAILED with the error as the only output line. Only while the task is still
    * uploading/forwarding, so a late error cannot turn a canceled task into a failed one (SPEC §12 item 9).
    */
-  async markFailed(uuid: string, message: string): Promise<boolean> {
+  async markFailed(uuid: string, message: string, opts: { errorMessage?: boolean } = {}): Promise<boolean> {
     const e = this.get(uuid);
     if (!e || !ACTIVE_PHASES.has(e.phase)) return false;
-    const taskInfo = { ...e.taskInfo, status: { ...e.taskInfo.status, code: TaskStatus.FAILED } };
+    const status = { ...e.taskInfo.status, code: TaskStatus.FAILED, ...(opts.errorMessage ? { errorMessage: message } : {}) };
+    const taskInfo = { ...e.taskInfo, status };
     return this.update(uuid, { phase: 'failed', taskInfo, output: [message] });
   }
 
