@@ -65,6 +65,8 @@ export interface AppDeps {
     nodeTimeoutMs?: number;
     /** A client upload that sends nothing for this long is dropped (default 30 s, as the original). */
     uploadIdleMs?: number;
+    /** Bench A/B (bench/client-ab.ts): 1 = bodiless proxied requests through node:http instead of undici. */
+    forwardViaNodeHttp?: number;
   };
 }
 
@@ -158,7 +160,11 @@ export class ClusterOdm {
     });
     this.taskOps = new TaskOps({ routes: this.routes, client });
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
-    this.forwarder = new Forwarder({ logger, ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}) });
+    this.forwarder = new Forwarder({
+      logger,
+      ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}),
+      ...(deps.tuning?.forwardViaNodeHttp === 1 ? { client: 'node:http' as const } : {}),
+    });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
     this.options = options;
     // One keep-alive pool per node, shared by proxied calls and task uploads.
