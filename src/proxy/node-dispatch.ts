@@ -1,5 +1,5 @@
 import type * as http from 'node:http';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 
 /**
  * The node client of the forwarder for requests whose body is not streamed (every GET: task info, output,
@@ -25,9 +25,17 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 /** Answers up to this size (with a Content-Length) are sent on in one write instead of chunk by chunk. */
 export const SMALL_ANSWER = 64 * 1024;
 
-/** One pool of keep-alive connections per node (origin); `timeoutMs` bounds the wait for headers and between body chunks. */
+let PoolClass: typeof Pool | undefined;
+
+/**
+ * One pool of keep-alive connections per node (origin); `timeoutMs` bounds the wait for headers and between body
+ * chunks. undici is loaded on the first call, and only its Pool: its index also loads fetch, WebSocket, caches and
+ * more, ~3× the load time of the Pool alone, which the daemon's start (1,000,000 routes in < 3 s) would pay for
+ * nothing. undici has no `exports` map and is pinned to one version, so the path is stable.
+ */
 export function nodePool(origin: string, connections: number, timeoutMs: number): Pool {
-  return new Pool(origin, { connections, pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  PoolClass ??= require('undici/lib/dispatcher/pool') as typeof Pool;
+  return new PoolClass(origin, { connections, pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
