@@ -72,6 +72,8 @@ export interface AppDeps {
     /** Autoscaler: delay from a task's webhook to its machine's removal (default 10 s), api driver's poll (2 s). */
     asrCleanupDelayMs?: number;
     asrPollMs?: number;
+    /** Bench A/B (bench/client-ab.ts): 1 = bodiless proxied requests through node:http instead of undici. */
+    forwardViaNodeHttp?: number;
   } & ClusterTuning;
 }
 
@@ -191,7 +193,11 @@ export class ClusterOdm {
     });
     this.taskOps = new TaskOps({ routes: this.routes, client, queued: () => this.dispatcher.queue?.list() ?? [] });
     this.cloud = deps.cloud ?? createCloudProvider(config.cloudProvider, { token: config.token, clock, logger, debug: config.debug });
-    this.forwarder = new Forwarder({ logger, ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}) });
+    this.forwarder = new Forwarder({
+      logger,
+      ...(nodeTimeoutMs !== undefined ? { idleTimeoutMs: nodeTimeoutMs } : {}),
+      ...(deps.tuning?.forwardViaNodeHttp === 1 ? { client: 'node:http' as const } : {}),
+    });
     const options = new OptionsCache({ client, clock, enabled: !config.debug });
     this.options = options;
     // One keep-alive pool per node, shared by proxied calls and task uploads.

@@ -55,10 +55,28 @@ export function sweepStale(): string[] {
       continue;
     }
     if (Number.isInteger(pid) && pid > 0 && alive(pid)) continue;
+    stopStaleNginx(dir);
     fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
     removed.push(dir);
   }
   return removed;
+}
+
+/**
+ * An nginx (lib/nginx.ts) left running in a stale run dir: it has no orphan guard, so it is stopped here, by the
+ * pid in its own pid file (`<row dir>/nginx/nginx.pid`), if that process was started from this dir.
+ */
+function stopStaleNginx(runDir: string): void {
+  for (const entry of fs.readdirSync(runDir, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(path.join(runDir, entry.name, 'nginx', 'nginx.pid'), 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(runDir)) process.kill(pid, 'SIGTERM');
+    } catch {
+      // no nginx there, or gone already
+    }
+  }
 }
 
 /** The one temp dir of this run: every daemon, node and data file lives below it. */

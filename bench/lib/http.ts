@@ -167,6 +167,8 @@ export interface LoadResult {
   max: number;
   /** Every counted request's latency, ms (unsorted). */
   latencies: number[];
+  /** What the first failed request got (an HTTP status or an error message). */
+  firstError?: string;
 }
 
 function getStatus(url: URL, agent: http.Agent): Promise<number> {
@@ -210,6 +212,7 @@ export async function closedLoop(
   const target = new URL(url);
   const latencies: number[] = [];
   let errors = 0;
+  let firstError: string | undefined;
   const from = now() + o.warmupMs;
   const to = from + o.durationMs;
   const worker = async (): Promise<void> => {
@@ -217,15 +220,18 @@ export async function closedLoop(
       const t0 = now();
       if (t0 >= to) return;
       let ok = false;
+      let why = '';
       try {
-        ok = (await getStatus(target, agent)) === 200;
-      } catch {
-        ok = false;
+        const status = await getStatus(target, agent);
+        ok = status === 200;
+        why = `HTTP ${status}`;
+      } catch (e: unknown) {
+        why = e instanceof Error ? e.message : String(e);
       }
       const t1 = now();
       if (t1 < from || t1 > to) continue;
       if (ok) latencies.push(t1 - t0);
-      else errors++;
+      else if (errors++ === 0) firstError = why;
     }
   };
   try {
@@ -233,18 +239,20 @@ export async function closedLoop(
   } finally {
     if (!o.agent) agent.destroy();
   }
-  return summarizeLoad(o.concurrency, latencies, errors, o.durationMs);
+  return { ...summarizeLoad(o.concurrency, latencies, errors, o.durationMs), ...(firstError === undefined ? {} : { firstError }) };
 }
 
 /** Several measuring windows of the same load as one result. */
 export function mergeLoads(parts: readonly LoadResult[]): LoadResult {
   const latencies = parts.flatMap((p) => p.latencies);
-  return summarizeLoad(
+  const merged = summarizeLoad(
     parts[0]?.concurrency ?? 0,
     latencies,
     parts.reduce((s, p) => s + p.errors, 0),
     parts.reduce((s, p) => s + p.windowMs, 0),
   );
+  const firstError = parts.find((p) => p.firstError !== undefined)?.firstError;
+  return firstError === undefined ? merged : { ...merged, firstError };
 }
 
 /** Nearest-rank percentile of sorted values. */

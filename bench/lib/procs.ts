@@ -126,12 +126,12 @@ const PROXY_RE = /Starting http proxy on (\d+)/;
 const CLI_RE = /Admin CLI listening on port (\d+)/;
 
 /** ClusterODM with its data, tmp and log dirs in `dir`; `nodeFlags` go to node itself (e.g. --cpu-prof). */
-export async function startDaemon(opts: { name: string; dir: string; nodeFlags?: string[]; args?: string[]; timeoutMs?: number }): Promise<Daemon> {
+export async function startDaemon(opts: { name: string; dir: string; nodeFlags?: string[]; args?: string[]; timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<Daemon> {
   const { dir } = opts;
   fs.mkdirSync(dir, { recursive: true });
   const args = ['--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--log-dir', dir, '--admin-web-port', '0', ...(opts.args ?? [])];
   // The V8 flags the shipped entry point (index.js) runs the daemon with; --daemon-node-flags come after them.
-  const s = spawnNode(opts.name, [...NODE_FLAGS, ...(opts.nodeFlags ?? [])], DAEMON_MAIN, args, dir, { ...process.env, TMPDIR: dir });
+  const s = spawnNode(opts.name, [...NODE_FLAGS, ...(opts.nodeFlags ?? [])], DAEMON_MAIN, args, dir, { ...process.env, ...(opts.env ?? {}), TMPDIR: dir });
   const startMs = await s.until((t) => PROXY_RE.test(t) && CLI_RE.test(t), opts.timeoutMs ?? 60_000);
   const proxyPort = Number(PROXY_RE.exec(s.out.start)?.[1]);
   const cliPort = Number(CLI_RE.exec(s.out.start)?.[1]);
@@ -171,9 +171,9 @@ export interface RefProxyProc extends Child {
   readonly url: string;
 }
 
-/** bench/ref-proxy.ts in front of `targetPort`: the cost of a bare Node.js hop. */
-export async function startRefProxy(name: string, targetPort: number, cwd: string, nodeFlags: string[] = []): Promise<RefProxyProc> {
-  const s = spawnNode(name, nodeFlags, REF_PROXY_MAIN, [String(targetPort)], cwd, process.env);
+/** bench/ref-proxy.ts (or another `script` of the same interface) in front of `targetPort`: the cost of a bare Node.js hop. */
+export async function startRefProxy(name: string, targetPort: number, cwd: string, nodeFlags: string[] = [], script = REF_PROXY_MAIN, env: NodeJS.ProcessEnv = process.env): Promise<RefProxyProc> {
+  const s = spawnNode(name, nodeFlags, script, [String(targetPort)], cwd, env);
   const re = /Reference proxy listening on (\d+)/;
   const startMs = await s.until((t) => re.test(t), 30_000);
   const port = Number(re.exec(s.out.start)?.[1]);

@@ -14,6 +14,8 @@ export interface TableRow {
   error?: boolean;
   /** The same measure through bench/ref-proxy.ts (a bare Node.js hop), as a ratio to direct; rows b and c. */
   ref?: string;
+  /** The same measure through nginx (lib/nginx.ts), as a ratio to direct; rows a–c when nginx is installed. */
+  nginx?: string;
 }
 
 export interface RowOutcome {
@@ -40,10 +42,10 @@ export function verdict(pass: boolean | null): string {
 }
 
 export function markdownTable(rows: readonly TableRow[]): string {
-  const head = ['Row', 'Metric', 'Direct to node', 'Through ClusterODM', 'Proxy ÷ direct', 'Target', 'Result', 'Bare Node.js proxy ÷ direct (reference)'];
+  const head = ['Row', 'Metric', 'Direct to node', 'Through ClusterODM', 'Proxy ÷ direct', 'Target', 'Result', 'nginx ÷ direct', 'Bare Node.js proxy ÷ direct (reference)'];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const r of rows) {
-    lines.push(`| ${[r.row, r.metric, r.direct, r.proxy, r.ratio, r.target, `**${r.error ? 'ERROR' : verdict(r.pass)}**`, r.ref ?? '—'].join(' | ')} |`);
+    lines.push(`| ${[r.row, r.metric, r.direct, r.proxy, r.ratio, r.target, `**${r.error ? 'ERROR' : verdict(r.pass)}**`, r.nginx ?? '—', r.ref ?? '—'].join(' | ')} |`);
   }
   return lines.join('\n');
 }
@@ -77,6 +79,6 @@ export function machineLines(): string[] {
     `- Node.js: ${process.version} (${os.platform()} ${os.release()})`,
     `- Temp dir: ${os.tmpdir()}${fsType ? ` (${fsType})` : ''}`,
     `- ClusterODM tree: ${rev}`,
-    `- Processes: bench client, ClusterODM daemon and test node are three separate node processes sharing these ${cpus.length} cores; everything on 127.0.0.1.`,
+    `- Processes: bench client, ClusterODM daemon, test node and the peers (bare Node.js proxy, nginx) are separate processes sharing these ${cpus.length} cores; everything on 127.0.0.1.`,
   ];
 }

@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as path from 'node:path';
 import { formBody, keepAliveAgent, multipartBody, request, requestJson, sleep, now, type FileSpec } from './http';
-import { addNode, startDaemon, startRefProxy, startTestNode, type Daemon, type RefProxyProc, type TestNodeProc } from './procs';
+import { startNginx, type NginxProc } from './nginx';
+import { addNode, cpuMs, startDaemon, startRefProxy, startTestNode, type Daemon, type RefProxyProc, type TestNodeProc } from './procs';
 
 export interface BenchContext {
   /** The run's temp dir; everything goes below it. */
@@ -24,6 +25,8 @@ export interface Rig {
   daemon: Daemon;
   /** bench/ref-proxy.ts in front of the same node, when asked for. */
   ref: RefProxyProc | null;
+  /** nginx in front of the same node (lib/nginx.ts), with the reference proxy, when nginx is installed. */
+  nginx: NginxProc | null;
   /** One keep-alive agent for all control calls (init, upload, commit, polling). */
   agent: http.Agent;
   stop(): Promise<void>;
@@ -60,9 +63,11 @@ export async function startRig(
     node,
     daemon,
     ref,
+    nginx: null,
     agent,
     stop: async () => {
       agent.destroy();
+      await rig.nginx?.stop();
       await ref?.stop();
       await daemon.stop();
       await node.stop();
@@ -70,7 +75,10 @@ export async function startRig(
     },
   };
   try {
-    if (o.refProxy) rig.ref = ref = await startRefProxy(`${name} reference proxy`, node.port, dir, daemonFlags(ctx, `${name}-ref-proxy`));
+    if (o.refProxy) {
+      rig.ref = ref = await startRefProxy(`${name} reference proxy`, node.port, dir, daemonFlags(ctx, `${name}-ref-proxy`));
+      rig.nginx = await startNginx(`${name} nginx`, node.port, path.join(dir, 'nginx'), ctx.log);
+    }
     await addNode(daemon, node);
     // The proxy answers /options from its reference node: this checks the node is online behind it.
     const opts = await fetchOptions(daemon.url, agent);
@@ -80,6 +88,35 @@ export async function startRig(
     throw e;
   }
   return rig;
+}
+
+/** The ways to the node rows a–c compare: straight, through nginx, the bare Node.js proxy and ClusterODM. */
+export type PathName = 'direct' | 'nginx' | 'ref' | 'proxy';
+
+export interface BenchPath {
+  readonly name: PathName;
+  readonly label: string;
+  readonly url: string;
+  /** CPU ms so far of the process(es) that serve (direct: the node) or forward (the others) a request. */
+  cpu(): number;
+}
+
+export const PATH_LABELS: Record<PathName, string> = { direct: 'direct', nginx: 'nginx', ref: 'bare Node.js proxy', proxy: 'ClusterODM' };
+
+/** Every path the rig has (nginx only where it is installed), in a fixed order; rows rotate it per round. */
+export function benchPaths(rig: Rig): BenchPath[] {
+  const out: BenchPath[] = [{ name: 'direct', label: PATH_LABELS.direct, url: rig.node.url, cpu: () => cpuMs(rig.node.pid) }];
+  const nginx = rig.nginx;
+  if (nginx) out.push({ name: 'nginx', label: PATH_LABELS.nginx, url: nginx.url, cpu: () => nginx.cpuMs() });
+  const ref = rig.ref;
+  if (ref) out.push({ name: 'ref', label: PATH_LABELS.ref, url: ref.url, cpu: () => cpuMs(ref.pid) });
+  out.push({ name: 'proxy', label: PATH_LABELS.proxy, url: rig.daemon.url, cpu: () => cpuMs(rig.daemon.pid) });
+  return out;
+}
+
+/** Round i's order: the list rotated by i, so drift (page cache, JIT, background load) spreads over the paths. */
+export function rotated<T>(list: readonly T[], i: number): T[] {
+  return list.map((_, k) => list[(k + i) % list.length] as T);
 }
 
 async function fetchOptions(base: string, agent: http.Agent): Promise<unknown> {

@@ -4,7 +4,9 @@ import { isIP } from 'node:net';
 import type { Logger } from '../core';
 import { ClusterError, errorMessage, systemErrorCode } from '../core';
 import type { NodeEndpoint } from '../nodeodm';
+import type { Dispatcher, Pool } from 'undici';
 import { framingOf, hasUnexpectedBody, refuseBody } from './framing';
+import { AnswerRelay, HOP_BY_HOP, nodePool, SMALL_ANSWER } from './node-dispatch';
 import { sendError } from './respond';
 
 /**
@@ -30,21 +32,6 @@ const TO_NODE: ReadonlySet<string> = new Set([
   'user-agent',
 ]);
 
-/** Headers that describe one connection, not the message: never copied from a node's answer to the client. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
-
-/** Answers up to this size (with a Content-Length) are sent on in one write instead of being piped. */
-const SMALL_ANSWER = 64 * 1024;
-
 export interface ForwardTarget extends NodeEndpoint {
   readonly name: string;
 }
@@ -54,6 +41,11 @@ export interface ForwarderOptions {
   /** A request whose upstream socket is idle this long is aborted (a node that never answers). */
   idleTimeoutMs?: number;
   maxSocketsPerNode?: number;
+  /**
+   * The client of requests without a streamed body: undici (default, node-dispatch.ts) or node:http (kept for the
+   * bench's A/B, bench/client-ab.ts). Streamed bodies always go through node:http.
+   */
+  client?: 'undici' | 'node:http';
 }
 
 /** What a request to one node needs, computed once per node (base URL) instead of per request. */
@@ -67,6 +59,8 @@ interface Upstream {
   readonly host: string;
   /** TLS server name (SNI, and the name the certificate is checked against): the node's name, '' for an address. */
   readonly servername: string;
+  /** scheme://host:port: the key of undici's pool (node-dispatch.ts) for requests without a streamed body. */
+  readonly origin: string;
 }
 
 /**
@@ -74,17 +68,21 @@ interface Upstream {
  * original opened a new connection per request). A node that refuses or resets the connection drops the client's
  * socket, as the original does, so NodeODM clients retry instead of assuming failure.
  *
- * Hand-written on node:http rather than `http-proxy`: the benchmark (rows b and c, see the README) measured both.
- * The hot path does no URL parsing (the per-node part is cached), copies headers with one loop, and uses
- * `.pipe()` with explicit error handling instead of `stream.pipeline()` (whose AbortSignal/DOMException setup
- * cost about a fifth of the CPU of a small request).
+ * Requests without a streamed body (every GET: task info, output, downloads, the web UI) go through undici's
+ * `Pool.dispatch` (node-dispatch.ts): 20–50% less CPU per request than node:http with a keep-alive agent in the
+ * bench's A/B (bench/client-ab.ts). Streamed bodies stay on node:http, hand-written rather than `http-proxy`: no
+ * URL parsing on the hot path (the per-node part is cached), headers copied in one loop, `.pipe()` with explicit
+ * error handling instead of `stream.pipeline()` (whose AbortSignal/DOMException setup cost about a fifth of the CPU
+ * of a small request). Both keep one keep-alive pool per node, the idle timeout and the client-gone abort.
  */
 export class Forwarder {
   private readonly upstreams = new Map<string, Upstream>();
+  /** undici pools by origin, made on first use. */
+  private readonly pools = new Map<string, Pool>();
   private readonly opts: Required<ForwarderOptions>;
 
   constructor(opts: ForwarderOptions) {
-    this.opts = { idleTimeoutMs: 5 * 60 * 1000, maxSocketsPerNode: 256, ...opts };
+    this.opts = { idleTimeoutMs: 5 * 60 * 1000, maxSocketsPerNode: 256, client: 'undici', ...opts };
   }
 
   agentFor(node: NodeEndpoint): http.Agent {
@@ -108,6 +106,7 @@ export class Forwarder {
         port: portOf(url),
         host: url.host,
         servername: isIP(hostname) ? '' : hostname,
+        origin: url.origin,
       };
       this.upstreams.set(base, up);
     }
@@ -145,6 +144,10 @@ export class Forwarder {
     const headers = copyHeaders(req.headers);
     headers['host'] = target.host;
     const body = opts.body;
+    if ((body || framing === 'none') && this.opts.client === 'undici') {
+      this.dispatch(target, req, res, node, pathAndQuery, headers, body ?? null);
+      return;
+    }
     if (body) headers['content-length'] = String(body.length);
     else if (framing === 'chunked') headers['transfer-encoding'] = 'chunked';
     else if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
@@ -182,28 +185,52 @@ export class Forwarder {
       if (!res.writableFinished) upstream.destroy();
     });
 
-    if (body) upstream.end(body);
-    else if (framing === 'none') upstream.end();
-    else {
-      // A body cut off (the client went away before sending what it announced) must not leave the node waiting
-      // for the rest on a pooled connection: the next request on it would be read as that rest. Once the node has
-      // answered early, the request gets no event when its client goes away, so the connection itself is watched.
-      req.on('error', () => upstream.destroy());
-      const socket = req.socket;
-      const onGone = (): void => {
-        if (!req.complete) upstream.destroy();
-      };
-      socket.once('close', onGone);
-      req.once('end', () => socket.off('close', onGone));
-      req.pipe(upstream);
+    // A body cut off (the client went away before sending what it announced) must not leave the node waiting
+    // for the rest on a pooled connection: the next request on it would be read as that rest. Once the node has
+    // answered early, the request gets no event when its client goes away, so the connection itself is watched.
+    if (body) return void upstream.end(body);
+    if (framing === 'none') return void upstream.end();
+    req.on('error', () => upstream.destroy());
+    const socket = req.socket;
+    const onGone = (): void => {
+      if (!req.complete) upstream.destroy();
+    };
+    socket.once('close', onGone);
+    req.once('end', () => socket.off('close', onGone));
+    req.pipe(upstream);
+  }
+
+  /** A request without a streamed body, through undici (node-dispatch.ts). */
+  private dispatch(
+    target: Upstream,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    node: ForwardTarget,
+    path: string,
+    headers: http.OutgoingHttpHeaders,
+    body: Buffer | null,
+  ): void {
+    let pool = this.pools.get(target.origin);
+    if (pool === undefined) {
+      pool = nodePool(target.origin, this.opts.maxSocketsPerNode, this.opts.idleTimeoutMs);
+      this.pools.set(target.origin, pool);
     }
+    const relay = new AnswerRelay(res, (e, answered, clientGone) => {
+      if (!clientGone) this.onError(e, node, req, res, answered);
+    });
+    // A client that goes away cancels the node request.
+    res.on('close', () => {
+      if (!res.writableFinished) relay.clientGone();
+    });
+    pool.dispatch({ method: (req.method ?? 'GET') as Dispatcher.HttpMethod, path, headers: headers as Record<string, string | string[]>, body }, relay);
   }
 
   private onError(e: unknown, node: ForwardTarget, req: http.IncomingMessage, res: http.ServerResponse, answered: boolean): void {
     const code = systemErrorCode(e);
     const msg = errorMessage(e);
     this.opts.logger.warn(`Proxy redirect error: ${msg} (${node.name}, ${req.method ?? 'GET'} ${redactUrl(req.url ?? '')})`);
-    if (answered || res.headersSent || code === 'ECONNREFUSED' || code === 'ECONNRESET') {
+    // UND_ERR_SOCKET: undici's word for a connection the node closed or reset.
+    if (answered || res.headersSent || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') {
       req.socket.destroy();
       return;
     }
@@ -214,6 +241,9 @@ export class Forwarder {
   forget(node: NodeEndpoint): void {
     const up = this.upstreams.get(node.baseUrl);
     if (!up) return;
+    const pool = this.pools.get(up.origin);
+    this.pools.delete(up.origin);
+    pool?.destroy().catch(() => undefined);
     for (const [base, u] of this.upstreams) if (u.agent === up.agent) this.upstreams.delete(base);
     up.agent.destroy();
   }
@@ -221,6 +251,8 @@ export class Forwarder {
   close(): void {
     for (const u of new Set([...this.upstreams.values()].map((x) => x.agent))) u.destroy();
     this.upstreams.clear();
+    for (const p of this.pools.values()) p.destroy().catch(() => undefined);
+    this.pools.clear();
   }
 }
 

@@ -143,3 +143,88 @@ test('request smuggling through the forwarder: a connection whose request body w
   assert.equal(seen[0]?.body, '0123456789', 'nothing else was read as the rest of the cut-off body');
   assert.notEqual(seen[1]?.socket, seen[0]?.socket);
 });
+
+test('forwarder: answers pass through whole (small in one piece, large streamed), hop-by-hop headers dropped, the pool reused', async (t) => {
+  const big = Buffer.alloc(3 * 1024 * 1024 + 17, 7);
+  const sockets = new Set<net.Socket>();
+  const server = http.createServer((req, res) => {
+    sockets.add(req.socket);
+    if (req.url === '/big') {
+      res.writeHead(200, { 'Content-Type': 'application/zip', 'Content-Length': big.length, 'X-Node': 'n', 'Keep-Alive': 'timeout=5' });
+      res.end(big);
+    } else {
+      res.writeHead(201, 'Made', { 'Content-Type': 'application/json', 'Set-Cookie': ['a=1', 'b=2'] });
+      res.end('{"ok":true}');
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const node = { baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: '', name: 'n' };
+  const fwd = new Forwarder({ logger: new MemoryLogger() });
+  t.after(() => fwd.close());
+  const port = await front(t, fwd, node);
+  const get = (p: string): Promise<{ status: number; message: string; headers: http.IncomingHttpHeaders; body: Buffer }> =>
+    new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, message: res.statusMessage ?? '', headers: res.headers, body: Buffer.concat(chunks) }));
+      }).on('error', reject);
+    });
+  const small = await get('/small');
+  assert.equal(small.status, 201);
+  assert.equal(small.message, 'Made');
+  assert.deepEqual(small.headers['set-cookie'], ['a=1', 'b=2']);
+  assert.equal(small.body.toString(), '{"ok":true}');
+  const large = await get('/big');
+  assert.equal(large.status, 200);
+  assert.equal(large.headers['x-node'], 'n');
+  assert.equal(large.headers['content-length'], String(big.length));
+  assert.equal(large.headers['transfer-encoding'], undefined, 'the length the node announced, not re-chunked');
+  assert.ok(large.body.equals(big), 'every byte, in order');
+  assert.equal(sockets.size, 1, 'one kept-alive connection to the node, reused');
+});
+
+test('forwarder: a client that goes away mid-download aborts the request to the node', async (t) => {
+  let nodeSideClosed = false;
+  let sent = 0;
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/zip' });
+    const chunk = Buffer.alloc(64 * 1024);
+    const pump = (): void => {
+      while (!res.destroyed && sent < 1024 * 1024 * 1024) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+    };
+    res.on('close', () => (nodeSideClosed = true));
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const node = { baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, token: '', name: 'n' };
+  const fwd = new Forwarder({ logger: new MemoryLogger() });
+  t.after(() => fwd.close());
+  const port = await front(t, fwd, node);
+  await new Promise<void>((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/all.zip', agent: false }, (res) => {
+      let got = 0;
+      res.on('data', (c: Buffer) => {
+        got += c.length;
+        if (got >= 1024 * 1024) {
+          req.destroy();
+          resolve();
+        }
+      });
+    });
+    req.on('error', (e) => (req.destroyed ? undefined : reject(e)));
+  });
+  await waitUntil(() => nodeSideClosed, { timeoutMs: 5000, message: 'the node kept sending to a client that left' });
+  assert.ok(sent < 1024 * 1024 * 1024, 'the node stopped long before the end');
+});
