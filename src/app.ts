@@ -1,11 +1,10 @@
 import * as path from 'node:path';
-import type { Config } from './config';
-import type { Clock, Logger, Service } from './core';
+import type { Service } from './core';
 import { errorMessage } from './core';
 import type { AdminWeb, Readiness } from './admin-web';
 import { buildAdminListeners } from './app-admin';
 import { buildAppState } from './app-state';
-import { buildClusterParts, instanceAddress, type ClusterParts, type ClusterTuning } from './app-cluster';
+import { buildClusterParts, instanceAddress, type ClusterParts } from './app-cluster';
 import { autoscalerFromFile, type Autoscaler } from './autoscaler';
 import type { AdminCli } from './cli';
 import { createCloudProvider, type CloudProvider } from './cloud';
@@ -29,7 +28,6 @@ import {
   TaskIntake,
   TmpCleanup,
 } from './proxy';
-import type { ProxyTimeouts } from './proxy';
 import { NodeClient } from './nodeodm';
 import { HealthPoller, LoadHistory, type NodeRegistry } from './nodes';
 import { NodeOps, TaskOps } from './ops';
@@ -37,45 +35,12 @@ import { ExpiryService, type RouteTable, type TaskTable } from './routing';
 import type { StateBackend } from './store';
 import { exportState } from './state-export';
 
+import type { AppDeps } from './app-deps';
+
+export type { AppDeps };
+
 export const PRODUCT_NAME = 'ClusterODM';
 
-export interface AppDeps {
-  config: Config;
-  version: string;
-  clock: Clock;
-  logger: Logger;
-  /** Listen address for every listener; undefined = all interfaces (as the original). */
-  host?: string;
-  /**
-   * Tests: every enabled listener binds an ephemeral port (0 in the config still means disabled, as in the
-   * original), and the bound ports are logged.
-   */
-  ephemeralPorts?: boolean;
-  /** Tests: a cloud provider of their own (e.g. one that accepts several user tokens). */
-  cloud?: CloudProvider;
-  /** Tests: shorter waits than the original's (5 s × retry between forward attempts, 2 s between upload retries). */
-  tuning?: {
-    forwardRetryBaseMs?: number;
-    uploadRetrySleepMs?: number;
-    /** First pause between looks at a silent node a resumed task waits for (default 2 s, doubling). */
-    nodeWaitRetryMs?: number;
-    /** How often copies left on nodes a task moved away from are looked for (default 30 s). */
-    straySweepMs?: number;
-    proxyTimeouts?: Partial<ProxyTimeouts>;
-    /** How long a silent node is waited for (/info polls, proxied calls, task uploads); defaults 10 s / 5 min / 5 min. */
-    nodeTimeoutMs?: number;
-    /** A client upload that sends nothing for this long is dropped (default 30 s, as the original). */
-    uploadIdleMs?: number;
-    /** The task queue's look for a place (default 5 s), and its wait after "no capacity" (default 60 s). */
-    queueTickMs?: number;
-    capacityRetryMs?: number;
-    /** Autoscaler: delay from a task's webhook to its machine's removal (default 10 s), api driver's poll (2 s). */
-    asrCleanupDelayMs?: number;
-    asrPollMs?: number;
-    /** Bench A/B (bench/client-ab.ts): 1 = bodiless proxied requests through node:http instead of undici. */
-    forwardViaNodeHttp?: number;
-  } & ClusterTuning;
-}
 
 /**
  * Builds every object of the daemon and wires them together. State is loaded before any listener opens
