@@ -38,6 +38,8 @@ export interface AppDeps {
     /** Autoscaler: delay from a task's webhook to its machine's removal (default 10 s), api driver's poll (2 s). */
     asrCleanupDelayMs?: number;
     asrPollMs?: number;
+    /** How long an upload waits for its node's init before it is sent from disk instead of copied (default 2 s). */
+    teeWaitMs?: number;
     /** Bench A/B (bench/client-ab.ts): 1 = bodiless proxied requests through node:http instead of undici. */
     forwardViaNodeHttp?: number;
   } & ClusterTuning;

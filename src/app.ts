@@ -174,7 +174,14 @@ export class ClusterOdm {
       ...(deps.tuning?.uploadRetrySleepMs !== undefined ? { retrySleepMs: deps.tuning.uploadRetrySleepMs } : {}),
       ...(nodeTimeoutMs !== undefined ? { requestTimeoutMs: nodeTimeoutMs } : {}),
     }));
-    this.streaming = new StreamForwarder({ registry: this.registry, uploader, clock, logger, needFreeSlot: autoscaler !== null });
+    this.streaming = new StreamForwarder({
+      registry: this.registry,
+      uploader,
+      clock,
+      logger,
+      needFreeSlot: autoscaler !== null,
+      ...(deps.tuning?.teeWaitMs !== undefined ? { teeWaitMs: deps.tuning.teeWaitMs } : {}),
+    });
     this.strays = new StrayCopies({
       file: path.join(config.dataDir, 'strays.json'),
       registry: this.registry,

@@ -9,17 +9,15 @@
  * destroyed); on rejection nothing of this call is left on disk; each file is written under a temporary name and
  * named (a hard link, never replacing a file) only once its part is complete; names are reserved in upload order.
  */
-import * as fs from 'node:fs';
 import type * as http from 'node:http';
-import * as path from 'node:path';
 import { finished } from 'node:stream';
-import { errorMessage, systemErrorCode } from '../core/errors';
+import { errorMessage } from '../core/errors';
 import { MultipartScanner, type PartInfo, type ScanHandler } from './multipart-scan';
 import { abortedWrite, PartWriter } from './part-writer';
 import { RequestFlow } from './request-flow';
-import { shortName, StagingError, writeError } from './staging-errors';
+import { shortName, StagingError, unexpectedField, writeError } from './staging-errors';
+import { StagedFileSet } from './staged-file-set';
 import { resolveLimits, type StagingLimits } from './staging-limits';
-import { NameReserver, renameNoReplace, sanitizeFilename } from './staging-names';
 import { Slots } from './staging-streams';
 import type { StagedFile, StageOptions, StagingResult } from './upload-staging';
 
@@ -27,8 +25,6 @@ import type { StagedFile, StageOptions, StagingResult } from './upload-staging';
 const MAX_PARALLEL_WRITES = 16;
 /** Bytes held for the disk before the request is paused: two write batches. */
 const MAX_BUFFERED_BYTES = 512 * 1024;
-/** A sane `reserveName` succeeds at once; this only stops a broken one from looping forever on EEXIST. */
-const MAX_NAME_ATTEMPTS = 1000;
 
 /** A field part being read (its value is kept up to the limit: the upload route reads none, but checks them). */
 interface FieldPart {
@@ -39,22 +35,18 @@ interface FieldPart {
 
 class RawStagingSession implements ScanHandler {
   private readonly limits: StagingLimits;
-  private readonly reserve: (wanted: string) => string;
+  private readonly set: StagedFileSet;
   private readonly scanner: MultipartScanner;
   private readonly fields = new Map<string, string>();
-  private readonly staged: (StagedFile | undefined)[] = [];
   private readonly writes: Promise<void>[] = [];
   private readonly active = new Set<PartWriter>();
   private readonly slots = new Slots(MAX_PARALLEL_WRITES);
-  private readonly created: string[] = [];
-  private readonly reserved: string[] = [];
   private file: PartWriter | null = null;
   private field: FieldPart | null = null;
   private error: StagingError | null = null;
   /** Field parts seen (busboy's count, nameless ones included) and fields kept (named ones). */
   private fieldParts = 0;
   private fieldCount = 0;
-  private totalBytes = 0;
   private buffered = 0;
   private readonly idleTimer: NodeJS.Timeout;
   private readonly flow: RequestFlow;
@@ -68,8 +60,7 @@ class RawStagingSession implements ScanHandler {
   ) {
     this.flow = flow ?? new RequestFlow(req);
     this.limits = resolveLimits(opts.limits);
-    const fallback = new NameReserver(dir);
-    this.reserve = opts.reserveName ?? ((wanted) => fallback.reserve(wanted));
+    this.set = new StagedFileSet(dir, opts, this.limits);
     this.scanner = new MultipartScanner(boundary, this);
     this.idleTimer = setTimeout(() => this.onIdle(), this.limits.idleTimeoutMs);
   }
@@ -90,10 +81,10 @@ class RawStagingSession implements ScanHandler {
     // Every part started before the body ended, so `writes` is complete here.
     await Promise.all(this.writes);
     if (this.error) {
-      await this.removeCreated();
+      await this.set.removeCreated();
       throw this.error;
     }
-    return { fields: this.fields, files: this.staged.filter((f): f is StagedFile => f !== undefined) };
+    return { fields: this.fields, files: this.set.files() };
   }
 
   private onData(chunk: Buffer): void {
@@ -134,19 +125,17 @@ class RawStagingSession implements ScanHandler {
       else this.field = { name: part.field, chunks: [], bytes: 0 };
       return;
     }
-    const problem = this.checkFilePart(part.field);
+    const problem = part.field !== 'images' ? unexpectedField(part.field) : this.set.checkCount();
     if (problem) {
       this.fail(problem);
       return;
     }
-    const slot = this.staged.length;
-    this.staged.push(undefined);
+    let slot: number;
     let name: string;
     try {
-      // Reserved now, synchronously and in upload order, so two parts named alike get a.jpg then a_.jpg.
-      name = this.reserveChecked(sanitizeFilename(part.filename));
+      ({ slot, name } = this.set.next(part.filename));
     } catch (err) {
-      this.fail(err instanceof StagingError ? err : new StagingError('io', errorMessage(err), { cause: err }));
+      this.fail(err as StagingError);
       return;
     }
     const writer = new PartWriter({
@@ -154,7 +143,7 @@ class RawStagingSession implements ScanHandler {
         this.buffered -= n;
         this.maybeResume();
       },
-      created: (temp) => this.created.push(temp),
+      created: (temp) => this.set.noteCreated(temp),
     });
     this.file = writer;
     this.active.add(writer);
@@ -164,7 +153,7 @@ class RawStagingSession implements ScanHandler {
   data(bytes: Buffer): void {
     const file = this.file;
     if (file) {
-      const problem = this.admitBytes(file.bytes, bytes.length);
+      const problem = this.set.admitBytes(file.bytes, bytes.length);
       if (problem) this.fail(problem);
       else {
         this.buffered += bytes.length;
@@ -200,31 +189,6 @@ class RawStagingSession implements ScanHandler {
     else this.fields.set(field.name, Buffer.concat(field.chunks).toString('utf8'));
   }
 
-  private checkFilePart(field: string | undefined): StagingError | null {
-    if (field !== 'images') return new StagingError('unexpected-field', `Unexpected field ${shortName(field ?? '(unnamed)')}`);
-    const count = this.staged.length + 1;
-    const maxImages = this.opts.maxImages;
-    const overImages = maxImages !== null && maxImages !== undefined && (this.opts.existingFiles ?? 0) + count > maxImages;
-    if (count > this.limits.maxFiles || overImages) return new StagingError('limit', 'Max images count exceeded.');
-    return null;
-  }
-
-  private admitBytes(fileBytes: number, chunkBytes: number): StagingError | null {
-    if (fileBytes + chunkBytes > this.limits.maxFileBytes) return new StagingError('limit', 'File too large');
-    if (this.totalBytes + chunkBytes > this.limits.maxTotalBytes) return new StagingError('limit', 'Upload too large');
-    this.totalBytes += chunkBytes;
-    return null;
-  }
-
-  private reserveChecked(wanted: string): string {
-    const name = this.reserve(wanted);
-    this.reserved.push(name);
-    if (sanitizeFilename(name) !== name) {
-      throw new StagingError('io', `Refusing unsafe file name from reserveName: ${shortName(name)}`);
-    }
-    return name;
-  }
-
   // -- files --------------------------------------------------------------------------------------------------
 
   private async writeFile(writer: PartWriter, first: string, originalName: string, slot: number): Promise<void> {
@@ -232,9 +196,9 @@ class RawStagingSession implements ScanHandler {
     try {
       if (writer.destroyed || this.error) throw this.error ?? abortedWrite();
       const temp = await writer.write(this.dir);
-      const name = await this.publish(temp, first);
+      const name = await this.set.publish(temp, first);
       const file: StagedFile = { name, originalName, bytes: writer.bytes };
-      this.staged[slot] = file;
+      this.set.place(slot, file);
       this.report(file);
     } catch (err) {
       this.fail(writeError(err));
@@ -253,25 +217,6 @@ class RawStagingSession implements ScanHandler {
     }
   }
 
-  /** Gives a complete file its reserved name, never replacing an existing file: on EEXIST, asks for another one. */
-  private async publish(temp: string, first: string): Promise<string> {
-    let name = first;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await renameNoReplace(path.join(this.dir, temp), path.join(this.dir, name));
-        this.created.push(name);
-        return name;
-      } catch (err) {
-        if (systemErrorCode(err) !== 'EEXIST' || attempt >= MAX_NAME_ATTEMPTS) throw err;
-        name = this.reserveChecked(name);
-      }
-    }
-  }
-
-  private async removeCreated(): Promise<void> {
-    await Promise.all(this.created.map((name) => fs.promises.rm(path.join(this.dir, name), { force: true }).catch(() => undefined)));
-    for (const name of this.reserved) this.opts.releaseName?.(name);
-  }
 }
 
 /**

@@ -62,3 +62,8 @@ export function writeError(err: unknown): StagingError {
   }
   return fromBusboy(err);
 }
+
+/** A file part in a field other than `images` (or files where none are taken). */
+export function unexpectedField(field: string | undefined): StagingError {
+  return new StagingError('unexpected-field', `Unexpected field ${shortName(field ?? '(unnamed)')}`);
+}

@@ -23,10 +23,11 @@ import * as path from 'node:path';
 import { finished, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
-import { errorMessage, systemErrorCode } from '../core/errors';
+import { errorMessage } from '../core/errors';
 import { FileSink } from './file-sink';
-import { fromBusboy, shortName, StagingError, writeError } from './staging-errors';
-import { NameReserver, partialName, renameNoReplace, sanitizeFilename } from './staging-names';
+import { fromBusboy, shortName, StagingError, unexpectedField, writeError } from './staging-errors';
+import { StagedFileSet } from './staged-file-set';
+import { partialName } from './staging-names';
 import { busboyLimits, resolveLimits, type StagingLimits } from './staging-limits';
 import { ByteLimiter, feed, Slots, waitClosed } from './staging-streams';
 
@@ -75,8 +76,6 @@ export interface StageOptions {
   releaseName?: (name: string) => void;
 }
 
-/** A sane `reserveName` succeeds at once; this only stops a broken one from looping forever on EEXIST. */
-const MAX_NAME_ATTEMPTS = 1000;
 /**
  * Files open at once per call. busboy does not wait for parts smaller than a stream buffer, so a body of thousands
  * of tiny files would otherwise open thousands of files at once (EMFILE). The request is also paused while this
@@ -90,21 +89,15 @@ const MAX_PARALLEL_WRITES = 16;
 class StagingSession {
   private readonly limits: StagingLimits;
   private readonly filesAllowed: boolean;
-  private readonly reserve: (wanted: string) => string;
+  private readonly set: StagedFileSet;
   private readonly fields = new Map<string, string>();
-  /** Indexed by upload order; filled when each file is closed. */
-  private readonly staged: (StagedFile | undefined)[] = [];
   private readonly writes: Promise<void>[] = [];
   /** Files not yet fully written (queued for a slot or writing). */
   private readonly active = new Set<ByteLimiter>();
   private readonly slots = new Slots(MAX_PARALLEL_WRITES);
-  /** Names of every file this call created (or may have), removed if the call fails (names, not paths: a call can create thousands). */
-  private readonly created: string[] = [];
-  private readonly reserved: string[] = [];
   private error: StagingError | null = null;
   private parser: busboy.Busboy | null = null;
   private fieldCount = 0;
-  private totalBytes = 0;
   private readonly idleTimer: NodeJS.Timeout;
 
   constructor(
@@ -113,8 +106,7 @@ class StagingSession {
   ) {
     this.limits = resolveLimits(opts.limits);
     this.filesAllowed = opts.acceptFiles && opts.dir !== null;
-    const fallback = new NameReserver(opts.dir);
-    this.reserve = opts.reserveName ?? ((wanted) => fallback.reserve(wanted));
+    this.set = new StagedFileSet(opts.dir, opts, this.limits);
     this.idleTimer = setTimeout(() => this.onIdle(), this.limits.idleTimeoutMs);
   }
 
@@ -127,10 +119,10 @@ class StagingSession {
     // Every file event happened before the parser closed, so `writes` is complete here.
     await Promise.all(this.writes);
     if (this.error) {
-      await this.removeCreated();
+      await this.set.removeCreated();
       throw this.error;
     }
-    return { fields: this.fields, files: this.staged.filter((f): f is StagedFile => f !== undefined) };
+    return { fields: this.fields, files: this.set.files() };
   }
 
   /** First error wins; later ones are consequences. Any error stops the writes in progress. */
@@ -247,58 +239,27 @@ class StagingSession {
     // busboy reports a truncated form on its own 'error' too; this listener only keeps the part's copy from
     // becoming an uncaught exception.
     part.on('error', () => undefined);
-    const problem = this.error ?? this.checkFilePart(field);
+    const problem = this.error ?? (field !== 'images' || !this.filesAllowed ? unexpectedField(field) : this.set.checkCount());
     if (problem) {
       this.fail(problem);
       part.resume(); // drained, never stored: the original stalled here until its 30 s timeout
       return;
     }
-    const slot = this.staged.length;
-    this.staged.push(undefined);
+    let slot: number;
     let name: string;
     try {
-      // Reserved now, synchronously and in upload order, so two parts named alike get a.jpg then a_.jpg.
-      name = this.reserveChecked(sanitizeFilename(info.filename));
+      ({ slot, name } = this.set.next(info.filename));
     } catch (err) {
-      this.fail(err instanceof StagingError ? err : new StagingError('io', errorMessage(err), { cause: err }));
+      this.fail(err as StagingError);
       part.resume();
       return;
     }
     const originalName = info.filename ?? '';
-    const limiter = new ByteLimiter((fileBytes, chunkBytes) => this.admitBytes(fileBytes, chunkBytes));
+    const limiter = new ByteLimiter((fileBytes, chunkBytes) => this.set.admitBytes(fileBytes, chunkBytes));
     this.active.add(limiter);
     feed(part, limiter);
     this.writes.push(this.writeFile(name, originalName, limiter, slot));
     if (this.active.size >= MAX_PARALLEL_WRITES) this.req.pause();
-  }
-
-  private checkFilePart(field: string | undefined): StagingError | null {
-    if (field !== 'images' || !this.filesAllowed) {
-      return new StagingError('unexpected-field', `Unexpected field ${shortName(field ?? '(unnamed)')}`);
-    }
-    const count = this.staged.length + 1;
-    const maxImages = this.opts.maxImages;
-    const overImages =
-      maxImages !== null && maxImages !== undefined && (this.opts.existingFiles ?? 0) + count > maxImages;
-    if (count > this.limits.maxFiles || overImages) return new StagingError('limit', 'Max images count exceeded.');
-    return null;
-  }
-
-  private admitBytes(fileBytes: number, chunkBytes: number): StagingError | null {
-    if (fileBytes + chunkBytes > this.limits.maxFileBytes) return new StagingError('limit', 'File too large');
-    if (this.totalBytes + chunkBytes > this.limits.maxTotalBytes) return new StagingError('limit', 'Upload too large');
-    this.totalBytes += chunkBytes;
-    return null;
-  }
-
-  /** A reserved name, refusing one from a custom `reserveName` that could escape the directory. */
-  private reserveChecked(wanted: string): string {
-    const name = this.reserve(wanted);
-    this.reserved.push(name);
-    if (sanitizeFilename(name) !== name) {
-      throw new StagingError('io', `Refusing unsafe file name from reserveName: ${shortName(name)}`);
-    }
-    return name;
   }
 
   private async writeFile(first: string, originalName: string, limiter: ByteLimiter, slot: number): Promise<void> {
@@ -306,11 +267,11 @@ class StagingSession {
     try {
       // The call may have failed while this file waited for a slot: then there is nothing to create.
       if (limiter.destroyed) throw limiter.errored ?? new StagingError('aborted', 'Upload aborted');
-      const dir = this.dirOrThrow();
+      const dir = this.set.dirOrThrow();
       // Written under a temporary name, so that a crash never leaves a cut file under an image's name.
       const temp = partialName();
       const handle = await fs.promises.open(path.join(dir, temp), 'wx');
-      this.created.push(temp);
+      this.set.noteCreated(temp);
       const out = new FileSink(handle);
       try {
         await pipeline(limiter, out);
@@ -318,9 +279,9 @@ class StagingSession {
         // 'finish' means every write completed; also wait for the close so 20000 files do not pile up open fds.
         await waitClosed(out);
       }
-      const name = await this.publish(dir, temp, first);
+      const name = await this.set.publish(temp, first);
       const file: StagedFile = { name, originalName, bytes: limiter.bytes };
-      this.staged[slot] = file;
+      this.set.place(slot, file);
       this.report(file);
     } catch (err) {
       this.fail(writeError(err));
@@ -341,33 +302,6 @@ class StagingSession {
     }
   }
 
-  /** Gives a complete file its reserved name, never replacing an existing file: on EEXIST, asks for another one. */
-  private async publish(dir: string, temp: string, first: string): Promise<string> {
-    let name = first;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await renameNoReplace(path.join(dir, temp), path.join(dir, name));
-        this.created.push(name);
-        return name;
-      } catch (err) {
-        if (systemErrorCode(err) !== 'EEXIST' || attempt >= MAX_NAME_ATTEMPTS) throw err;
-        name = this.reserveChecked(name);
-      }
-    }
-  }
-
-  private dirOrThrow(): string {
-    if (this.opts.dir === null) throw new StagingError('io', 'No upload directory');
-    return this.opts.dir;
-  }
-
-  private async removeCreated(): Promise<void> {
-    const dir = this.opts.dir;
-    if (dir !== null) {
-      await Promise.all(this.created.map((name) => fs.promises.rm(path.join(dir, name), { force: true }).catch(() => undefined)));
-    }
-    for (const name of this.reserved) this.opts.releaseName?.(name);
-  }
 }
 
 /**

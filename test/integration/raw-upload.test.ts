@@ -33,7 +33,8 @@ function body(files: { name: string; data: Buffer }[]): Buffer {
 test('raw upload: the node receives exactly the client\'s body bytes, and the staged files are its parts', async (t) => {
   const node = await startTestNode({ processingMs: 100, recordBodies: true });
   t.after(() => node.close());
-  const { url, app, dir } = await startApp(t, multiUser(['']));
+  // The copy needs the node's init done: under load it may take longer than the 2 s an upload waits for it by default.
+  const { url, app, dir } = await startApp(t, multiUser(['']), [], { teeWaitMs: 30_000 });
   assert.ok(await app.nodeOps.add('127.0.0.1', node.port));
   await app.nodeOps.updateAll();
   const { uuid } = (await (await fetch(`${url}/task/new/init`, { method: 'POST', body: new FormData() })).json()) as { uuid: string };
@@ -45,7 +46,7 @@ test('raw upload: the node receives exactly the client\'s body bytes, and the st
   const staged = path.join(dir, 'tmp', uuid);
   for (const f of files) assert.ok(fs.readFileSync(path.join(staged, f.name)).equals(f.data), `${f.name} staged whole`);
   const uploads = (): typeof node.requests => node.requests.filter((r) => r.path.startsWith(`/task/new/upload/${uuid}`));
-  await waitUntil(() => uploads()[0]?.complete === true, { message: `the copy never reached the node: ${JSON.stringify(node.requests.map((r) => [r.path, r.complete, r.body?.length]))}` });
+  await waitUntil(() => uploads()[0]?.complete === true, { timeoutMs: 30_000, message: `the copy never reached the node: ${JSON.stringify(node.requests.map((r) => [r.path, r.complete, r.body?.length]))}` });
   assert.equal(uploads().length, 1, 'one request to the node');
   assert.ok(uploads()[0]?.body?.equals(sent), 'the node got the client\'s bytes as they are');
   assert.deepEqual(await (await fetch(`${url}/task/new/commit/${uuid}`, { method: 'POST' })).json(), { uuid });
