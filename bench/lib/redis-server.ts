@@ -12,6 +12,8 @@ export interface BenchRedis {
   /** What --redis takes. */
   readonly url: string;
   readonly socket: string;
+  /** redis-server's pid (its CPU: /proc). */
+  readonly pid: number;
   client(): Promise<ReturnType<typeof createClient>>;
   stop(): Promise<void>;
 }
@@ -51,6 +53,7 @@ export async function startRedisServer(dir: string): Promise<BenchRedis> {
   return {
     url: `unix://${socket}`,
     socket,
+    pid: proc.pid ?? 0,
     client,
     stop: async () => {
       for (const c of clients) await c.close().catch(() => undefined);

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { keepAliveAgent, median, request } from '../lib/http';
 import { trackChild } from '../lib/cleanup';
-import { DAEMON_MAIN, memStatus, startDaemon, type Daemon, type TestNodeProc } from '../lib/procs';
+import { DAEMON_MAIN, memStatus, startDaemon, startTestNode, type Daemon, type TestNodeProc } from '../lib/procs';
+import { loadLine } from '../lib/redis-rig';
 import { startRedisServer, type BenchRedis } from '../lib/redis-server';
 import { fmt, type RowOutcome } from '../lib/report';
 import { daemonFlags, type BenchContext } from '../lib/rig';
@@ -148,4 +149,50 @@ export async function rowERedis(ctx: BenchContext, node: TestNodeProc, count: nu
   } finally {
     await redis.stop();
   }
+}
+
+/**
+ * Row g-start (issue #14 item 6): row e's Redis start alone, without the JSON-file part and the round trip: a
+ * daemon started with 1,000,000 routes in Redis; the figure is spawn → the proxy and the admin CLI listening (their
+ * "listening" log lines, written once `listen` has called back), and a probe right after is answered.
+ */
+export async function rowGStart(ctx: BenchContext): Promise<RowOutcome> {
+  const count = ctx.quick ? 100_000 : 1_000_000;
+  const starts = ctx.quick ? 1 : 3;
+  const load0 = loadLine();
+  const node = await startTestNode({ name: 'g-start test node', dir: path.join(ctx.root, 'g-start-node'), processingMs: 20 });
+  const redis = await startRedisServer(path.join(ctx.root, 'g-start-redis')).catch(async (e: unknown) => {
+    await node.stop();
+    throw e;
+  });
+  const runs: Array<Awaited<ReturnType<typeof startWithRoutesInRedis>>> = [];
+  try {
+    const t0 = Date.now();
+    await seedRoutes(redis, count, node);
+    ctx.log(`  g-start: ${fmt.int(count)} routes written into Redis in ${fmt.ms(Date.now() - t0)}`);
+    for (let i = 0; i < starts; i++) {
+      const r = await startWithRoutesInRedis(ctx, `g-start-daemon-${i + 1}`, redis, count);
+      runs.push(r);
+      ctx.log(`  g-start: start #${i + 1}: listening after ${fmt.ms(r.startMs)}; probe ${r.routed ? 'answered' : 'NOT answered'}; background fill ${fmt.ms(r.fillMs)}`);
+    }
+  } finally {
+    await redis.stop();
+    await node.stop();
+  }
+  const startMs = median(runs.map((r) => r.startMs));
+  const ok = runs.every((r) => r.routed && r.filled);
+  return {
+    rows: [
+      {
+        row: 'g-start',
+        metric: `Instance start (spawn → proxy and admin CLI listening) with ${fmt.int(count)} routes in Redis; median of ${starts} (${runs.map((r) => fmt.ms(r.startMs)).join(', ')})`,
+        direct: `fill ${fmt.ms(median(runs.map((r) => r.fillMs)))} after`,
+        proxy: `${fmt.ms(startMs)}${ok ? '' : ' (routes NOT served!)'}`,
+        ratio: '—',
+        target: '< 1 s',
+        pass: startMs < 1000 && ok,
+      },
+    ],
+    notes: [`g-start: ${load0} at the start, ${loadLine()} at the end; RSS once the routes were read: ${fmt.mb(median(runs.map((r) => r.rss)))}.`],
+  };
 }
