@@ -166,16 +166,30 @@ export async function rowGStart(ctx: BenchContext): Promise<RowOutcome> {
     throw e;
   });
   const runs: Array<Awaited<ReturnType<typeof startWithRoutesInRedis>>> = [];
+  // The same start with an empty Redis (just the node), taking turns: what start costs on this machine right now.
+  const empty: number[] = [];
+  const emptyRedis = await startRedisServer(path.join(ctx.root, 'g-start-redis-empty')).catch(async (e: unknown) => {
+    await redis.stop();
+    await node.stop();
+    throw e;
+  });
   try {
+    await seedRoutes(emptyRedis, 0, node);
     const t0 = Date.now();
     await seedRoutes(redis, count, node);
     ctx.log(`  g-start: ${fmt.int(count)} routes written into Redis in ${fmt.ms(Date.now() - t0)}`);
     for (let i = 0; i < starts; i++) {
+      const dir = path.join(ctx.root, `g-start-empty-${i + 1}`);
+      const e = await startDaemon({ name: `g-start empty ${i + 1}`, dir, nodeFlags: daemonFlags(ctx, `g-start-empty-${i + 1}`), args: ['--redis', emptyRedis.url], timeoutMs: 120_000 });
+      empty.push(e.startMs);
+      await e.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
       const r = await startWithRoutesInRedis(ctx, `g-start-daemon-${i + 1}`, redis, count);
       runs.push(r);
-      ctx.log(`  g-start: start #${i + 1}: listening after ${fmt.ms(r.startMs)}; probe ${r.routed ? 'answered' : 'NOT answered'}; background fill ${fmt.ms(r.fillMs)}`);
+      ctx.log(`  g-start: start #${i + 1}: listening after ${fmt.ms(r.startMs)} (empty Redis: ${fmt.ms(empty[i] ?? NaN)}); probe ${r.routed ? 'answered' : 'NOT answered'}; background fill ${fmt.ms(r.fillMs)}`);
     }
   } finally {
+    await emptyRedis.stop();
     await redis.stop();
     await node.stop();
   }
@@ -186,7 +200,7 @@ export async function rowGStart(ctx: BenchContext): Promise<RowOutcome> {
       {
         row: 'g-start',
         metric: `Instance start (spawn → proxy and admin CLI listening) with ${fmt.int(count)} routes in Redis; median of ${starts} (${runs.map((r) => fmt.ms(r.startMs)).join(', ')})`,
-        direct: `fill ${fmt.ms(median(runs.map((r) => r.fillMs)))} after`,
+        direct: `empty Redis ${fmt.ms(median(empty))}; fill ${fmt.ms(median(runs.map((r) => r.fillMs)))} after`,
         proxy: `${fmt.ms(startMs)}${ok ? '' : ' (routes NOT served!)'}`,
         ratio: '—',
         target: '< 1 s',
