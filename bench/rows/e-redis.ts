@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { keepAliveAgent, median, request } from '../lib/http';
 import { trackChild } from '../lib/cleanup';
-import { DAEMON_MAIN, memStatus, startDaemon, startTestNode, type Daemon, type TestNodeProc } from '../lib/procs';
+import { cpuMs, DAEMON_MAIN, memStatus, startDaemon, startTestNode, type Daemon, type TestNodeProc } from '../lib/procs';
 import { loadLine } from '../lib/redis-rig';
 import { startRedisServer, type BenchRedis } from '../lib/redis-server';
 import { fmt, type RowOutcome } from '../lib/report';
@@ -48,6 +48,8 @@ async function logged(d: Daemon, re: RegExp, timeoutMs: number): Promise<RegExpE
 async function startWithRoutesInRedis(ctx: BenchContext, name: string, redis: BenchRedis, count: number) {
   const dir = path.join(ctx.root, name);
   const daemon = await startDaemon({ name: `${name} daemon`, dir, nodeFlags: daemonFlags(ctx, name), args: ['--redis', redis.url], timeoutMs: 120_000 });
+  // CPU the process used until it listened (read at once: the background fill has only begun), steadier than time.
+  const cpuAtListen = cpuMs(daemon.pid);
   const agent = keepAliveAgent(4);
   try {
     // Right after start, before the fill is done: the route is read on demand and the request forwarded.
@@ -56,7 +58,7 @@ async function startWithRoutesInRedis(ctx: BenchContext, name: string, redis: Be
     const routed = a.body.toString('utf8').includes(`${probe} not found`);
     const m = await logged(daemon, /Loaded (\d+) routes \(read in the background in (\d+) ms\)/, 120_000);
     const filled = Number(m[1]) === count;
-    return { startMs: daemon.startMs, fillMs: Number(m[2]), routed, filled, rss: memStatus(daemon.pid)?.rss ?? NaN };
+    return { startMs: daemon.startMs, cpuAtListen, fillMs: Number(m[2]), routed, filled, rss: memStatus(daemon.pid)?.rss ?? NaN };
   } finally {
     agent.destroy();
     await daemon.stop();
@@ -168,6 +170,7 @@ export async function rowGStart(ctx: BenchContext): Promise<RowOutcome> {
   const runs: Array<Awaited<ReturnType<typeof startWithRoutesInRedis>>> = [];
   // The same start with an empty Redis (just the node), taking turns: what start costs on this machine right now.
   const empty: number[] = [];
+  const emptyCpu: number[] = [];
   const emptyRedis = await startRedisServer(path.join(ctx.root, 'g-start-redis-empty')).catch(async (e: unknown) => {
     await redis.stop();
     await node.stop();
@@ -182,11 +185,12 @@ export async function rowGStart(ctx: BenchContext): Promise<RowOutcome> {
       const dir = path.join(ctx.root, `g-start-empty-${i + 1}`);
       const e = await startDaemon({ name: `g-start empty ${i + 1}`, dir, nodeFlags: daemonFlags(ctx, `g-start-empty-${i + 1}`), args: ['--redis', emptyRedis.url], timeoutMs: 120_000 });
       empty.push(e.startMs);
+      emptyCpu.push(cpuMs(e.pid));
       await e.stop();
       fs.rmSync(dir, { recursive: true, force: true });
       const r = await startWithRoutesInRedis(ctx, `g-start-daemon-${i + 1}`, redis, count);
       runs.push(r);
-      ctx.log(`  g-start: start #${i + 1}: listening after ${fmt.ms(r.startMs)} (empty Redis: ${fmt.ms(empty[i] ?? NaN)}); probe ${r.routed ? 'answered' : 'NOT answered'}; background fill ${fmt.ms(r.fillMs)}`);
+      ctx.log(`  g-start: start #${i + 1}: listening after ${fmt.ms(r.startMs)}, CPU ${fmt.ms(r.cpuAtListen)} (empty Redis: ${fmt.ms(empty[i] ?? NaN)}, CPU ${fmt.ms(emptyCpu[i] ?? NaN)}); probe ${r.routed ? 'answered' : 'NOT answered'}; background fill ${fmt.ms(r.fillMs)}`);
     }
   } finally {
     await emptyRedis.stop();
@@ -207,6 +211,8 @@ export async function rowGStart(ctx: BenchContext): Promise<RowOutcome> {
         pass: startMs < 1000 && ok,
       },
     ],
-    notes: [`g-start: ${load0} at the start, ${loadLine()} at the end; RSS once the routes were read: ${fmt.mb(median(runs.map((r) => r.rss)))}.`],
+    notes: [
+      `g-start: CPU used by the instance until it listened (user + system, steadier than the time on a busy machine): ${fmt.ms(median(runs.map((r) => r.cpuAtListen)))} with ${fmt.int(count)} routes, ${fmt.ms(median(emptyCpu))} with an empty Redis (medians).`,
+      `g-start: ${load0} at the start, ${loadLine()} at the end; RSS once the routes were read: ${fmt.mb(median(runs.map((r) => r.rss)))}.`],
   };
 }
