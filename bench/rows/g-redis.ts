@@ -52,15 +52,21 @@ export async function rowGInfo(ctx: BenchContext): Promise<RowOutcome> {
       const parts = new Map<Mode, LoadResult[]>(paths.map((p) => [p.name, []]));
       const cpu = new Map<Mode, number>(paths.map((p) => [p.name, 0]));
       let redisCpu = 0;
+      let redisCommands = 0;
       try {
         for (const p of paths) await closedLoop(url(p), { concurrency, warmupMs: ctx.quick ? 300 : 1000, durationMs: 1, agent: agents.get(p.name) as http.Agent });
         for (let i = 0; i < slices; i++) {
           for (const p of rotated(paths, i)) {
             const c0 = p.cpu();
             const r0 = cpuMs(rig.redis.pid);
+            const n0 = p.name === 'redis' ? await rig.redis.commands() : 0;
             parts.get(p.name)?.push(await closedLoop(url(p), { concurrency, warmupMs: 0, durationMs: sliceMs, agent: agents.get(p.name) as http.Agent }));
             cpu.set(p.name, (cpu.get(p.name) ?? 0) + p.cpu() - c0);
-            if (p.name === 'redis') redisCpu += cpuMs(rig.redis.pid) - r0;
+            if (p.name === 'redis') {
+              redisCpu += cpuMs(rig.redis.pid) - r0;
+              // Less the INFO itself: what the instance (its heartbeat, lease, health poll) sent meanwhile.
+              redisCommands += (await rig.redis.commands()) - n0 - 1;
+            }
           }
         }
       } finally {
@@ -87,7 +93,7 @@ export async function rowGInfo(ctx: BenchContext): Promise<RowOutcome> {
         pass: ratio >= 0.9,
       });
       notes.push(
-        `g-info: concurrency ${concurrency}: CPU per request: JSON daemon ${us(per('json', j))}, Redis-mode daemon ${us(per('redis', r))} + redis-server ${us(redisCpu / r.count)}.`,
+        `g-info: concurrency ${concurrency}: CPU per request: JSON daemon ${us(per('json', j))}, Redis-mode daemon ${us(per('redis', r))} + redis-server ${us(redisCpu / r.count)}; Redis commands per request ${(redisCommands / r.count).toFixed(4)} (${redisCommands} in ${slices} s for ${fmt.int(r.count)} requests: a route lookup makes no round trip).`,
       );
     }
   } finally {
