@@ -11,7 +11,9 @@
  *                                       (default 180; 0 with --quick). Each row reports how busy they kept it.
  *
  * Rows: a whole task, b download, c /task/<uuid>/info load, d peak RSS under 10 uploads, e 1M-route table,
- * f small tasks on a mixed cluster (bytes and tasks sent twice).
+ * f small tasks on a mixed cluster (bytes and tasks sent twice), g-* Redis mode (--redis) against JSON-file mode:
+ * g-info task info load, g-task whole task, g-start start with 1M routes in Redis, g-lb two instances behind nginx
+ * vs one (`--only g` for the four).
  * Every process, port and file the bench makes lives under one temp dir and is removed at the end, on error,
  * on Ctrl-C and at the hard deadline.
  */
@@ -28,13 +30,18 @@ import { rowC } from './rows/c-info';
 import { rowD } from './rows/d-memory';
 import { rowE } from './rows/e-routes';
 import { rowF } from './rows/f-mixed';
+import { rowGStart } from './rows/e-redis';
+import { rowGLb } from './rows/g-lb';
+import { rowGInfo, rowGTask } from './rows/g-redis';
 
-const USAGE = `Usage: npm run bench -- [--quick] [--only a,b,c,d,e,f] [--cpu-prof-dir DIR] [--daemon-node-flags="FLAGS"] [--d-mib N] [--wait-quiet SECONDS]`;
+const USAGE = `Usage: npm run bench -- [--quick] [--only a,b,c,d,e,f,g,g-info,g-task,g-start,g-lb] [--cpu-prof-dir DIR] [--daemon-node-flags="FLAGS"] [--d-mib N] [--wait-quiet SECONDS]`;
 
 /** Other processes using more than this share of the machine during a row mark its numbers as disturbed. */
 const NOISY_SHARE = 0.1;
 
-const ROWS = ['a', 'b', 'c', 'd', 'e', 'f'] as const;
+const ROWS = ['a', 'b', 'c', 'd', 'e', 'f', 'g-info', 'g-task', 'g-start', 'g-lb'] as const;
+/** `--only g`: every Redis-mode row. */
+const GROUPS: Record<string, readonly string[]> = { g: ['g-info', 'g-task', 'g-start', 'g-lb'] };
 type RowId = (typeof ROWS)[number];
 
 const TITLES: Record<RowId, string> = {
@@ -44,6 +51,10 @@ const TITLES: Record<RowId, string> = {
   d: 'ClusterODM peak RSS under 10 concurrent uploads',
   e: 'route table of 1,000,000 routes',
   f: 'small tasks on a mixed cluster: bytes and tasks sent twice',
+  'g-info': 'Redis mode vs JSON-file mode: /task/<uuid>/info load',
+  'g-task': 'Redis mode vs JSON-file mode: whole task',
+  'g-start': 'Redis mode: instance start with 1,000,000 routes in Redis',
+  'g-lb': 'Redis mode: two instances behind nginx vs one',
 };
 
 interface Flags {
@@ -74,7 +85,8 @@ function parseFlags(argv: string[]): Flags | 'help' {
   const only = (values.only ?? ROWS.join(','))
     .split(',')
     .map((s) => s.trim().toLowerCase())
-    .filter((s) => s !== '');
+    .filter((s) => s !== '')
+    .flatMap((s) => GROUPS[s] ?? [s]);
   for (const r of only) if (!(ROWS as readonly string[]).includes(r)) throw new Error(`--only: unknown row "${r}" (rows: ${ROWS.join(', ')})`);
   let dMiB: number | null = null;
   if (values['d-mib'] !== undefined) {
@@ -122,7 +134,11 @@ async function run(flags: Flags): Promise<number> {
       else if (id === 'c') outcome = await rowC(ctx);
       else if (id === 'd') outcome = await rowD(ctx, flags.dMiB);
       else if (id === 'e') outcome = await rowE(ctx);
-      else outcome = await rowF(ctx);
+      else if (id === 'f') outcome = await rowF(ctx);
+      else if (id === 'g-info') outcome = await rowGInfo(ctx);
+      else if (id === 'g-task') outcome = await rowGTask(ctx);
+      else if (id === 'g-start') outcome = await rowGStart(ctx);
+      else outcome = await rowGLb(ctx);
     } catch (e: unknown) {
       const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
       console.error(`[${id}] failed: ${msg}`);

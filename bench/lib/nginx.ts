@@ -41,7 +41,8 @@ function freePort(): Promise<number> {
   });
 }
 
-export function nginxConf(dir: string, port: number, targetPort: number): string {
+/** `targetPorts`: one upstream server each, taken in turn (nginx's default round robin, no stickiness). */
+export function nginxConf(dir: string, port: number, targetPorts: number | readonly number[]): string {
   const p = (name: string): string => path.join(dir, name);
   return `# Written by the ClusterODM bench (bench/lib/nginx.ts): a plain reverse proxy, no buffering either way.
 worker_processes 1;
@@ -60,7 +61,7 @@ http {
   keepalive_timeout 65s;
   keepalive_requests 1000000;
   upstream node {
-    server 127.0.0.1:${targetPort};
+${(typeof targetPorts === 'number' ? [targetPorts] : targetPorts).map((t) => `    server 127.0.0.1:${t};`).join('\n')}
     keepalive 256;
     keepalive_requests 1000000;
   }
@@ -104,8 +105,8 @@ function connects(port: number): Promise<boolean> {
   });
 }
 
-/** nginx in front of `targetPort`, its prefix in `dir`; null (with the reason logged) when nginx is not installed. */
-export async function startNginx(name: string, targetPort: number, dir: string, log: (l: string) => void): Promise<NginxProc | null> {
+/** nginx in front of `targetPort` (several: round robin), its prefix in `dir`; null (with the reason logged) when nginx is not installed. */
+export async function startNginx(name: string, targetPort: number | readonly number[], dir: string, log: (l: string) => void): Promise<NginxProc | null> {
   const bin = nginxBinary();
   if (!bin) {
     log(`  (${name}: nginx not installed — \`sudo scripts/install-test-deps.sh --bench\` or apt-get install nginx-light; its column stays empty)`);

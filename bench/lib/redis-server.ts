@@ -12,7 +12,11 @@ export interface BenchRedis {
   /** What --redis takes. */
   readonly url: string;
   readonly socket: string;
+  /** redis-server's pid (its CPU: /proc). */
+  readonly pid: number;
   client(): Promise<ReturnType<typeof createClient>>;
+  /** Commands redis-server has processed so far (INFO stats), this query included. */
+  commands(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -51,7 +55,13 @@ export async function startRedisServer(dir: string): Promise<BenchRedis> {
   return {
     url: `unix://${socket}`,
     socket,
+    pid: proc.pid ?? 0,
     client,
+    commands: async () => {
+      const c = clients[0] ?? (await client());
+      const info = await c.info('stats');
+      return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? NaN);
+    },
     stop: async () => {
       for (const c of clients) await c.close().catch(() => undefined);
       await stopChild(proc, 5000);

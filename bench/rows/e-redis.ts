@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { keepAliveAgent, median, request } from '../lib/http';
 import { trackChild } from '../lib/cleanup';
-import { DAEMON_MAIN, memStatus, startDaemon, type Daemon, type TestNodeProc } from '../lib/procs';
+import { cpuMs, DAEMON_MAIN, memStatus, startDaemon, startTestNode, type Daemon, type TestNodeProc } from '../lib/procs';
+import { loadLine } from '../lib/redis-rig';
 import { startRedisServer, type BenchRedis } from '../lib/redis-server';
 import { fmt, type RowOutcome } from '../lib/report';
 import { daemonFlags, type BenchContext } from '../lib/rig';
@@ -47,6 +48,8 @@ async function logged(d: Daemon, re: RegExp, timeoutMs: number): Promise<RegExpE
 async function startWithRoutesInRedis(ctx: BenchContext, name: string, redis: BenchRedis, count: number) {
   const dir = path.join(ctx.root, name);
   const daemon = await startDaemon({ name: `${name} daemon`, dir, nodeFlags: daemonFlags(ctx, name), args: ['--redis', redis.url], timeoutMs: 120_000 });
+  // CPU the process used until it listened (read at once: the background fill has only begun), steadier than time.
+  const cpuAtListen = cpuMs(daemon.pid);
   const agent = keepAliveAgent(4);
   try {
     // Right after start, before the fill is done: the route is read on demand and the request forwarded.
@@ -55,7 +58,7 @@ async function startWithRoutesInRedis(ctx: BenchContext, name: string, redis: Be
     const routed = a.body.toString('utf8').includes(`${probe} not found`);
     const m = await logged(daemon, /Loaded (\d+) routes \(read in the background in (\d+) ms\)/, 120_000);
     const filled = Number(m[1]) === count;
-    return { startMs: daemon.startMs, fillMs: Number(m[2]), routed, filled, rss: memStatus(daemon.pid)?.rss ?? NaN };
+    return { startMs: daemon.startMs, cpuAtListen, fillMs: Number(m[2]), routed, filled, rss: memStatus(daemon.pid)?.rss ?? NaN };
   } finally {
     agent.destroy();
     await daemon.stop();
@@ -148,4 +151,68 @@ export async function rowERedis(ctx: BenchContext, node: TestNodeProc, count: nu
   } finally {
     await redis.stop();
   }
+}
+
+/**
+ * Row g-start (issue #14 item 6): row e's Redis start alone, without the JSON-file part and the round trip: a
+ * daemon started with 1,000,000 routes in Redis; the figure is spawn → the proxy and the admin CLI listening (their
+ * "listening" log lines, written once `listen` has called back), and a probe right after is answered.
+ */
+export async function rowGStart(ctx: BenchContext): Promise<RowOutcome> {
+  const count = ctx.quick ? 100_000 : 1_000_000;
+  const starts = ctx.quick ? 1 : 3;
+  const load0 = loadLine();
+  const node = await startTestNode({ name: 'g-start test node', dir: path.join(ctx.root, 'g-start-node'), processingMs: 20 });
+  const redis = await startRedisServer(path.join(ctx.root, 'g-start-redis')).catch(async (e: unknown) => {
+    await node.stop();
+    throw e;
+  });
+  const runs: Array<Awaited<ReturnType<typeof startWithRoutesInRedis>>> = [];
+  // The same start with an empty Redis (just the node), taking turns: what start costs on this machine right now.
+  const empty: number[] = [];
+  const emptyCpu: number[] = [];
+  const emptyRedis = await startRedisServer(path.join(ctx.root, 'g-start-redis-empty')).catch(async (e: unknown) => {
+    await redis.stop();
+    await node.stop();
+    throw e;
+  });
+  try {
+    await seedRoutes(emptyRedis, 0, node);
+    const t0 = Date.now();
+    await seedRoutes(redis, count, node);
+    ctx.log(`  g-start: ${fmt.int(count)} routes written into Redis in ${fmt.ms(Date.now() - t0)}`);
+    for (let i = 0; i < starts; i++) {
+      const dir = path.join(ctx.root, `g-start-empty-${i + 1}`);
+      const e = await startDaemon({ name: `g-start empty ${i + 1}`, dir, nodeFlags: daemonFlags(ctx, `g-start-empty-${i + 1}`), args: ['--redis', emptyRedis.url], timeoutMs: 120_000 });
+      empty.push(e.startMs);
+      emptyCpu.push(cpuMs(e.pid));
+      await e.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+      const r = await startWithRoutesInRedis(ctx, `g-start-daemon-${i + 1}`, redis, count);
+      runs.push(r);
+      ctx.log(`  g-start: start #${i + 1}: listening after ${fmt.ms(r.startMs)}, CPU ${fmt.ms(r.cpuAtListen)} (empty Redis: ${fmt.ms(empty[i] ?? NaN)}, CPU ${fmt.ms(emptyCpu[i] ?? NaN)}); probe ${r.routed ? 'answered' : 'NOT answered'}; background fill ${fmt.ms(r.fillMs)}`);
+    }
+  } finally {
+    await emptyRedis.stop();
+    await redis.stop();
+    await node.stop();
+  }
+  const startMs = median(runs.map((r) => r.startMs));
+  const ok = runs.every((r) => r.routed && r.filled);
+  return {
+    rows: [
+      {
+        row: 'g-start',
+        metric: `Instance start (spawn → proxy and admin CLI listening) with ${fmt.int(count)} routes in Redis; median of ${starts} (${runs.map((r) => fmt.ms(r.startMs)).join(', ')})`,
+        direct: `empty Redis ${fmt.ms(median(empty))}; fill ${fmt.ms(median(runs.map((r) => r.fillMs)))} after`,
+        proxy: `${fmt.ms(startMs)}${ok ? '' : ' (routes NOT served!)'}`,
+        ratio: '—',
+        target: '< 1 s',
+        pass: startMs < 1000 && ok,
+      },
+    ],
+    notes: [
+      `g-start: CPU used by the instance until it listened (user + system, steadier than the time on a busy machine): ${fmt.ms(median(runs.map((r) => r.cpuAtListen)))} with ${fmt.int(count)} routes, ${fmt.ms(median(emptyCpu))} with an empty Redis (medians).`,
+      `g-start: ${load0} at the start, ${loadLine()} at the end; RSS once the routes were read: ${fmt.mb(median(runs.map((r) => r.rss)))}.`],
+  };
 }
