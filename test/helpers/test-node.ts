@@ -88,6 +88,11 @@ export interface TestNodeOptions {
   keepPartialUploads: boolean;
   /** Number of upcoming commits that are carried out but whose answer is lost (the connection is destroyed). */
   dropCommitAnswers: number;
+  /**
+   * Files the next commit silently loses: that many of the upload's files (the last by name) are removed just before
+   * the commit counts them, as a node that answered an upload but did not keep all of it; reset to 0 once used.
+   */
+  loseFilesAtCommit: number;
 }
 
 export interface TestNodeS3 {
@@ -196,6 +201,7 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   initKeepsUpload: true,
   keepPartialUploads: false,
   dropCommitAnswers: 0,
+  loseFilesAtCommit: 0,
 });
 
 /** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
@@ -1093,6 +1099,7 @@ class TestNodeServer implements TestNode {
       return;
     }
     this.pendingMap.delete(pending.uuid);
+    await this.loseFiles(pending.dir);
     const files = await fsp.readdir(pending.dir);
     const error = files.length === 0 ? 'Need at least 1 file.' : this.maxImagesError(files.length);
     if (error !== undefined) return this.die(ctx, pending.dir, error);
@@ -1105,6 +1112,15 @@ class TestNodeServer implements TestNode {
       return;
     }
     sendJson(ctx.res, { uuid: pending.uuid });
+  }
+
+  /** The `loseFilesAtCommit` knob. */
+  private async loseFiles(dir: string): Promise<void> {
+    const n = this.options.loseFilesAtCommit;
+    if (n <= 0) return;
+    this.options.loseFilesAtCommit = 0;
+    const names = (await fsp.readdir(dir)).sort();
+    for (const name of names.slice(Math.max(0, names.length - n))) await fsp.rm(path.join(dir, name), { force: true });
   }
 
   private maxImagesError(count: number): string | undefined {
