@@ -64,3 +64,23 @@ test('a task sent from its staged files that its node commits with fewer images 
   assert.deepEqual(node.tasks().map((x) => [x.uuid, x.imagesCount]), [[uuid, 3]]);
   assert.equal(node.options.loseFilesAtCommit, 0, 'the node lost a file at the first commit');
 });
+
+test('a node that sees late that a stalled upload went away, and removes its files then, still ends with the task whole', async (t) => {
+  // The client's idle timeout made short: the copy for a stalled node is dropped after a third of it.
+  const { node, url, uuid } = await appWithInitTask(t, { releaseStalledAtCommit: true }, { uploadIdleMs: 3000 });
+  node.configure({ stallUploads: 1 });
+  // More than the socket buffers between ClusterODM and the node hold: the copy for the node is dropped, the task
+  // goes again from nothing at commit, to the same dir on the node (its uuid), under the same names.
+  const names = ['a.jpg', 'b.jpg', 'c.jpg'];
+  const size = 4 * 1024 * 1024;
+  assert.deepEqual(await json(`${url}/task/new/upload/${uuid}`, { method: 'POST', body: images(names, size) }), { success: true });
+  assert.equal(node.options.stallUploads, 0, 'the node never stalled');
+  // At the commit the node reads the stalled request on, finds it cut, and removes the a.jpg it had started: by its
+  // path, where the a.jpg sent again now is.
+  assert.deepEqual(await json(`${url}/task/new/commit/${uuid}`, { method: 'POST' }), { uuid });
+  const info = await completed(url, uuid);
+  assert.equal(info['imagesCount'], 3);
+  assert.deepEqual(node.taskFiles(uuid), names);
+  names.forEach((name, i) => assert.equal(node.taskFileSize(uuid, name), size + i));
+  assert.deepEqual(node.tasks().map((x) => [x.uuid, x.imagesCount]), [[uuid, 3]]);
+});
