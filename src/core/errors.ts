@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'NODE_NOT_FOUND'
   /** A node holds a committed task under the uuid being sent, that this process did not commit: it is kept. */
   | 'NODE_TASK_EXISTS'
+  /** A node committed a task with another number of files than was sent: its copy is removed, the task goes again. */
+  | 'NODE_TASK_INCOMPLETE'
   | 'INVALID_INPUT'
   | 'NOT_FOUND'
   | 'UNAUTHORIZED'

@@ -45,7 +45,7 @@ export class NodeHttp {
   /** Sends `call` to `node`; resolves with its JSON answer, rejects with a ClusterError (NODE_REQUEST_FAILED, ABORTED). */
   call(node: UploadNode, call: NodeCall): Promise<Answer> {
     const body = call.body ?? null;
-    const headers: http.OutgoingHttpHeaders = { ...(call.headers ?? {}), ...bodyHeaders(body) };
+    const headers: http.OutgoingHttpHeaders = { ...bodyHeaders(body), ...(call.headers ?? {}) };
     const source = body === null ? Readable.from([]) : Buffer.isBuffer(body) ? Readable.from([body]) : body.stream();
     const request: ExchangeRequest = {
       method: call.method,

@@ -103,6 +103,7 @@ export class NodeUploader {
         await this.commitOrAdopt(node, uuid, signal);
         return false;
       });
+      await this.checkCommitted(node, uuid, files, signal);
       if (adopted) return;
     } catch (e: unknown) {
       if (signal.aborted) {
@@ -147,6 +148,40 @@ export class NodeUploader {
   /** POST /task/new/commit/<uuid>. */
   commit(node: UploadNode, uuid: string, signal: AbortSignal): Promise<void> {
     return this.ledger.exclusive(node, uuid, () => this.sendCommit(node, uuid, signal));
+  }
+
+  /**
+   * After a commit (or an adoption): the node must hold the task with exactly the files sent, every one of them once
+   * (issue 13). A node that reports another image count lost or doubled part of an upload on its way, whatever the
+   * cause: its copy is removed there and this rejects with NODE_TASK_INCOMPLETE, so that the caller sends the task
+   * again, from nothing, from its staged files. NodeODM counts every uploaded file as an image, but extracts a zip
+   * at commit: a task with a .zip file is not checked. A node that cannot be asked, or reports no count, is trusted.
+   */
+  async checkCommitted(node: UploadNode, uuid: string, files: readonly UploadFile[], signal: AbortSignal): Promise<void> {
+    if (files.some((f) => /\.zip$/i.test(f.name))) return;
+    let count: unknown;
+    try {
+      const info = await this.http.call(node, { method: 'GET', path: `/task/${encodeURIComponent(uuid)}/info`, signal, timeoutMs: this.shortTimeoutMs });
+      if (!isTaskInfo(info, uuid)) return;
+      count = info['imagesCount'];
+    } catch (e: unknown) {
+      if (signal.aborted) throw abortedError();
+      this.deps.logger.warn(`Cannot check the image count of task ${uuid} on ${node.name}: ${errorMessage(e)}`);
+      return;
+    }
+    if (typeof count !== 'number' || count === files.length) return;
+    const what = `${node.name} committed task ${uuid} with ${count} images, ${files.length} were sent`;
+    this.deps.logger.error(`${what}: removing it there to send it again`);
+    const answer = await this.http.call(node, {
+      method: 'POST',
+      path: '/task/remove',
+      body: Buffer.from(new URLSearchParams({ uuid }).toString()),
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      signal,
+      timeoutMs: this.shortTimeoutMs,
+    });
+    if (answer['success'] !== true) throw nodeError(`${what}, and it could not be removed there: ${JSON.stringify(answer).slice(0, 200)}`);
+    throw new ClusterError('NODE_TASK_INCOMPLETE', what);
   }
 
   /**

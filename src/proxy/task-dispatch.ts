@@ -308,6 +308,7 @@ export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
         throw new Error('the task changed since it was initialised');
       }
       await d.uploader.commit(s.node, t.uuid, s.ac.signal);
+      await d.uploader.checkCommitted(s.node, t.uuid, files, s.ac.signal);
       await this.landed(t, s.node);
       return true;
     } catch (e: unknown) {

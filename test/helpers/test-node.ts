@@ -88,6 +88,17 @@ export interface TestNodeOptions {
   keepPartialUploads: boolean;
   /** Number of upcoming commits that are carried out but whose answer is lost (the connection is destroyed). */
   dropCommitAnswers: number;
+  /**
+   * Files the next commit silently loses: that many of the upload's files (the last by name) are removed just before
+   * the commit counts them, as a node that answered an upload but did not keep all of it; reset to 0 once used.
+   */
+  loseFilesAtCommit: number;
+  /**
+   * A request stalled by `stallUploads` reads on when a commit of its task arrives, and the commit counts the files
+   * only once that request has ended (a node that was slow, not hung: it sees late that its peer went away, and then
+   * removes what that request stored, as multer does). false: a stalled request stays stalled until close().
+   */
+  releaseStalledAtCommit: boolean;
 }
 
 export interface TestNodeS3 {
@@ -196,6 +207,8 @@ export const DEFAULT_TEST_NODE_OPTIONS: Readonly<TestNodeOptions> = Object.freez
   initKeepsUpload: true,
   keepPartialUploads: false,
   dropCommitAnswers: 0,
+  loseFilesAtCommit: 0,
+  releaseStalledAtCommit: false,
 });
 
 /** Starts a test node listening on `opts.host:opts.port` (127.0.0.1:0 by default). */
@@ -478,9 +491,13 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, rul
       }
       drain(req);
       // multer leaves what a dropped connection cut short on disk; every other failure removes the request's files.
-      if (dropped && rules.keepPartialUploads) for (const { out } of outputs) out.end();
-      else for (const { out, target } of outputs) discardFile(out, target);
-      reject(multipartError(err));
+      if (dropped && rules.keepPartialUploads) {
+        for (const { out } of outputs) out.end();
+        reject(multipartError(err));
+        return;
+      }
+      // As multer: the request's error is passed on once its files are removed.
+      void Promise.all(outputs.map(({ out, target }) => discardFile(out, target))).then(() => reject(multipartError(err)));
     };
 
     parser.on('field', (name, value) => {
@@ -519,26 +536,39 @@ function receiveMultipart(req: http.IncomingMessage, fileDir: string | null, rul
  * Passes the first chunk of a body on, then holds every later one: backpressure pauses the request and the
  * socket stops being read (the `stallUploads` knob).
  */
-function stallAfterFirstChunk(): Transform {
+function stallAfterFirstChunk(): { gate: Transform; release: () => void } {
   let first = true;
-  return new Transform({
+  let released = false;
+  let held: (() => void) | null = null;
+  const gate = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      if (first) {
+      if (first || released) {
         first = false;
         callback(null, chunk);
+        return;
       }
-      // Later chunks: the callback is never called, so nothing more is read.
+      // Later chunks: the callback is not called (until release), so nothing more is read.
+      held = () => callback(null, chunk);
     },
   });
+  const release = (): void => {
+    released = true;
+    const h = held;
+    held = null;
+    h?.();
+  };
+  return { gate, release };
 }
 
-function discardFile(out: fs.WriteStream, target: string): void {
-  const unlink = (): void => fs.rm(target, { force: true }, () => undefined);
-  if (out.closed) unlink();
-  else {
-    out.once('close', unlink);
-    out.destroy();
-  }
+function discardFile(out: fs.WriteStream, target: string): Promise<void> {
+  return new Promise((resolve) => {
+    const unlink = (): void => fs.rm(target, { force: true }, () => resolve());
+    if (out.closed) unlink();
+    else {
+      out.once('close', unlink);
+      out.destroy();
+    }
+  });
 }
 
 /** Parses the `options` field like NodeODM's odmInfo.filterOptions (minus value/range checks). */
@@ -672,6 +702,8 @@ class TestNodeServer implements TestNode {
   private readonly webhookAborts = new Set<AbortController>();
   private readonly taskMap = new Map<string, NodeTask>();
   private readonly pendingMap = new Map<string, PendingTask>();
+  /** Upload requests held by `stallUploads`, by task uuid (see `releaseStalledAtCommit`). */
+  private readonly stalled = new Map<string, Array<{ release: () => void; ended: Promise<void> }>>();
   /** uuids of /task/new requests still uploading, so a concurrent set-uuid cannot reuse them. */
   private readonly reserved = new Set<string>();
   private readonly routes: Route[];
@@ -1052,12 +1084,18 @@ class TestNodeServer implements TestNode {
   }
 
   /** Receives images for an upload route; non-multipart bodies carry no files (multer skips them). */
-  private async receiveImages(req: http.IncomingMessage, dir: string, stall = false): Promise<MultipartResult> {
+  private async receiveImages(req: http.IncomingMessage, dir: string, stallOf: string | null = null): Promise<MultipartResult> {
     if (!isMultipart(req)) {
       drain(req);
       return { fields: {}, files: [] };
     }
-    return receiveMultipart(req, dir, this.options, stall ? stallAfterFirstChunk() : null);
+    if (stallOf === null) return receiveMultipart(req, dir, this.options, null);
+    const { gate, release } = stallAfterFirstChunk();
+    const received = receiveMultipart(req, dir, this.options, gate);
+    const list = this.stalled.get(stallOf) ?? [];
+    list.push({ release, ended: received.then(() => undefined, () => undefined) });
+    this.stalled.set(stallOf, list);
+    return received;
   }
 
   private isUploadStalled(): boolean {
@@ -1076,7 +1114,7 @@ class TestNodeServer implements TestNode {
     }
     let answer: unknown;
     try {
-      const { files } = await this.receiveImages(ctx.req, pending.dir, this.isUploadStalled());
+      const { files } = await this.receiveImages(ctx.req, pending.dir, this.isUploadStalled() ? pending.uuid : null);
       answer = files.length > 0 ? { success: true } : { error: 'Need at least 1 file.' };
     } catch (err) {
       answer = { error: errorMessage(err) };
@@ -1093,6 +1131,8 @@ class TestNodeServer implements TestNode {
       return;
     }
     this.pendingMap.delete(pending.uuid);
+    await this.releaseStalled(pending.uuid);
+    await this.loseFiles(pending.dir);
     const files = await fsp.readdir(pending.dir);
     const error = files.length === 0 ? 'Need at least 1 file.' : this.maxImagesError(files.length);
     if (error !== undefined) return this.die(ctx, pending.dir, error);
@@ -1105,6 +1145,24 @@ class TestNodeServer implements TestNode {
       return;
     }
     sendJson(ctx.res, { uuid: pending.uuid });
+  }
+
+  /** The `releaseStalledAtCommit` knob. */
+  private async releaseStalled(uuid: string): Promise<void> {
+    const list = this.stalled.get(uuid);
+    if (!this.options.releaseStalledAtCommit || !list) return;
+    this.stalled.delete(uuid);
+    for (const r of list) r.release();
+    await Promise.all(list.map((r) => r.ended));
+  }
+
+  /** The `loseFilesAtCommit` knob. */
+  private async loseFiles(dir: string): Promise<void> {
+    const n = this.options.loseFilesAtCommit;
+    if (n <= 0) return;
+    this.options.loseFilesAtCommit = 0;
+    const names = (await fsp.readdir(dir)).sort();
+    for (const name of names.slice(Math.max(0, names.length - n))) await fsp.rm(path.join(dir, name), { force: true });
   }
 
   private maxImagesError(count: number): string | undefined {
