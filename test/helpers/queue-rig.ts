@@ -39,8 +39,25 @@ export async function untilOutput(d: Daemon, uuid: string, line: string): Promis
   });
 }
 
+/** Waits for a task's status; one that ends otherwise (FAILED, CANCELED) fails at once, with its info and the log. */
 export async function untilStatus(d: Daemon, uuid: string, code: number, timeoutMs = 60000): Promise<void> {
-  await waitUntil(async () => (await info(d, uuid)).status?.code === code, { timeoutMs, message: `task ${uuid} never reached status ${code}` });
+  let last: unknown = null;
+  let ended = false;
+  try {
+    await waitUntil(
+      async () => {
+        const i = await info(d, uuid);
+        last = i;
+        const now = i.status?.code;
+        ended = now !== code && (now === 30 || now === 50);
+        return now === code || ended;
+      },
+      { timeoutMs, message: `task ${uuid} never reached status ${code}` },
+    );
+  } catch (e: unknown) {
+    throw new Error(`${e instanceof Error ? e.message : String(e)}; last info ${JSON.stringify(last)}; log tail:\n${d.output().split('\n').slice(-60).join('\n')}`);
+  }
+  if (ended) throw new Error(`task ${uuid} ended with ${JSON.stringify(last)} instead of status ${code}; log tail:\n${d.output().split('\n').slice(-60).join('\n')}`);
 }
 
 /** The autospawned node's number in NODE LIST. */
