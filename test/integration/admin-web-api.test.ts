@@ -258,7 +258,8 @@ test('auth: Basic auth with realm, wrong password slowed and logged, signout is 
 });
 
 test('auth: inside the penalty window of an address the right password still works; wrong ones are slow and logged once', async (t) => {
-  const h = await startWeb(t, { password: 'secret', loginDelayMs: 400 });
+  // The window is the delay: long enough that the three calls below fall in one window on a loaded machine.
+  const h = await startWeb(t, { password: 'secret', loginDelayMs: 4000 });
   const wrong = call(h, 'GET', '/r/info', { auth: ['admin', 'guess'] });
   await waitUntil(() => h.logger.lines.some((l) => l.includes('Failed admin web login')));
   // Someone else on the admin's address (NAT, a reverse proxy) cannot lock the admin out.
