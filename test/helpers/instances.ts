@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { CliClient } from './cli-client';
 import { startDaemon, type Daemon } from './daemon';
 import { redisCommand, type RedisServer } from './redis';
+import { startTestNode, type TestNode, type TestNodeOptions } from './test-node';
 import { tempDir } from './tmp';
 import { waitUntil } from './wait';
 
@@ -55,4 +58,25 @@ export async function startRestartableRedis(t: TestContext): Promise<Restartable
   t.after(kill);
   await start();
   return { url: `unix://${socket}`, socket, dir, command: (line) => redisCommand(socket, line), kill, start };
+}
+
+/** One admin CLI command on an instance, on a connection of its own. */
+export async function cli(t: TestContext, d: Daemon, line: string): Promise<string> {
+  const c = await CliClient.connect(t, d.cliPort);
+  await c.untilPrompt();
+  return c.send(line);
+}
+
+/** A test node added through the first instance, listed and polled by every instance. */
+export async function sharedNode(t: TestContext, all: Daemon[], opts: Partial<TestNodeOptions> = { processingMs: 100 }): Promise<TestNode> {
+  const node = await startTestNode(opts);
+  t.after(() => node.close());
+  const [first] = all;
+  assert.ok(first);
+  assert.equal(await cli(t, first, `NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
+  for (const d of all) {
+    await waitUntil(async () => (await cli(t, d, 'NODE LIST')).includes(`127.0.0.1:${node.port}`), { message: 'an instance does not list the node' });
+    assert.equal(await cli(t, d, 'NODE UPDATE'), 'OK\r\n');
+  }
+  return node;
 }

@@ -5,38 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { startBalancer } from '../helpers/balancer';
-import { CliClient } from '../helpers/cli-client';
-import type { Daemon } from '../helpers/daemon';
-import { startInstance } from '../helpers/instances';
+import { cli, sharedNode, startInstance } from '../helpers/instances';
 import { haveRedisServer, startRedis } from '../helpers/redis';
-import { startTestNode, type TestNode } from '../helpers/test-node';
 import { tempDir } from '../helpers/tmp';
 import { form, images, json, statusCode, type Json } from '../reliability/support';
 import { waitUntil } from '../helpers/wait';
 
 assert.ok(haveRedisServer(), 'redis-server is not installed: run scripts/install-test-deps.sh');
-
-async function cli(t: TestContext, d: Daemon, line: string): Promise<string> {
-  const c = await CliClient.connect(t, d.cliPort);
-  await c.untilPrompt();
-  return c.send(line);
-}
-
-/** A node added through `first`, seen online by every instance. */
-async function sharedNode(t: TestContext, all: Daemon[]): Promise<TestNode> {
-  const node = await startTestNode({ processingMs: 100 });
-  t.after(() => node.close());
-  const [first] = all;
-  assert.ok(first);
-  assert.equal(await cli(t, first, `NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
-  for (const d of all) {
-    await waitUntil(async () => (await cli(t, d, 'NODE LIST')).includes(`127.0.0.1:${node.port}`), { message: 'an instance does not list the node' });
-    assert.equal(await cli(t, d, 'NODE UPDATE'), 'OK\r\n');
-  }
-  return node;
-}
 
 const post = (url: string, body: FormData | URLSearchParams): Promise<Json> => json(url, { method: 'POST', body });
 

@@ -4,37 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { startBalancer } from '../helpers/balancer';
-import { CliClient } from '../helpers/cli-client';
-import type { Daemon } from '../helpers/daemon';
-import { startInstance, startRestartableRedis } from '../helpers/instances';
+import { cli, sharedNode, startInstance, startRestartableRedis } from '../helpers/instances';
 import { haveRedisServer, startRedis } from '../helpers/redis';
-import { startTestNode, type TestNode } from '../helpers/test-node';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/wait';
 import { form, images, prng, seedFrom, statusCode, type Json } from './support';
 
 assert.ok(haveRedisServer(), 'redis-server is not installed: run scripts/install-test-deps.sh');
-
-async function cli(t: TestContext, d: Daemon, line: string): Promise<string> {
-  const c = await CliClient.connect(t, d.cliPort);
-  await c.untilPrompt();
-  return c.send(line);
-}
-
-async function addNode(t: TestContext, all: Daemon[]): Promise<TestNode> {
-  const node = await startTestNode({ processingMs: 50, maxParallelTasks: 100 });
-  t.after(() => node.close());
-  const [first] = all;
-  assert.ok(first);
-  assert.equal(await cli(t, first, `NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
-  for (const d of all) {
-    await waitUntil(async () => (await cli(t, d, 'NODE LIST')).includes(`127.0.0.1:${node.port}`), { message: 'an instance does not list the node' });
-    assert.equal(await cli(t, d, 'NODE UPDATE'), 'OK\r\n');
-  }
-  return node;
-}
 
 /** A JSON answer, or null when the connection failed (an instance killed under the request). */
 async function tryJson(url: string, init: RequestInit = {}): Promise<Json | null> {
@@ -81,7 +59,7 @@ test('SIGKILL of one of two instances during 100 task creations: every task with
   const dir = tempDir(t);
   const a = await startInstance(t, redis, path.join(dir, 'a'));
   const b = await startInstance(t, redis, path.join(dir, 'b'));
-  const node = await addNode(t, [a, b]);
+  const node = await sharedNode(t, [a, b], { processingMs: 50, maxParallelTasks: 100 });
   const lb = await startBalancer(t, [a.proxyPort, b.proxyPort]);
   const [survivor, victim] = random() < 0.5 ? [a, b] : [b, a];
   const killAfter = 10 + Math.floor(random() * 60);
@@ -132,7 +110,7 @@ test('Redis killed and restarted during traffic: known routes answer, new tasks 
   const dir = tempDir(t);
   const a = await startInstance(t, redis, path.join(dir, 'a'));
   const b = await startInstance(t, redis, path.join(dir, 'b'));
-  await addNode(t, [a, b]);
+  await sharedNode(t, [a, b], { processingMs: 50, maxParallelTasks: 100 });
   const lb = await startBalancer(t, [a.proxyPort, b.proxyPort]);
   const known: string[] = [];
   for (let i = 0; i < 6; i++) {
