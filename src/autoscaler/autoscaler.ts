@@ -1,25 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock, Logger, Service, TimerHandle } from '../core';
-import { abortableSleep, ClusterError, errorMessage } from '../core';
+import { ClusterError, errorMessage } from '../core';
 import type { NodeClient } from '../nodeodm';
-import { ClusterNode, type HealthPoller, type NodeRegistry } from '../nodes';
+import type { ClusterNode, HealthPoller, NodeRegistry } from '../nodes';
 import type { RouteTable, TaskInfo, TaskTable } from '../routing';
 import type { MachineSlots } from '../store';
 import type { DockerMachine } from './docker-machine';
 import { DockerMachineDriver } from './drivers/docker-machine-driver';
-import type { CreatedMachine, MachineDriver } from './drivers/driver';
+import type { MachineDriver } from './drivers/driver';
 import type { AsrProvider, AsrSettings } from './provider';
 import { downloadsBaseUrl, type S3Store } from './s3';
-import { randomHostname, RuntimeSecrets, secretHash, secretMatches } from './secrets';
+import { RuntimeSecrets, secretMatches } from './secrets';
 import { maskSecrets } from './shell';
+import { MachineBuilder } from './machine-builder';
 import { MachinePlaces } from './machine-places';
 import { TaskRecords } from './task-records';
-import type { AsrStatus, AutoscalerLeader, MachineProgress, MachineRequest, Reservation } from './types';
+import type { AsrStatus, AutoscalerLeader, MachineRequest, Reservation } from './types';
 import { Vacuum, VACUUM_INTERVAL_MS } from './vacuum';
 
 /** How long after a task's webhook its machine is destroyed (as the original). */
 export const CLEANUP_DELAY_MS = 10_000;
-const ONLINE_ROUNDS = 5;
 
 export interface AutoscalerCommonDeps {
   s3: S3Store;
@@ -63,8 +63,6 @@ export class Autoscaler implements Service {
   private readonly d: AutoscalerDeps;
   private readonly random: (bytes: number) => Buffer;
   private readonly places: MachinePlaces;
-  /** Machines being created (never reconciled away). */
-  private readonly creating = new Map<string, MachineProgress>();
   private readonly destroying = new Set<string>();
   private readonly cleanups = new Set<TimerHandle>();
   private timer: TimerHandle | null = null;
@@ -76,6 +74,8 @@ export class Autoscaler implements Service {
   private readonly runtimeSecrets = new RuntimeSecrets();
   private readonly records: TaskRecords;
   private readonly vacuumRules: Vacuum;
+  /** Makes machines; lists those being made (never reconciled away). */
+  private readonly builder: MachineBuilder;
   /** How machines are made and unmade (docker-machine or the cloud's API). */
   readonly driver: MachineDriver;
   private readonly capacityListeners = new Set<(why: CapacityChange) => void>();
@@ -90,6 +90,18 @@ export class Autoscaler implements Service {
       running: () => this.running(),
       slots: deps.slots ?? null,
       logger,
+    });
+    this.builder = new MachineBuilder({
+      driver: this.driver,
+      provider: deps.provider,
+      registry,
+      poller,
+      places: this.places,
+      clock,
+      logger,
+      random: this.random,
+      secrets: this.runtimeSecrets,
+      mask: (t) => this.mask(t),
     });
     this.records = new TaskRecords({ tasks, client, clock, logger, ...(deps.downloadsBase ? { downloadsBase: deps.downloadsBase } : {}) });
     this.vacuumRules = new Vacuum({
@@ -214,136 +226,30 @@ export class Autoscaler implements Service {
   }
 
   generateHostname(images: number): string {
-    return randomHostname(this.random(16), images);
-  }
-
-  /**
-   * A new secret of a machine, masked until the machine is gone. Hex: a base64url token starts with '-' once in 64,
-   * and NodeODM's argument parser (minimist) takes `--token -…` for options, so that machine never got online.
-   */
-  private token(machine: string): string {
-    const t = this.random(24).toString('hex');
-    this.runtimeSecrets.add(machine, t);
-    return t;
+    return this.builder.generateHostname(images);
   }
 
   // ---- creation
 
   /**
-   * Creates, sets up and registers a machine for one task (SPEC §8.3). On any failure, or when `signal` aborts, the
-   * machine is destroyed before this rejects. The reservation is released when this settles.
+   * Creates, sets up and registers a machine for one task (machine-builder.ts). On any failure, or when `signal`
+   * aborts, the machine is destroyed before this rejects. The reservation is released when this settles.
    */
   async createNode(r: Reservation, req: MachineRequest, signal: AbortSignal): Promise<ClusterNode> {
-    const { provider, logger, clock, poller } = this.d;
     // Several instances: a place taken here alone (a queued task's) is taken in the shared state now, or it queues again.
     if (this.places.shared && !(await this.places.confirm(r))) {
       throw new ClusterError('NO_CAPACITY', 'The cluster has reached its machine limit (dropletsLimit)');
     }
-    const name = this.generateHostname(r.images);
-    const progress: MachineProgress = { name, uuid: req.uuid, step: 'Creating machine', since: clock.now() };
-    this.creating.set(name, progress);
-    // The leader's reconciliation spares a machine another instance is making: named before it exists.
-    await this.places.name(r, name);
-    const step = (message: string): void => {
-      progress.step = message;
-      progress.since = clock.now();
-      logger.info(`Autoscaler: ${name} (task ${req.uuid}): ${message}`);
-      req.onStep?.(message);
-    };
-    let machine: CreatedMachine | null = null;
     try {
-      if (!this.canHandle(r.images)) throw new Error(`Cannot handle ${r.images} images.`);
-      const nodeToken = this.token(name);
-      const secret = this.token(name);
-      const webhook = new URL(req.commitUrl);
-      webhook.searchParams.set('secret', secret);
-      const port = this.driver.servicePort;
-      // One probe node per address, so an unreachable NodeODM is logged once, not at every poll.
-      const probes = new Map<string, ClusterNode>();
-      const probe = (ip: string): Promise<boolean> => {
-        let n = probes.get(ip);
-        if (!n) probes.set(ip, (n = new ClusterNode({ hostname: ip, port, token: nodeToken })));
-        return poller.refresh(n);
-      };
-      machine = await this.driver.create({
-        name,
-        images: r.images,
-        nodeToken,
-        webhookUrl: webhook.toString(),
-        step,
-        signal,
-        probe,
-        claimSpend: (hourly) => this.claimSpend(progress, hourly),
-      });
-      if (signal.aborted) throw new Error('Aborted');
-      const node = new ClusterNode({
-        hostname: machine.ip,
-        port,
-        token: nodeToken,
-        dockerMachine: {
-          name,
-          created: clock.now(),
-          maxRuntime: provider.maxRuntime(),
-          maxUploadTime: provider.maxUploadTime(),
-          secretHash: secretHash(secret),
-          ...(machine.machineId ? { machineId: machine.machineId } : {}),
-          ...(machine.size ? { size: machine.size } : {}),
-          ...(machine.region ? { region: machine.region } : {}),
-          ...(machine.price ? { hourlyPrice: machine.price.hourly, currency: machine.price.currency } : {}),
-        },
-      });
-      await this.waitOnline(node, step, signal);
-      if (signal.aborted) throw new Error('Aborted');
-      await this.d.registry.add(node);
-      step(`Machine ready at ${node.name}`);
-      return node;
-    } catch (e: unknown) {
-      if (machine) await this.driver.discard(name, machine);
-      // The machine's secrets go with it: the error is masked now, as its callers will no longer know them.
-      const message = errorMessage(e);
-      const masked = this.mask(message);
-      this.runtimeSecrets.drop(name);
-      if (masked === message) throw e;
-      throw e instanceof ClusterError ? new ClusterError(e.code, masked) : new Error(masked);
+      return await this.builder.build(r, req, signal);
     } finally {
-      this.creating.delete(name);
       this.release(r);
     }
   }
 
   /** What the machines running and being created cost per hour (prices as recorded at their creation). */
   hourlySpend(except: string | null = null): number {
-    const names = new Set<string>();
-    let total = 0;
-    for (const n of this.d.registry.list()) {
-      const dm = n.record.dockerMachine;
-      if (!dm || dm.name === except) continue;
-      names.add(dm.name);
-      total += dm.hourlyPrice ?? 0;
-    }
-    // A machine moves from `creating` to the registry: counted once.
-    for (const c of this.creating.values()) if (c.name !== except && !names.has(c.name)) total += c.hourlyPrice ?? 0;
-    return total;
-  }
-
-  /** CreateContext.claimSpend: maxHourlySpend is checked and the price counted in one synchronous step. */
-  private claimSpend(progress: MachineProgress, hourly: number): boolean {
-    const max = this.d.provider.maxHourlySpend?.() ?? -1;
-    if (max >= 0 && this.hourlySpend(progress.name) + hourly > max + 1e-9) return false;
-    progress.hourlyPrice = hourly;
-    return true;
-  }
-
-  private async waitOnline(node: ClusterNode, step: (m: string) => void, signal: AbortSignal): Promise<void> {
-    // As the original: 5 rounds, round i sleeping i seconds.
-    for (let i = 1; i <= ONLINE_ROUNDS; i++) {
-      if (signal.aborted) throw new Error('Aborted');
-      if (await this.d.poller.refresh(node)) return;
-      step(`Waiting for ${node.name} to get online... (${i})`);
-      await abortableSleep(this.d.clock, 1000 * i, signal);
-    }
-    if (await this.d.poller.refresh(node)) return;
-    throw new Error('No nodes available (spawned a new node, but the node did not get online).');
+    return this.builder.hourlySpend(except);
   }
 
   // ---- teardown
@@ -434,7 +340,7 @@ export class Autoscaler implements Service {
     const known = (name: string, id: string | null): boolean =>
       elsewhere.has(name) ||
       registry.list().some((n) => n.record.dockerMachine?.name === name || (id !== null && n.record.dockerMachine?.machineId === id));
-    return this.driver.reconcile(known, (name) => this.creating.has(name));
+    return this.driver.reconcile(known, (name) => this.builder.creating.has(name));
   }
 
   // ---- admin views
@@ -453,7 +359,7 @@ export class Autoscaler implements Service {
       limit: p.machinesLimit(),
       maxRuntime: p.maxRuntime(),
       maxUploadTime: p.maxUploadTime(),
-      creating: [...this.creating.values()].map((c) => ({ ...c })),
+      creating: [...this.builder.creating.values()].map((c) => ({ ...c })),
       machines: this.d.registry
         .list()
         .filter((n) => n.isAutoSpawned())

@@ -141,6 +141,8 @@ export class StagingPlacement {
     try {
       await this.d.staging.claim(uuid, this.d.clock.now());
     } catch (e: unknown) {
+      // A record written late (Redis answering after the deadline) is taken back: nothing was given to the client.
+      this.d.staging.release(uuid).catch(() => undefined);
       this.d.logger.warn(`Task ${uuid} refused: cannot record it in the shared state: ${errorMessage(e)}`);
       throw new Error(`Cannot create a task now: the shared state (Redis) is unreachable (${errorMessage(e)}). Please try again later.`);
     }

@@ -33,6 +33,9 @@ export interface RestartableRedis extends RedisServer {
   /** SIGKILL: anything acknowledged is already in the append-only file. */
   kill(): Promise<void>;
   start(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a Redis that holds its connections open and answers nothing (hung, or cut off by the network). */
+  pause(): void;
+  resume(): void;
 }
 
 export async function startRestartableRedis(t: TestContext): Promise<RestartableRedis> {
@@ -55,9 +58,15 @@ export async function startRestartableRedis(t: TestContext): Promise<Restartable
     await exit;
     proc = null;
   };
+  const pause = (): void => {
+    assert.ok(proc, 'redis-server is not running');
+    proc.kill('SIGSTOP');
+  };
+  // After a kill there is nothing to resume.
+  const resume = (): void => void proc?.kill('SIGCONT');
   t.after(kill);
   await start();
-  return { url: `unix://${socket}`, socket, dir, command: (line) => redisCommand(socket, line), kill, start };
+  return { url: `unix://${socket}`, socket, dir, command: (line) => redisCommand(socket, line), kill, start, pause, resume };
 }
 
 /** One admin CLI command on an instance, on a connection of its own. */

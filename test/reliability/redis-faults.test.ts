@@ -16,11 +16,24 @@ assert.ok(haveRedisServer(), 'redis-server is not installed: run scripts/install
 
 /** A JSON answer, or null when the connection failed (an instance killed under the request). */
 async function tryJson(url: string, init: RequestInit = {}): Promise<Json | null> {
+  return (await answer(url, init)).json;
+}
+
+/** The JSON answer or, when there is none, what happened instead (for a failure message). */
+async function answer(url: string, init: RequestInit = {}): Promise<{ json: Json | null; why: string }> {
+  const started = Date.now();
+  let status = 0;
   try {
     const res = await fetch(url, { ...init, signal: AbortSignal.timeout(30_000) });
-    return (await res.json()) as Json;
-  } catch {
-    return null;
+    status = res.status;
+    const text = await res.text();
+    try {
+      return { json: JSON.parse(text) as Json, why: text };
+    } catch {
+      return { json: null, why: `HTTP ${status}, not JSON after ${Date.now() - started} ms: ${text.slice(0, 300)}` };
+    }
+  } catch (e: unknown) {
+    return { json: null, why: `${status ? `HTTP ${status}, ` : ''}${String(e)} after ${Date.now() - started} ms` };
   }
 }
 
@@ -125,6 +138,10 @@ test('Redis killed and restarted during traffic: known routes answer, new tasks 
 
   // Traffic all along: info of the known tasks through the balancer, every answer counted.
   let traffic = true;
+  // A failed assertion below must not leave this loop running (it would hold the test file open).
+  t.after(() => {
+    traffic = false;
+  });
   const answers = { ok: 0, bad: [] as string[] };
   const reader = (async (): Promise<void> => {
     for (let i = 0; traffic; i++) {
@@ -134,18 +151,19 @@ test('Redis killed and restarted during traffic: known routes answer, new tasks 
       else answers.bad.push(JSON.stringify(r));
     }
   })();
-  await waitUntil(() => answers.ok > 10, { message: 'no traffic' });
+  await waitUntil(() => answers.ok > 10, { timeoutMs: 30000, message: 'no traffic' });
   await redis.kill();
   // Known routes answer from each instance's cache, through both instances.
   for (let round = 0; round < 2; round++) {
     for (const uuid of known) assert.equal(statusCode((await tryJson(`${lb.url}/task/${uuid}/info`)) ?? {}), 40);
   }
   // New tasks: a clear error at once, on every instance and every way of creating one.
+  const tails = (): string => [a, b].map((d, i) => `--- instance ${'ab'[i]} log tail:\n${d.output().slice(-3000)}`).join('\n');
   for (const d of [a, b]) {
-    const init = await tryJson(`${d.url}/task/new/init`, { method: 'POST', body: form({}) });
-    assert.match(String(init?.['error']), /shared state \(Redis\) is unreachable/, JSON.stringify(init));
-    const single = await tryJson(`${d.url}/task/new`, { method: 'POST', body: form({}, images(2)) });
-    assert.match(String(single?.['error']), /shared state \(Redis\) is unreachable/, JSON.stringify(single));
+    const init = await answer(`${d.url}/task/new/init`, { method: 'POST', body: form({}) });
+    assert.match(String(init.json?.['error']), /shared state \(Redis\) is unreachable/, `${init.why}\n${tails()}`);
+    const single = await answer(`${d.url}/task/new`, { method: 'POST', body: form({}, images(2)) });
+    assert.match(String(single.json?.['error']), /shared state \(Redis\) is unreachable/, `${single.why}\n${tails()}`);
   }
 
   await redis.start();
@@ -169,4 +187,32 @@ test('Redis killed and restarted during traffic: known routes answer, new tasks 
   }
   assert.match(await redis.command('GET clusterodm:nodes'), /"port":"?4999"?/);
   assert.match(await cli(t, b, 'NODE LIST'), /127\.0\.0\.1:4999/);
+});
+
+test('Redis that stops answering (hung, or cut off by the network): new tasks get a clear error in seconds, known routes answer, then all works again', async (t) => {
+  const redis = await startRestartableRedis(t);
+  const dir = tempDir(t);
+  const a = await startInstance(t, redis, path.join(dir, 'a'));
+  await sharedNode(t, [a], { processingMs: 50, maxParallelTasks: 100 });
+  const known = await tryJson(`${a.url}/task/new`, { method: 'POST', body: form({ name: 'known' }, images(2)) });
+  const uuid = String(known?.['uuid']);
+  assert.match(uuid, /^[0-9a-f-]{36}$/, JSON.stringify(known));
+  await waitUntil(async () => statusCode((await tryJson(`${a.url}/task/${uuid}/info`)) ?? {}) === 40, { timeoutMs: 30000, message: 'the task did not complete' });
+
+  redis.pause();
+  t.after(() => redis.resume());
+  // The connection stays open and nothing comes back: a request waits for the deadline, never for good.
+  const init = await answer(`${a.url}/task/new/init`, { method: 'POST', body: form({}) });
+  assert.match(String(init.json?.['error']), /shared state \(Redis\) is unreachable/, `${init.why}\n${a.output().slice(-3000)}`);
+  const single = await answer(`${a.url}/task/new`, { method: 'POST', body: form({}, images(2)) });
+  assert.match(String(single.json?.['error']), /shared state \(Redis\) is unreachable/, `${single.why}\n${a.output().slice(-3000)}`);
+  // A task this instance knows answers from its cache all the while.
+  assert.equal(statusCode((await tryJson(`${a.url}/task/${uuid}/info`)) ?? {}), 40);
+
+  redis.resume();
+  let r: Json | null = null;
+  await waitUntil(async () => typeof (r = await tryJson(`${a.url}/task/new`, { method: 'POST', body: form({}, images(2)) }))?.['uuid'] === 'string', {
+    timeoutMs: 30000,
+    message: `no new task once Redis answers again: ${JSON.stringify(r)}`,
+  });
 });

@@ -9,6 +9,7 @@ import type {
 } from '../cluster-port';
 import { ClusterError, isRecord } from '../../core';
 import type { RedisConnection } from './connection';
+import { withinDeadline } from './deadline';
 import { randomUUID } from 'node:crypto';
 
 /**
@@ -43,18 +44,19 @@ export class RedisCoordination implements ClusterCoordination {
       self: () => self,
       beat: async (address, ttlMs) => {
         self = address;
-        await cmd().set(instanceKey(address), JSON.stringify({ process: opts.processId }), { expiration: { type: 'PX', value: ttlMs } });
+        await withinDeadline(cmd().set(instanceKey(address), JSON.stringify({ process: opts.processId }), { expiration: { type: 'PX', value: ttlMs } }));
       },
-      alive: async (address) => (await cmd().exists(instanceKey(address))) > 0,
+      alive: async (address) => (await withinDeadline(cmd().exists(instanceKey(address)))) > 0,
     };
     this.staging = new RedisStaging(`${prefix}staging`, () => self, cmd, queued);
     const me = opts.processId;
     this.leadership = {
       acquire: async (ttlMs) => {
-        const r = await cmd().eval(LEASE_ACQUIRE, { keys: [`${prefix}leader`, `${prefix}leader:token`], arguments: [me, String(ttlMs)] });
+        const r = await withinDeadline(cmd().eval(LEASE_ACQUIRE, { keys: [`${prefix}leader`, `${prefix}leader:token`], arguments: [me, String(ttlMs)] }));
         return typeof r === 'number' && r > 0 ? r : null;
       },
-      holds: async (token) => (await cmd().eval(LEASE_HOLDS, { keys: [`${prefix}leader`], arguments: [`${me}|${token}`] })) === 1,
+      // Fencing fails closed: a Redis that does not answer in time means "not the leader" (no destroy).
+      holds: async (token) => (await withinDeadline(cmd().eval(LEASE_HOLDS, { keys: [`${prefix}leader`], arguments: [`${me}|${token}`] }))) === 1,
       resign: async (token) => {
         await cmd().eval(LEASE_RESIGN, { keys: [`${prefix}leader`], arguments: [`${me}|${token}`] });
       },
@@ -112,17 +114,17 @@ class RedisStaging implements StagingDirectory {
   async claim(uuid: string, now: number): Promise<void> {
     const owner = this.self();
     if (!owner) throw new Error('This instance is not registered yet');
-    // A new task is refused at once while Redis is away.
-    await this.cmd().hSet(this.key, uuid, JSON.stringify({ owner, at: now }));
+    // A new task is refused at once while Redis is away, and after the deadline while it does not answer.
+    await withinDeadline(this.cmd().hSet(this.key, uuid, JSON.stringify({ owner, at: now })));
   }
 
   async lookup(uuid: string): Promise<StagingRecord | null> {
-    const text = await this.cmd().hGet(this.key, uuid);
+    const text = await withinDeadline(this.cmd().hGet(this.key, uuid));
     return text === null ? null : parseRecord(String(text));
   }
 
   async fail(uuid: string, reason: string, now: number): Promise<StagingRecord> {
-    const r = await this.cmd().eval(STAGING_FAIL, { keys: [this.key], arguments: [uuid, reason, String(now)] });
+    const r = await withinDeadline(this.cmd().eval(STAGING_FAIL, { keys: [this.key], arguments: [uuid, reason, String(now)] }));
     return (typeof r === 'string' ? parseRecord(r) : null) ?? { owner: '', failed: reason, at: now };
   }
 

@@ -1,4 +1,6 @@
 import type { SharedTable, TableChange } from '../port';
+import { ClusterError } from '../../core';
+import { withinDeadline } from './deadline';
 import type { RedisConnection } from './connection';
 
 /** Entries per notification and per HSET (a touch flush can carry thousands). */
@@ -53,8 +55,11 @@ export class RedisTable implements SharedTable {
     }
   }
 
+  /** One entry, for a request that is waiting on it: bounded by the deadline, never queued for a lost connection. */
   async get(key: string): Promise<string | null> {
-    const v = await this.opts.connection().cmd.hGet(this.opts.key, key);
+    const cmd = this.opts.connection().cmd;
+    if (!cmd.isReady) throw new ClusterError('STATE_UNAVAILABLE', 'Redis is not connected');
+    const v = await withinDeadline(cmd.hGet(this.opts.key, key));
     return v === null || v === undefined ? null : String(v);
   }
 
