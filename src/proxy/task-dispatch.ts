@@ -352,8 +352,9 @@ export class TaskDispatcher extends TableTaskAnswers implements LocalTasks {
       return;
     }
     // Files before the table entry: a kill in between leaves an entry that a restart resolves, never an orphan dir.
+    // A final record (the task already finished on its machine and its webhook came first) stays.
     await removeDir(t.dir);
-    await this.d.table.delete(t.uuid);
+    await this.d.table.deleteActive(t.uuid);
     this.d.logger.info(`Task ${t.uuid} is on ${node.name}`);
   }
 

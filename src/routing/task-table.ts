@@ -185,6 +185,17 @@ export class TaskTable {
   }
 
   /**
+   * Deletes the entry only while the task is still moving (uploading, queued, forwarding). A task that landed on an
+   * autoscaled machine may have finished there, and had its webhook record its final info, before the forward got
+   * round to dropping its entry: that record is all that is left of it once the machine goes.
+   */
+  async deleteActive(uuid: string): Promise<boolean> {
+    const e = this.get(uuid);
+    if (!e || !ACTIVE_PHASES.has(e.phase)) return false;
+    return this.delete(uuid);
+  }
+
+  /**
    * Forward failed (SPEC §5 step 11): FAILED with the error as the only output line. Only while the task is still
    * uploading/forwarding, so a late error cannot turn a canceled task into a failed one (SPEC §12 item 9).
    */

@@ -55,9 +55,16 @@ export async function untilStatus(d: Daemon, uuid: string, code: number, timeout
       { timeoutMs, message: `task ${uuid} never reached status ${code}` },
     );
   } catch (e: unknown) {
-    throw new Error(`${e instanceof Error ? e.message : String(e)}; last info ${JSON.stringify(last)}; log tail:\n${d.output().split('\n').slice(-60).join('\n')}`);
+    throw new Error(`${e instanceof Error ? e.message : String(e)}; last info ${JSON.stringify(last)}; ${logOf(d, uuid)}`);
   }
-  if (ended) throw new Error(`task ${uuid} ended with ${JSON.stringify(last)} instead of status ${code}; log tail:\n${d.output().split('\n').slice(-60).join('\n')}`);
+  if (ended) throw new Error(`task ${uuid} ended with ${JSON.stringify(last)} instead of status ${code}; ${logOf(d, uuid)}`);
+}
+
+/** For a failure message: the log lines naming the task, and the log's tail. */
+function logOf(d: Daemon, uuid: string): string {
+  const lines = d.output().split('\n');
+  const named = lines.filter((l) => l.includes(uuid));
+  return `log lines naming the task:\n${named.join('\n')}\nlog tail:\n${lines.slice(-60).join('\n')}`;
 }
 
 /** The autospawned node's number in NODE LIST. */

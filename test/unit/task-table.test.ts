@@ -286,6 +286,21 @@ test('tasks: cancel keeps the entry as CANCELED; a late failure does not overwri
   assert.equal(await table.markCanceled(U2), false);
 });
 
+test("tasks: a forward that lands after its task's webhook keeps the final record (it deleted it, and the task vanished with its machine)", async (t) => {
+  const { table, file } = await open(tempDir(t), new FakeClock());
+  // The webhook of a task that finished on its machine before the forward dropped its entry.
+  await table.put(entry(U1, { phase: 'finished', taskInfo: info(U1, { status: { code: TaskStatus.COMPLETED } }) }));
+  await table.put(entry(U2));
+  assert.equal(await table.deleteActive(U1), false);
+  assert.equal(await table.deleteActive(U2), true);
+  assert.equal(await table.deleteActive(U3), false);
+  assert.equal(table.get(U1)?.taskInfo.status.code, TaskStatus.COMPLETED);
+  assert.equal(table.get(U2), undefined);
+  const reopened = await open(path.dirname(file), new FakeClock());
+  assert.equal(reopened.table.get(U1)?.phase, 'finished');
+  assert.equal(reopened.table.get(U2), undefined);
+});
+
 test('tasks: a corrupt tasks.json is kept aside and the table starts empty', async (t) => {
   const dir = tempDir(t);
   const clock = new FakeClock(4242);
