@@ -205,7 +205,7 @@ export class TaskResumer {
     const { d } = this;
     if (node && !d.routes.has(entry.uuid)) await d.routes.add(entry.uuid, node, entry.token);
     await removeDir(this.dirOf(entry.uuid));
-    await d.table.delete(entry.uuid);
+    await d.table.deleteActive(entry.uuid);
     d.logger.info(`Task ${entry.uuid} was already on ${node?.name ?? 'its node'}`);
   }
 
