@@ -28,6 +28,15 @@ export async function cluster(t: TestContext, rig: AsrRig, extraArgs: string[] =
   await cli.untilPrompt();
   assert.equal(await cli.send(`NODE ADD 127.0.0.1 ${node.port}`), 'OK\r\n');
   assert.equal(await cli.send('NODE UPDATE'), 'OK\r\n');
+  // On a loaded machine one poll can time out: the tests start once the node is seen online.
+  await waitUntil(
+    async () => {
+      if (/\[online\]/.test(await cli.send('NODE LIST'))) return true;
+      await cli.send('NODE UPDATE');
+      return false;
+    },
+    { timeoutMs: 30000, message: 'the static node is not online' },
+  );
   return { rig, d, cli, node };
 }
 
