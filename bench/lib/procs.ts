@@ -126,12 +126,21 @@ const PROXY_RE = /Starting http proxy on (\d+)/;
 const CLI_RE = /Admin CLI listening on port (\d+)/;
 
 /** ClusterODM with its data, tmp and log dirs in `dir`; `nodeFlags` go to node itself (e.g. --cpu-prof). */
-export async function startDaemon(opts: { name: string; dir: string; nodeFlags?: string[]; args?: string[]; timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<Daemon> {
+export async function startDaemon(opts: {
+  name: string;
+  dir: string;
+  nodeFlags?: string[];
+  args?: string[];
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Another build's dist/test/helpers/daemon-main.js (A/B of two commits); this build's by default. */
+  main?: string;
+}): Promise<Daemon> {
   const { dir } = opts;
   fs.mkdirSync(dir, { recursive: true });
   const args = ['--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--log-dir', dir, '--admin-web-port', '0', ...(opts.args ?? [])];
   // The V8 flags the shipped entry point (index.js) runs the daemon with; --daemon-node-flags come after them.
-  const s = spawnNode(opts.name, [...NODE_FLAGS, ...(opts.nodeFlags ?? [])], DAEMON_MAIN, args, dir, { ...process.env, ...(opts.env ?? {}), TMPDIR: dir });
+  const s = spawnNode(opts.name, [...NODE_FLAGS, ...(opts.nodeFlags ?? [])], opts.main ?? DAEMON_MAIN, args, dir, { ...process.env, ...(opts.env ?? {}), TMPDIR: dir });
   const startMs = await s.until((t) => PROXY_RE.test(t) && CLI_RE.test(t), opts.timeoutMs ?? 60_000);
   const proxyPort = Number(PROXY_RE.exec(s.out.start)?.[1]);
   const cliPort = Number(CLI_RE.exec(s.out.start)?.[1]);
