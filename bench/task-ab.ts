@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { cleanupAll, installExitHandlers, makeRunDir } from './lib/cleanup';
 import { keepAliveAgent, median, now, sleep } from './lib/http';
 import { CpuWatch, describeShare } from './lib/noise';
-import { addNode, startDaemon, startRefProxy, startTestNode, type Child } from './lib/procs';
+import { addNode, minorFaults, startDaemon, startRefProxy, startTestNode, type Child } from './lib/procs';
 import { MiB } from './lib/report';
 import { createTask, removeTask, rotated, waitOnNode, type TaskShape } from './lib/rig';
 
@@ -85,16 +85,6 @@ function minus(a: Threads, b: Threads): Threads {
 
 function total(t: Threads): number {
   return Object.values(t).reduce((s, v) => s + v, 0);
-}
-
-/** Minor page faults of a process so far (/proc/<pid>/stat). */
-function minorFaults(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
-  } catch {
-    return NaN;
-  }
 }
 
 interface Variant {

@@ -302,6 +302,16 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/** Minor page faults of a process so far (/proc/<pid>/stat), NaN once it is gone. */
+export function minorFaults(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return NaN;
+  }
+}
+
 /** Samples VmRSS every `everyMs` until stopped; keeps every sample for percentiles and trends. */
 export class RssSampler {
   max = 0;
