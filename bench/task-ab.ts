@@ -198,6 +198,16 @@ async function main(): Promise<void> {
       `  ${v.label}: ${m.toFixed(0)} [${med('main').toFixed(0)} / ${med('pool').toFixed(0)} / ${med('v8').toFixed(0)} / ${median(others).toFixed(0)}] ; ${median(v.settled).toFixed(0)} ; ${median(v.faults).toFixed(0)}${ref && v !== ref ? `  (${(m / refMed).toFixed(2)}× the bare proxy)` : ''}`,
     );
   }
+  // A task whose copy for the node was dropped, or that was sent again at commit, costs the daemon a re-read of its
+  // files: such rounds are outliers of CPU per task, and the daemon says so in its log.
+  for (const v of variants) {
+    if (v.tmp === null) continue;
+    const notes = v.proc
+      .output()
+      .split('\n')
+      .filter((l) => /\b(warn|error)\b/i.test(l) && !l.includes('No admin password'));
+    if (notes.length > 0) console.log(`  ${v.label}: ${notes.length} warnings/errors in its log, e.g. ${notes.slice(0, 3).join(' | ').slice(0, 600)}`);
+  }
   const [a, b] = variants;
   if (a && b) {
     const pairs = a.window.map((w, k) => total(b.window[k] ?? {}) - total(w));
