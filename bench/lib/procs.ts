@@ -126,12 +126,21 @@ const PROXY_RE = /Starting http proxy on (\d+)/;
 const CLI_RE = /Admin CLI listening on port (\d+)/;
 
 /** ClusterODM with its data, tmp and log dirs in `dir`; `nodeFlags` go to node itself (e.g. --cpu-prof). */
-export async function startDaemon(opts: { name: string; dir: string; nodeFlags?: string[]; args?: string[]; timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<Daemon> {
+export async function startDaemon(opts: {
+  name: string;
+  dir: string;
+  nodeFlags?: string[];
+  args?: string[];
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** Another build's dist/test/helpers/daemon-main.js (A/B of two commits); this build's by default. */
+  main?: string;
+}): Promise<Daemon> {
   const { dir } = opts;
   fs.mkdirSync(dir, { recursive: true });
   const args = ['--data-dir', path.join(dir, 'data'), '--tmp-dir', path.join(dir, 'tmp'), '--log-dir', dir, '--admin-web-port', '0', ...(opts.args ?? [])];
   // The V8 flags the shipped entry point (index.js) runs the daemon with; --daemon-node-flags come after them.
-  const s = spawnNode(opts.name, [...NODE_FLAGS, ...(opts.nodeFlags ?? [])], DAEMON_MAIN, args, dir, { ...process.env, ...(opts.env ?? {}), TMPDIR: dir });
+  const s = spawnNode(opts.name, [...NODE_FLAGS, ...(opts.nodeFlags ?? [])], opts.main ?? DAEMON_MAIN, args, dir, { ...process.env, ...(opts.env ?? {}), TMPDIR: dir });
   const startMs = await s.until((t) => PROXY_RE.test(t) && CLI_RE.test(t), opts.timeoutMs ?? 60_000);
   const proxyPort = Number(PROXY_RE.exec(s.out.start)?.[1]);
   const cliPort = Number(CLI_RE.exec(s.out.start)?.[1]);
@@ -288,6 +297,16 @@ export function cpuMs(pid: number): number {
     // The command name (field 2) may contain spaces: count fields after its closing parenthesis.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Minor page faults of a process so far (/proc/<pid>/stat), NaN once it is gone. */
+export function minorFaults(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
   } catch {
     return NaN;
   }

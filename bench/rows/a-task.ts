@@ -6,7 +6,7 @@
  * cores, several busy processes are bound by the sum, and CPU per task is the steadier figure on a shared machine.
  */
 import { median, now } from '../lib/http';
-import { cpuMs } from '../lib/procs';
+import { cpuMs, minorFaults } from '../lib/procs';
 import { fmt, MiB, type RowOutcome, type TableRow } from '../lib/report';
 import { benchPaths, createTask, rotated, startRig, waitOnNode, removeTask, type BenchContext, type PathName, type TaskShape } from '../lib/rig';
 import { peerTargets } from './peers';
@@ -15,6 +15,8 @@ interface Cpu {
   client: number;
   node: number;
   hop: number;
+  /** Minor page faults of the hop (not of nginx, whose pids are two). */
+  faults: number;
 }
 
 export async function rowA(ctx: BenchContext): Promise<RowOutcome> {
@@ -27,12 +29,13 @@ export async function rowA(ctx: BenchContext): Promise<RowOutcome> {
   const paths = benchPaths(rig);
   const times = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
   const committed = new Map<PathName, number[]>(paths.map((p) => [p.name, []]));
-  const cpu = new Map<PathName, Cpu>(paths.map((p) => [p.name, { client: 0, node: 0, hop: 0 }]));
+  const cpu = new Map<PathName, Cpu>(paths.map((p) => [p.name, { client: 0, node: 0, hop: 0, faults: 0 }]));
   try {
     for (let i = 0; i < warmup + iterations; i++) {
       for (const p of rotated(paths, i)) {
         const direct = p.name === 'direct';
-        const c0 = { client: process.cpuUsage(), node: cpuMs(rig.node.pid), hop: direct ? 0 : p.cpu() };
+        const hopPid = p.name === 'ref' ? rig.ref?.pid : p.name === 'proxy' ? rig.daemon.pid : undefined;
+        const c0 = { client: process.cpuUsage(), node: cpuMs(rig.node.pid), hop: direct ? 0 : p.cpu(), faults: hopPid ? minorFaults(hopPid) : 0 };
         const t0 = now();
         const task = await createTask(p.url, rig.agent, shape);
         await waitOnNode(rig.node.url, rig.agent, task.uuid, shape.images, { timeoutMs: 300_000 });
@@ -43,6 +46,7 @@ export async function rowA(ctx: BenchContext): Promise<RowOutcome> {
           c.client += (client.user + client.system) / 1000;
           c.node += cpuMs(rig.node.pid) - c0.node;
           c.hop += direct ? 0 : p.cpu() - c0.hop;
+          c.faults += hopPid ? minorFaults(hopPid) - c0.faults : 0;
           times.get(p.name)?.push(total);
           committed.get(p.name)?.push(task.committedMs);
         }
@@ -92,6 +96,9 @@ export async function rowA(ctx: BenchContext): Promise<RowOutcome> {
     notes: [
       `a: through ClusterODM the client's commit was answered after ${fmt.ms(c)} (${((c / p) * 100).toFixed(0)}% of the total: the client's uploads into ClusterODM); the node held every image ${fmt.ms(p - c)} later.`,
       `a: CPU (user+sys) per task — ${paths.map((x) => budget(x.name, x.label)).join('; ')}.`,
+      // The bare proxy's CPU per task follows its page faults (node:http's parser copies each body chunk into fresh
+      // memory): a few hundred per task in its cheap state, thousands in its costly one (README, Performance).
+      `a: minor page faults per task — bare Node.js proxy ${((cpu.get('ref')?.faults ?? NaN) / iterations).toFixed(0)}, ClusterODM ${((cpu.get('proxy')?.faults ?? NaN) / iterations).toFixed(0)}.`,
     ],
   };
 }
