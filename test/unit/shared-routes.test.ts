@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { FakeClock, MemoryLogger } from '../../src/core';
 import { NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
-import { RouteMap, RouteTable, type LazyRoutes, type RemoteRouteChange, type RouteStore, type StoredRoute } from '../../src/routing';
-import { JsonStateFile } from '../../src/store';
+import { RouteMap, RouteTable, SharedRouteStore, type LazyRoutes, type RemoteRouteChange, type RouteStore, type StoredRoute } from '../../src/routing';
+import { JsonStateFile, type SharedTable, type TableChange } from '../../src/store';
 import { tempDir } from '../helpers/tmp';
 
 /** A shared route store whose remote changes the test sends by hand. */
@@ -152,4 +152,95 @@ test('a lazily read table: lookups before the fill read one route; changes meanw
   // Steady state: no reads.
   assert.equal(routes.fetch('zzz'), null);
   assert.match(logger.lines.join('\n'), /Loaded 3 routes \(read in the background in \d+ ms\)/);
+});
+
+/** A shared table in memory that records each write, with remote changes the test sends by hand. */
+function memoryTable(): { table: SharedTable; writes: Array<Array<[string, string]>>; data: Map<string, string>; send: (c: TableChange) => void } {
+  const data = new Map<string, string>();
+  const writes: Array<Array<[string, string]>> = [];
+  let listener: (c: TableChange) => void = () => undefined;
+  const table: SharedTable = {
+    async *scan() {
+      yield [...data];
+    },
+    get: (key) => Promise.resolve(data.get(key) ?? null),
+    put: (entries) => {
+      writes.push(entries);
+      for (const [k, v] of entries) data.set(k, v);
+      return Promise.resolve();
+    },
+    delete: (keys) => {
+      for (const k of keys) data.delete(k);
+      return Promise.resolve();
+    },
+    putIfUnchanged: () => Promise.resolve(new Set<string>()),
+    onRemoteChange: (l) => {
+      listener = l;
+    },
+    imported: () => Promise.resolve(true),
+    importEntries: () => Promise.resolve(),
+    markImported: () => Promise.resolve(),
+  };
+  // A change another instance made: in the table already when its notification comes.
+  const send = (c: TableChange): void => {
+    if (c.op === 'del') for (const k of c.keys) data.delete(k);
+    else for (const [k, v] of c.entries) data.set(k, v);
+    listener(c);
+  };
+  return { table, writes, data, send };
+}
+
+test('shared routes: lookups write their access time in one batch per flush, with the latest time, never for a removed route', async (t) => {
+  const clock = new FakeClock(1_000_000);
+  const logger = new MemoryLogger();
+  const registry = new NodeRegistry({
+    store: new JsonStateFile<NodeRecord[]>({ file: path.join(tempDir(t), 'nodes.json'), parse: parseNodesFile, logger, clock }),
+    clock,
+    logger,
+  });
+  await registry.load();
+  const node = await registry.addUnique('127.0.0.1', 4001);
+  assert.ok(node);
+  const { table, writes, data, send } = memoryTable();
+  const store = new SharedRouteStore({ table, clock, logger, touchFlushMs: 60_000 });
+  const routes = new RouteTable({ store, clock, logger });
+  await routes.load(registry);
+  routes.readInBackground();
+  await routes.loaded();
+  await routes.add('a', node, 'tok');
+  await routes.add('b', node, undefined);
+  await routes.add('gone', node, undefined);
+  await routes.add('elsewhere', node, undefined);
+  const added = writes.length;
+
+  // Many lookups, no write until the flush.
+  for (let i = 0; i < 5; i++) {
+    clock.advance(1000);
+    routes.lookup('a');
+  }
+  routes.lookup('b');
+  routes.lookup('gone');
+  routes.lookup('elsewhere');
+  await routes.remove('gone');
+  send({ op: 'del', keys: ['elsewhere'] });
+  assert.equal(writes.length, added);
+
+  clock.advance(60_000);
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.equal(writes.length, added + 1);
+  const batch = new Map(writes[added]);
+  assert.deepEqual([...batch.keys()].sort(), ['a', 'b']);
+  assert.deepEqual(JSON.parse(data.get('a') ?? ''), { node: '127.0.0.1:4001', token: 'tok', accessed: 1_005_000 });
+  assert.deepEqual(JSON.parse(data.get('b') ?? ''), { node: '127.0.0.1:4001', accessed: 1_005_000 });
+  assert.equal(data.has('gone'), false);
+  assert.equal(data.has('elsewhere'), false);
+
+  // Nothing looked up since: the next flush writes nothing; a lookup after it is written at shutdown.
+  clock.advance(60_000);
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.equal(writes.length, added + 1);
+  clock.advance(500);
+  routes.lookup('b');
+  await routes.flush();
+  assert.deepEqual(JSON.parse(data.get('b') ?? ''), { node: '127.0.0.1:4001', accessed: 1_125_500 });
 });
