@@ -164,7 +164,7 @@ function bigTaskPage(url: URL, now: number): unknown {
   return { total, offset, limit, tasks };
 }
 
-test('admin web page in a headless browser', { timeout: 90000 }, async (t) => {
+test('admin web page in a headless browser', { timeout: 240_000 }, async (t) => {
   const browser = await launchChromium();
   t.after(() => browser.close());
 
