@@ -89,5 +89,5 @@ STOPSIGNAL SIGTERM
 
 # The program folder (/var/www) is read-only for the daemon, so the log file goes to logs/. A later
 # `--log-dir` given to `docker run` wins (the last flag counts).
-# --initial-heap-size=48: see src/core/node-flags.ts (given here, so index.js needs no second process).
-ENTRYPOINT ["node", "--initial-heap-size=48", "/var/www/index.js", "--log-dir", "/var/www/logs"]
+# --initial-heap-size=48 --max-semi-space-size=1: see src/core/node-flags.ts (given here, so index.js needs no second process).
+ENTRYPOINT ["node", "--initial-heap-size=48", "--max-semi-space-size=1", "/var/www/index.js", "--log-dir", "/var/www/logs"]
