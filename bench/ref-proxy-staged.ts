@@ -7,14 +7,8 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
+import { endToEnd, serveReference } from './lib/ref-serve';
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-
-function endToEnd(h: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const out: http.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(h)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-  return out;
-}
 
 function main(): void {
   const target = Number(process.argv[2]);
@@ -42,18 +36,9 @@ function main(): void {
     req.pipe(up);
     req.pipe(copy);
   });
-  server.keepAliveTimeout = 65_000;
-  server.listen(0, '127.0.0.1', () => {
-    const address = server.address();
-    console.log(`Reference proxy listening on ${typeof address === 'object' && address ? address.port : 0}`);
-  });
-  const stop = (): void => {
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
+  serveReference(server, () => {
     agent.destroy();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  });
 }
 
 main();

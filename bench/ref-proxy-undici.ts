@@ -2,6 +2,7 @@
 // the other half of the node-client A/B (bench/client-ab.ts). Same interface: node dist/bench/ref-proxy-undici.js <port>
 import * as http from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
+import { serveReference } from './lib/ref-serve';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
@@ -47,18 +48,9 @@ function main(): void {
     };
     pool.dispatch({ method: (req.method ?? 'GET') as Dispatcher.HttpMethod, path: req.url ?? '/', headers: endToEnd(req.headers), body: hasBody ? req : null }, handler);
   });
-  server.keepAliveTimeout = 65_000;
-  server.listen(0, '127.0.0.1', () => {
-    const address = server.address();
-    console.log(`Reference proxy listening on ${typeof address === 'object' && address ? address.port : 0}`);
-  });
-  const stop = (): void => {
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
+  serveReference(server, () => {
     void pool.destroy();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  });
 }
 
 main();

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { FakeClock, MemoryLogger } from '../../src/core';
-import { NodeRegistry, parseNodesFile, type NodeRecord } from '../../src/nodes';
+import { NodeRegistry, parseNodesFile, type ClusterNode, type NodeRecord } from '../../src/nodes';
 import { RouteMap, RouteTable, SharedRouteStore, type LazyRoutes, type RemoteRouteChange, type RouteStore, type StoredRoute } from '../../src/routing';
 import { JsonStateFile, type SharedTable, type TableChange } from '../../src/store';
 import { tempDir } from '../helpers/tmp';
@@ -98,7 +98,8 @@ function lazyStore(stored: Map<string, StoredRoute>): {
   };
 }
 
-test('a lazily read table: lookups before the fill read one route; changes meanwhile win over what the fill reads', async (t) => {
+/** A registry holding one node (127.0.0.1:4001), on a fake clock. */
+async function oneNode(t: TestContext): Promise<{ clock: FakeClock; logger: MemoryLogger; registry: NodeRegistry; node: ClusterNode }> {
   const clock = new FakeClock(1_000_000);
   const logger = new MemoryLogger();
   const registry = new NodeRegistry({
@@ -109,6 +110,11 @@ test('a lazily read table: lookups before the fill read one route; changes meanw
   await registry.load();
   const node = await registry.addUnique('127.0.0.1', 4001);
   assert.ok(node);
+  return { clock, logger, registry, node };
+}
+
+test('a lazily read table: lookups before the fill read one route; changes meanwhile win over what the fill reads', async (t) => {
+  const { clock, logger, registry, node } = await oneNode(t);
   const r = (token: string | undefined): StoredRoute => ({ nodeKey: '127.0.0.1:4001', token, accessed: clock.now() });
   const stored = new Map<string, StoredRoute>([
     ['a', r('ta')],
@@ -191,16 +197,7 @@ function memoryTable(): { table: SharedTable; writes: Array<Array<[string, strin
 }
 
 test('shared routes: lookups write their access time in one batch per flush, with the latest time, never for a removed route', async (t) => {
-  const clock = new FakeClock(1_000_000);
-  const logger = new MemoryLogger();
-  const registry = new NodeRegistry({
-    store: new JsonStateFile<NodeRecord[]>({ file: path.join(tempDir(t), 'nodes.json'), parse: parseNodesFile, logger, clock }),
-    clock,
-    logger,
-  });
-  await registry.load();
-  const node = await registry.addUnique('127.0.0.1', 4001);
-  assert.ok(node);
+  const { clock, logger, registry, node } = await oneNode(t);
   const { table, writes, data, send } = memoryTable();
   const store = new SharedRouteStore({ table, clock, logger, touchFlushMs: 60_000 });
   const routes = new RouteTable({ store, clock, logger });
