@@ -4,6 +4,11 @@ import type { StateDoc } from '../store';
 import { ClusterNode, isValidPort, nodeKey, type NodeRecord } from './node';
 import { selectNode, selectStreamingNode, type Candidate } from './selection';
 
+/** Saves of the shared node list that another instance's save got ahead of: tried again up to this many times. */
+const MAX_SAVE_ATTEMPTS = 12;
+/** Upper bound of the random pause before the n-th retry, times n. */
+const CONFLICT_BACKOFF_MS = 20;
+
 /**
  * The ordered list of nodes (1-based numbering as the original: file order, then insertion order),
  * persisted (nodes.json, or Redis when shared) after every change. A failed save rolls the change back and
@@ -238,7 +243,10 @@ export class NodeRegistry {
         return await op();
       } catch (e: unknown) {
         const conflict = e instanceof ClusterError && e.cause instanceof ClusterError && e.cause.code === 'STATE_CONFLICT';
-        if (!conflict || attempt >= 5) throw e;
+        if (!conflict || attempt >= MAX_SAVE_ATTEMPTS) throw e;
+        // Instances that collided retry at random moments, or they would collide again in step (seen: two
+        // instances adding 15 nodes each at once ran out of five immediate retries).
+        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, Math.random() * CONFLICT_BACKOFF_MS * attempt));
         await this.merge();
       }
     }
